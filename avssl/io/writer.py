@@ -1,0 +1,162 @@
+"""Write real encoded media (H.264/AAC mp4, VP9/Opus webm, ...) with PyAV.
+
+Used by the generated world, the training-cache transcoder, the localization MP4 and
+the tests. One function, so every writer in the project encodes the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+# container extension -> (video codec, audio codec, pixel format)
+DEFAULT_CODECS = {
+    ".mp4": ("libx264", "aac", "yuv420p"),
+    ".mkv": ("libx264", "aac", "yuv420p"),
+    ".mov": ("libx264", "aac", "yuv420p"),
+    ".webm": ("libvpx-vp9", "libopus", "yuv420p"),
+    ".avi": ("mpeg4", "pcm_s16le", "yuv420p"),
+}
+
+
+def _as_numpy(x):
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def write_av(
+    path: str | os.PathLike,
+    video: np.ndarray | torch.Tensor | None,
+    fps: float,
+    audio: np.ndarray | torch.Tensor | None = None,
+    audio_rate: int = 48000,
+    *,
+    video_codec: str | None = None,
+    audio_codec: str | None = None,
+    gop: int | None = None,
+    crf: int | None = 23,
+    bframes: int | None = None,
+    audio_bitrate: int = 128_000,
+    audio_start: float = 0.0,
+    rotation: int | None = None,
+    preset: str = "veryfast",
+) -> Path:
+    """Encode frames `video` uint8 [T,H,W,3] (RGB) at `fps` and/or `audio` float [C,S] in [-1,1].
+
+    `gop` sets the keyframe interval (None: encoder default), `bframes` the number of
+    B-frames (None: encoder default). `audio_start` (s) delays the audio stream's first
+    packet relative to the video (to test stream-start alignment). `rotation` writes
+    display-matrix rotation metadata. The file is written to a temporary name and
+    renamed, so a killed writer never leaves a half file under the final name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ext = path.suffix.lower()
+    dv, da, pix = DEFAULT_CODECS.get(ext, DEFAULT_CODECS[".mp4"])
+    video_codec = video_codec or dv
+    audio_codec = audio_codec or da
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    fmt = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi"}.get(ext)
+    frames = None if video is None else _as_numpy(video)
+    wav = None if audio is None else _as_numpy(audio).astype(np.float32)
+    if frames is not None and (frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8):
+        raise ValueError(f"video must be uint8 [T,H,W,3], got {frames.dtype} {frames.shape}")
+    if wav is not None and wav.ndim != 2:
+        raise ValueError(f"audio must be [C,S], got {wav.shape}")
+
+    with av.open(str(tmp), mode="w", format=fmt) as out:
+        vs = as_ = None
+        if frames is not None:
+            rate = Fraction(fps).limit_denominator(1001)
+            vs = out.add_stream(video_codec, rate=rate)
+            vs.width, vs.height = frames.shape[2], frames.shape[1]
+            vs.pix_fmt = pix
+            opts = {}
+            if video_codec in ("libx264", "libx265"):
+                opts["preset"] = preset
+                if crf is not None:
+                    opts["crf"] = str(crf)
+                if bframes is not None:
+                    opts["bf"] = str(bframes)
+            elif video_codec.startswith("libvpx"):
+                opts.update({"deadline": "realtime", "cpu-used": "8", "b": "0", "crf": str(crf or 32)})
+            if gop is not None:
+                vs.codec_context.gop_size = int(gop)
+                if video_codec in ("libx264", "libx265"):
+                    opts["x264-params" if video_codec == "libx264" else "x265-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+            vs.options = opts
+            if rotation:
+                vs.metadata["rotate"] = str(int(rotation))
+        if wav is not None:
+            as_ = out.add_stream(audio_codec, rate=int(audio_rate))
+            layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(wav.shape[0])
+            if layout is None:
+                raise ValueError(f"unsupported channel count {wav.shape[0]}")
+            as_.layout = layout
+            if audio_codec not in ("pcm_s16le", "flac"):
+                as_.bit_rate = audio_bitrate
+
+        if vs is not None:
+            for i, f in enumerate(frames):
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+                vf.pts = i
+                for pkt in vs.encode(vf):
+                    out.mux(pkt)
+            for pkt in vs.encode():
+                out.mux(pkt)
+        if as_ is not None:
+            _encode_audio(out, as_, wav, int(audio_rate), audio_start)
+    os.replace(tmp, path)
+    return path
+
+
+def _encode_audio(out, stream, wav: np.ndarray, rate: int, start: float) -> None:
+    cc = stream.codec_context
+    fmt = cc.format.name if cc.format is not None else "fltp"
+    frame_size = cc.frame_size or 1024
+    wav = np.clip(wav, -1.0, 1.0)
+    offset = int(round(start * rate))
+    for s0 in range(0, wav.shape[1], frame_size):
+        chunk = wav[:, s0 : s0 + frame_size]
+        if fmt == "s16":
+            arr = (chunk.T * 32767).round().astype(np.int16).reshape(1, -1)
+        elif fmt == "s16p":
+            arr = (chunk * 32767).round().astype(np.int16)
+        elif fmt == "flt":
+            arr = np.ascontiguousarray(chunk.T).reshape(1, -1)
+        else:  # fltp
+            arr = np.ascontiguousarray(chunk)
+        af = av.AudioFrame.from_ndarray(arr, format=fmt, layout=stream.layout.name)
+        af.sample_rate = rate
+        af.pts = s0
+        af.time_base = Fraction(1, rate)
+        for pkt in stream.encode(af):
+            _mux_shifted(out, pkt, offset, rate)
+    for pkt in stream.encode():
+        _mux_shifted(out, pkt, offset, rate)
+
+
+def _mux_shifted(out, pkt, offset_samples: int, rate: int) -> None:
+    # Encoders re-stamp frame pts, so a delayed stream start is applied on the packets.
+    if offset_samples and pkt.pts is not None:
+        shift = int(round(offset_samples / rate / pkt.time_base))
+        pkt.pts += shift
+        if pkt.dts is not None:
+            pkt.dts += shift
+    out.mux(pkt)
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, rate: int) -> Path:
+    """Write float [C,S] audio as 16-bit PCM WAV (soundfile)."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), _as_numpy(audio).T, rate, subtype="PCM_16")
+    return path
