@@ -52,7 +52,8 @@ def write_av(
     `gop` sets the keyframe interval (None: encoder default), `bframes` the number of
     B-frames (None: encoder default). `audio_start` (s) delays the audio stream's first
     packet relative to the video (to test stream-start alignment). `rotation` writes
-    display-matrix rotation metadata. The file is written to a temporary name and
+    display-matrix rotation metadata: the clockwise angle (90, 180, 270) by which a player turns
+    the stored frames for display, as phones record portrait video (ffprobe shows -rotation). The file is written to a temporary name and
     renamed, so a killed writer never leaves a half file under the final name.
     """
     path = Path(path)
@@ -92,7 +93,9 @@ def write_av(
                     opts["x264-params" if video_codec == "libx264" else "x265-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
             vs.options = opts
             if rotation:
-                vs.metadata["rotate"] = str(int(rotation))
+                # The legacy "rotate" tag is ignored by current muxers; the display matrix is what
+                # players and decoders read. Its angle is counter-clockwise, `rotation` is clockwise.
+                vs.set_display_rotation(-int(rotation))
         if wav is not None:
             as_ = out.add_stream(audio_codec, rate=int(audio_rate))
             layout = {1: "mono", 2: "stereo", 6: "5.1"}.get(wav.shape[0])
