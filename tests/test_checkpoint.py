@@ -1,0 +1,97 @@
+"""Checkpoint files: atomic replacement, retention, fingerprint refusal, RNG round trip."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from avssl.engine import checkpoint as ckpt
+from avssl.engine.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    FingerprintMismatchError,
+    capture_rng_state,
+    restore_rng_state,
+)
+
+
+def _state(value: float, fingerprint: str = "fp-a") -> dict:
+    return {
+        "model": {"w": torch.full((64, 64), value)},
+        "progress": {"epoch": 0, "batches_consumed": int(value), "global_step": int(value)},
+        "manifest_fingerprint": fingerprint,
+    }
+
+
+def test_save_load_keeps_last_n_and_latest(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep_last=2)
+    for step in (1, 2, 3):
+        mgr.save(_state(step), global_step=step)
+    names = [p.name for p in mgr.list_checkpoints()]
+    assert names == ["step_00000002.pt", "step_00000003.pt"]
+    assert mgr.latest_path().name == "step_00000003.pt"
+    state = mgr.load(expected_fingerprint="fp-a")
+    assert torch.equal(state["model"]["w"], torch.full((64, 64), 3.0))
+
+
+def test_crash_during_save_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    mgr = CheckpointManager(tmp_path, keep_last=3)
+    good = mgr.save(_state(1), global_step=1)
+    good_bytes = good.read_bytes()
+
+    real_save = torch.save
+
+    def save_then_die(obj, f, *a, **k):
+        # write real bytes first so the partial file exists on disk, then "crash"
+        real_save({"partial": torch.zeros(1000)}, f, *a, **k)
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(ckpt.torch, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        mgr.save(_state(2), global_step=2)
+    monkeypatch.setattr(ckpt.torch, "save", real_save)
+
+    # the half-written step 2 never appears under a real name, latest still points at step 1
+    assert [p.name for p in mgr.list_checkpoints()] == ["step_00000001.pt"]
+    assert mgr.latest_path() == good
+    assert good.read_bytes() == good_bytes
+    assert not list(mgr.dir.glob("*.tmp"))
+    assert torch.equal(mgr.load()["model"]["w"], torch.full((64, 64), 1.0))
+
+
+def test_truncated_file_under_real_name_is_reported(tmp_path):
+    mgr = CheckpointManager(tmp_path)
+    path = mgr.save(_state(1), global_step=1)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        mgr.load()
+
+
+def test_fingerprint_mismatch_refused(tmp_path):
+    mgr = CheckpointManager(tmp_path)
+    mgr.save(_state(1, fingerprint="index-A"), global_step=1)
+    with pytest.raises(FingerprintMismatchError, match="different dataset index"):
+        mgr.load(expected_fingerprint="index-B")
+    assert mgr.load(expected_fingerprint="index-A")["manifest_fingerprint"] == "index-A"
+
+
+def test_missing_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        CheckpointManager(tmp_path).load()
+
+
+def test_rng_round_trip():
+    random.seed(1)
+    np.random.seed(1)
+    torch.manual_seed(1)
+    state = capture_rng_state()
+    first = (random.random(), np.random.rand(), torch.rand(3))
+    random.seed(99)
+    np.random.seed(99)
+    torch.manual_seed(99)
+    restore_rng_state(state)
+    second = (random.random(), np.random.rand(), torch.rand(3))
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
