@@ -1,0 +1,149 @@
+"""Small torch.distributed helpers shared by the objective, CMA and the trainer.
+
+Everything here degrades to the single-process case when torch.distributed is not
+initialised, so library code can call these unconditionally.
+
+`run_distributed(fn, world_size, *args)` is a test/benchmark launcher: it spawns
+`world_size` real processes (torch.multiprocessing, gloo on CPU), initialises a
+process group through a ``file://`` rendezvous in a fresh temporary directory (no
+port races between concurrent test runs), calls ``fn(rank, world_size, *args)`` in
+each and returns the per-rank return values (which must be picklable).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import traceback
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+__all__ = [
+    "is_dist",
+    "rank",
+    "world_size",
+    "comm_device",
+    "all_gather_varlen",
+    "all_reduce_mean",
+    "broadcast_",
+    "run_distributed",
+]
+
+
+def is_dist() -> bool:
+    """True when a default process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def comm_device(like: torch.Tensor | None = None) -> torch.device:
+    """Device collectives must run on: CUDA for NCCL, CPU for gloo (or no group)."""
+    if is_dist() and dist.get_backend() == "nccl":
+        if like is not None and like.is_cuda:
+            return like.device
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def all_gather_varlen(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (any first-dim size, same trailing shape/dtype) from all
+    ranks along dim 0, in rank order. Returns the input itself without a process group.
+
+    all_gather needs equal shapes, so each rank pads to the largest first dim and the
+    padding is cut away after the gather using the gathered sizes. No gradient flows.
+    """
+    if not is_dist():
+        return tensor
+    world = world_size()
+    dev = comm_device(tensor)
+    local = tensor.detach().to(dev).contiguous()
+    size = torch.tensor([local.shape[0]], dtype=torch.long, device=dev)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    sizes_int = [int(s.item()) for s in sizes]
+    max_size = max(sizes_int)
+    if local.shape[0] < max_size:
+        pad = local.new_zeros((max_size - local.shape[0],) + tuple(local.shape[1:]))
+        local = torch.cat([local, pad], 0)
+    buckets = [torch.empty_like(local) for _ in range(world)]
+    dist.all_gather(buckets, local)
+    out = torch.cat([b[:n] for b, n in zip(buckets, sizes_int)], 0)
+    return out.to(tensor.device)
+
+
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """Mean of ``tensor`` over ranks (a new tensor; the input is untouched)."""
+    if not is_dist():
+        return tensor.clone()
+    dev = comm_device(tensor)
+    buf = tensor.detach().to(dev).clone()
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    return (buf / world_size()).to(tensor.device)
+
+
+def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """In-place broadcast from ``src`` (no-op without a process group)."""
+    if not is_dist():
+        return tensor
+    dev = comm_device(tensor)
+    buf = tensor.detach().to(dev)
+    dist.broadcast(buf, src)
+    if buf is not tensor:
+        tensor.copy_(buf.to(tensor.device))
+    return tensor
+
+
+def _worker(local_rank: int, world: int, init_file: str, result_dir: str, backend: str,
+            fn: Callable[..., Any], args: tuple) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=local_rank,
+                            world_size=world)
+    try:
+        result = fn(local_rank, world, *args)
+        torch.save({"ok": True, "result": result}, os.path.join(result_dir, f"rank{local_rank}.pt"))
+    except BaseException:  # the parent re-raises with this traceback
+        torch.save({"ok": False, "error": traceback.format_exc()},
+                   os.path.join(result_dir, f"rank{local_rank}.pt"))
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def run_distributed(fn: Callable[..., Any], world_size: int, *args: Any,
+                    backend: str = "gloo") -> list[Any]:
+    """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned processes joined in
+    one process group; return the list of per-rank results (rank order).
+
+    ``fn`` must be importable (a module-level function) because processes are spawned.
+    A failure in any rank raises RuntimeError carrying that rank's traceback.
+    """
+    with tempfile.TemporaryDirectory(prefix="avssl_dist_") as tmp:
+        init_file = os.path.join(tmp, "rendezvous")
+        try:
+            mp.spawn(_worker, args=(world_size, init_file, tmp, backend, fn, args),
+                     nprocs=world_size, join=True)
+        except Exception as exc:  # surface the child's own traceback
+            msgs = []
+            for r in range(world_size):
+                path = os.path.join(tmp, f"rank{r}.pt")
+                if os.path.exists(path):
+                    rec = torch.load(path, weights_only=False)
+                    if not rec["ok"]:
+                        msgs.append(f"rank {r}:\n{rec['error']}")
+            raise RuntimeError("distributed run failed\n" + "\n".join(msgs)) from exc
+        results = []
+        for r in range(world_size):
+            rec = torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False)
+            results.append(rec["result"])
+        return results

@@ -1,0 +1,189 @@
+"""AVID criterion: audio-visual instance discrimination against two memory banks.
+
+Terms (q: the normalised embedding of one modality of clip i, banks V and A):
+  * cross-modal (reference): v2a = q_video vs A[i] (positive) and A[negatives];
+    a2v = q_audio vs V[i] and V[negatives].
+  * self-modal: v2v = q_video vs V[i], V[negatives]; a2a likewise.
+  * joint: weighted sum of both (reference weights 1:1, normalised to 0.5/0.5).
+Each pair of terms is averaged ((v2a + a2v) / 2). One set of negative ids per row is
+drawn uniformly over all slots except the row's own id and shared by all terms, as in
+the reference. The banks are updated after the loss is computed, with detached
+embeddings, so no gradient flows through the bank.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avssl.engine.distributed import all_reduce_mean
+from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
+from avssl.memory.bank import MemoryBank
+
+__all__ = ["AVIDCriterion", "VARIANTS", "LOSSES"]
+
+VARIANTS = ("cross", "self", "joint")
+LOSSES = ("nce", "infonce")
+
+
+def bank_scores(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Cosines of query [B, D] with its own bank rows [B, M, D] -> [B, M]."""
+    return torch.bmm(rows, query.unsqueeze(2)).squeeze(2)
+
+
+class AVIDCriterion(nn.Module):
+    """Memory-bank NCE (or InfoNCE) objective of AVID.
+
+    Args:
+        num_items: number of training videos (bank slots, ids 0..N-1).
+        dim: embedding dimension (reference 128).
+        num_negatives: negatives per query (reference 1024).
+        temperature: T in s = cos / T (reference 0.07).
+        momentum: memory momentum (reference 0.5).
+        variant: 'cross' (reference) | 'self' | 'joint'.
+        loss: 'nce' (reference, binary NCE with frozen partition constant) | 'infonce'.
+        index_fingerprint: fingerprint of the dataset index; stored in both banks.
+        joint_weights: (cross, self) weights for variant='joint' (default 0.5, 0.5).
+
+    State: ``video_bank.bank``, ``audio_bank.bank``, ``log_partition`` (NaN until the
+    first NCE batch), fingerprints.
+    """
+
+    def __init__(self, num_items: int, dim: int = 128, num_negatives: int = 1024,
+                 temperature: float = 0.07, momentum: float = 0.5, variant: str = "cross",
+                 loss: str = "nce", index_fingerprint: str | None = None,
+                 joint_weights: tuple[float, float] = (0.5, 0.5)) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if num_negatives < 1 or num_negatives > num_items - 1:
+            raise ValueError(f"num_negatives must be in [1, {num_items - 1}], got {num_negatives}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.num_items = int(num_items)
+        self.dim = int(dim)
+        self.num_negatives = int(num_negatives)
+        self.temperature = float(temperature)
+        self.variant = variant
+        self.loss_type = loss
+        if variant == "cross":
+            self.weights = {"cross": 1.0, "self": 0.0}
+        elif variant == "self":
+            self.weights = {"cross": 0.0, "self": 1.0}
+        else:
+            self.weights = {"cross": float(joint_weights[0]), "self": float(joint_weights[1])}
+        # Different seeds: the two banks must not start identical (v2a would be v2v).
+        self.video_bank = MemoryBank(num_items, dim, momentum, index_fingerprint, seed=0)
+        self.audio_bank = MemoryBank(num_items, dim, momentum, index_fingerprint, seed=1)
+        self.register_buffer("log_partition", torch.tensor(float("nan"), dtype=torch.float64))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def partition(self) -> float | None:
+        """Z (linear) once estimated, else None."""
+        v = float(self.log_partition)
+        return None if math.isnan(v) else math.exp(v)
+
+    @property
+    def index_fingerprint(self) -> str | None:
+        return self.video_bank.index_fingerprint
+
+    def _prepare(self, video_emb: torch.Tensor, audio_emb: torch.Tensor,
+                 indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if video_emb.ndim != 2 or video_emb.shape != audio_emb.shape or video_emb.shape[1] != self.dim:
+            raise ValueError(f"expected video and audio embeddings [B, {self.dim}], got "
+                             f"{tuple(video_emb.shape)} and {tuple(audio_emb.shape)}")
+        if indices.ndim != 1 or indices.shape[0] != video_emb.shape[0]:
+            raise ValueError(f"indices must be [B={video_emb.shape[0]}], got {tuple(indices.shape)}")
+        dev = self.video_bank.bank.device
+        return (F.normalize(video_emb, dim=1), F.normalize(audio_emb, dim=1),
+                indices.long().to(dev))
+
+    def _draw_negatives(self, indices: torch.Tensor, negatives: torch.Tensor | None,
+                        generator: torch.Generator | None, exclude: torch.Tensor | None = None,
+                        ) -> torch.Tensor:
+        if negatives is None:
+            return self.video_bank.sample_negatives(indices, self.num_negatives, generator, exclude)
+        if negatives.shape != (indices.shape[0], self.num_negatives):
+            raise ValueError(f"negatives must be [B, {self.num_negatives}], got {tuple(negatives.shape)}")
+        return negatives.long().to(indices.device)
+
+    @torch.no_grad()
+    def _ensure_partition(self, neg_logits: list[torch.Tensor]) -> None:
+        """Estimate Z on the first batch from all negative logits of the active terms,
+        averaged over ranks in linear space (as the reference), then keep it frozen."""
+        if self.loss_type != "nce" or not torch.isnan(self.log_partition):
+            return
+        local = estimate_partition(torch.cat([n.reshape(-1) for n in neg_logits]), self.num_items)
+        z = all_reduce_mean(local.exp())
+        self.log_partition.copy_(z.log().to(self.log_partition.device))
+
+    def pair_loss(self, pos_cos: torch.Tensor, neg_cos: torch.Tensor) -> torch.Tensor:
+        """Loss of one term from cosines (positives [B] or [B, P], negatives [B, K])."""
+        if self.loss_type == "nce":
+            return nce_loss(pos_cos / self.temperature, neg_cos / self.temperature,
+                            self.log_partition.to(pos_cos.device), self.num_items)
+        return info_nce_loss(pos_cos, neg_cos, self.temperature)
+
+    def _compute_terms(self, terms: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """terms: name -> (pos cosines, neg cosines). Returns per-term losses and stats."""
+        self._ensure_partition([neg / self.temperature for _, neg in terms.values()])
+        losses, stats = {}, {}
+        for name, (pos, neg) in terms.items():
+            losses[name] = self.pair_loss(pos, neg)
+            stats[f"loss/{name}"] = losses[name].detach()
+            stats[f"sim/{name}_pos"] = pos.detach().mean()
+            stats[f"sim/{name}_neg"] = neg.detach().mean()
+        if self.loss_type == "nce":
+            stats["partition"] = self.log_partition.detach().exp()
+        return losses, stats
+
+    @torch.no_grad()
+    def update_banks(self, video_emb: torch.Tensor, audio_emb: torch.Tensor,
+                     indices: torch.Tensor) -> None:
+        """Momentum update of both banks (collective when distributed)."""
+        self.video_bank.update(indices, video_emb.detach())
+        self.audio_bank.update(indices, audio_emb.detach())
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
+                negatives: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Loss for a batch and a dict of detached statistics.
+
+        Args:
+            video_emb, audio_emb: [B, D] projection outputs (normalised here).
+            indices: [B] manifest ids of the clips' videos.
+            negatives: optional [B, K] negative ids (else drawn uniformly, excluding self).
+            generator: RNG for the negative draw.
+        """
+        v, a, idx = self._prepare(video_emb, audio_emb, indices)
+        neg_ids = self._draw_negatives(idx, negatives, generator)
+        with torch.no_grad():
+            v_pos, a_pos = self.video_bank(idx), self.audio_bank(idx)
+            v_neg, a_neg = self.video_bank(neg_ids), self.audio_bank(neg_ids)
+        terms = {}
+        if self.weights["cross"] > 0:
+            terms["v2a"] = ((v * a_pos).sum(1), bank_scores(v, a_neg))
+            terms["a2v"] = ((a * v_pos).sum(1), bank_scores(a, v_neg))
+        if self.weights["self"] > 0:
+            terms["v2v"] = ((v * v_pos).sum(1), bank_scores(v, v_neg))
+            terms["a2a"] = ((a * a_pos).sum(1), bank_scores(a, a_neg))
+        losses, stats = self._compute_terms(terms)
+        total = v.new_zeros(())
+        if self.weights["cross"] > 0:
+            stats["loss/cross"] = ((losses["v2a"] + losses["a2v"]) / 2).detach()
+            total = total + self.weights["cross"] * (losses["v2a"] + losses["a2v"]) / 2
+        if self.weights["self"] > 0:
+            stats["loss/self"] = ((losses["v2v"] + losses["a2a"]) / 2).detach()
+            total = total + self.weights["self"] * (losses["v2v"] + losses["a2a"]) / 2
+        stats["loss/total"] = total.detach()
+        self.update_banks(v, a, idx)
+        return total, stats
