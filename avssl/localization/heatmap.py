@@ -1,0 +1,272 @@
+"""Sound-source heatmaps from the shared audio-visual embedding space.
+
+A heatmap is the cosine similarity between a clip's audio embedding ``a`` (``[D]``, from
+``AVModel.embed_audio``) and the video embedding at every spatio-temporal position
+(``AVModel.video_dense_embeddings``: the video projection head applied per position, so
+both live in the same space): ``S[t, y, x] = <a, v[:, t, y, x]> / (|a| |v[:, t, y, x]|)``,
+in [-1, 1]. Maps are kept raw (cosine) for open-set confidences and normalised only for
+display and for the cIoU protocol.
+
+Also here: the sliding-window ``HeatmapTrack`` for whole files (``video_heatmap_track``)
+and the two model-free baselines (centre-prior Gaussian, whole image).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+class DenseAVModel(Protocol):
+    """What a model needs for localization (``avssl.models.AVModel`` satisfies it)."""
+
+    def embed_audio(self, spec: torch.Tensor) -> torch.Tensor: ...  # [B,1,F,Tf] -> [B,D]
+
+    def video_dense_embeddings(self, video: torch.Tensor) -> torch.Tensor: ...  # [B,3,T,H,W] -> [B,D,T',H',W']
+
+
+def similarity_maps(audio_emb: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of paired audio ``[B, D]`` and dense video ``[B, D, T, h, w]`` -> ``[B, T, h, w]``."""
+    if audio_emb.ndim != 2 or dense.ndim != 5 or audio_emb.shape[:2] != dense.shape[:2]:
+        raise ValueError(f"expected audio [B,D] and video [B,D,T,h,w] with equal B, D; got {tuple(audio_emb.shape)}, {tuple(dense.shape)}")
+    a = F.normalize(audio_emb.float(), dim=1)
+    v = F.normalize(dense.float(), dim=1)
+    return torch.einsum("bd,bdthw->bthw", a, v)
+
+
+def cross_similarity_maps(audio_emb: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    """Every audio ``[A, D]`` against every video ``[V, D, T, h, w]`` -> ``[A, V, T, h, w]``.
+
+    Used to play the sound of one clip over the pictures of others (mismatched audio).
+    """
+    if audio_emb.ndim != 2 or dense.ndim != 5 or audio_emb.shape[1] != dense.shape[1]:
+        raise ValueError(f"expected audio [A,D] and video [V,D,T,h,w]; got {tuple(audio_emb.shape)}, {tuple(dense.shape)}")
+    a = F.normalize(audio_emb.float(), dim=1)
+    v = F.normalize(dense.float(), dim=1)
+    return torch.einsum("ad,vdthw->avthw", a, v)
+
+
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize of ``[..., h, w]`` to ``[..., H, W]``."""
+    size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    lead = maps.shape[:-2]
+    x = maps.reshape(-1, 1, *maps.shape[-2:]).float()
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+    return x.reshape(*lead, *size)
+
+
+def normalize_maps(maps: torch.Tensor, mode: str = "minmax", value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """Map heatmaps ``[..., H, W]`` to [0, 1].
+
+    ``minmax``: per map (the metric protocol; a constant map becomes all zeros).
+    ``fixed``: affine map of ``value_range`` (cosine: [-1, 1]) to [0, 1], clipped; keeps the
+    absolute level, so a silent clip's weak map stays dark.
+    ``global``: one min-max over the whole tensor (consistent colours over a video).
+    """
+    x = maps.float()
+    if mode == "minmax":
+        lo = x.amin(dim=(-2, -1), keepdim=True)
+        hi = x.amax(dim=(-2, -1), keepdim=True)
+        return torch.where(hi > lo, (x - lo) / (hi - lo).clamp_min(1e-12), torch.zeros_like(x))
+    if mode == "fixed":
+        lo, hi = value_range
+        return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
+    if mode == "global":
+        lo, hi = x.min(), x.max()
+        return (x - lo) / (hi - lo) if hi > lo else torch.zeros_like(x)
+    raise ValueError(f"unknown normalisation {mode!r} (minmax | fixed | global)")
+
+
+@dataclass
+class Heatmaps:
+    """Raw cosine heatmaps of a batch.
+
+    ``low_res`` ``[B, T', h, w]`` at the feature map's resolution; ``frames`` ``[B, T', H, W]``
+    upsampled to the image; ``pooled`` ``[B, H, W]`` = mean over T' of ``frames``.
+    """
+
+    low_res: torch.Tensor
+    frames: torch.Tensor
+    pooled: torch.Tensor
+
+    def normalized(self, mode: str = "minmax") -> "Heatmaps":
+        return Heatmaps(normalize_maps(self.low_res, mode), normalize_maps(self.frames, mode), normalize_maps(self.pooled, mode))
+
+
+@torch.no_grad()
+def compute_heatmaps(
+    model: DenseAVModel,
+    video: torch.Tensor,
+    spec: torch.Tensor | None = None,
+    *,
+    audio_emb: torch.Tensor | None = None,
+    size: int | tuple[int, int] | None = None,
+    align_corners: bool = False,
+) -> Heatmaps:
+    """Heatmaps for a batch: ``video`` ``[B, 3, T, H, W]`` (model input), and either the
+    log-spectrograms ``spec`` ``[B, 1, F, Tf]`` or precomputed ``audio_emb`` ``[B, D]``
+    (e.g. another clip's sound). ``size`` defaults to the input's (H, W). Runs on the
+    device of ``video``; the model must already be there and in eval mode.
+    """
+    if (spec is None) == (audio_emb is None):
+        raise ValueError("give exactly one of spec / audio_emb")
+    if video.ndim != 5 or video.shape[1] != 3:
+        raise ValueError(f"video must be [B,3,T,H,W], got {tuple(video.shape)}")
+    if audio_emb is None:
+        audio_emb = model.embed_audio(spec)
+    dense = model.video_dense_embeddings(video)
+    low = similarity_maps(audio_emb.to(dense.device), dense)
+    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners)
+    return Heatmaps(low_res=low, frames=frames, pooled=frames.mean(dim=1))
+
+
+# ---------------------------------------------------------------- baselines
+
+
+def centre_prior_maps(n: int, size: int | tuple[int, int], sigma: float = 0.25, device=None) -> torch.Tensor:
+    """``[n, H, W]`` fixed isotropic Gaussian at the image centre, peak 1; its standard
+    deviation is ``sigma * min(H, W)`` pixels. Under the top-50% protocol only the ranking
+    matters, so any sigma predicts the same central disc of half the image's area."""
+    h, w = (size, size) if isinstance(size, int) else size
+    ys = torch.arange(h, dtype=torch.float32, device=device) + 0.5 - h / 2
+    xs = torch.arange(w, dtype=torch.float32, device=device) + 0.5 - w / 2
+    s = sigma * min(h, w)
+    g = torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * s * s))
+    return g.expand(n, h, w).clone()
+
+
+def whole_image_maps(n: int, size: int | tuple[int, int], device=None) -> torch.Tensor:
+    """``[n, H, W]`` constant maps: the prediction covers the whole image."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return torch.ones(n, h, w, device=device)
+
+
+# ---------------------------------------------------------------- whole files
+
+
+@dataclass
+class HeatmapTrack:
+    """Heatmaps along a whole file: ``maps[k]`` (raw cosine, ``[K, h, w]``, low resolution)
+    belongs to media time ``times[k]`` (s, the centre of its temporal slot).
+
+    ``frame_maps`` turns it into one upsampled map per video frame (nearest slot in time).
+    """
+
+    times: np.ndarray
+    maps: torch.Tensor
+    clip_starts: np.ndarray
+    audio_source: str = ""
+
+    def __post_init__(self):
+        if len(self.times) != len(self.maps) or len(self.times) == 0:
+            raise ValueError(f"track needs equal, non-zero numbers of times ({len(self.times)}) and maps ({len(self.maps)})")
+        order = np.argsort(self.times, kind="stable")
+        self.times = np.asarray(self.times, dtype=np.float64)[order]
+        self.maps = self.maps[torch.as_tensor(order)]
+
+    def index_at(self, t) -> np.ndarray:
+        """Index of the slot whose time is nearest to each ``t``."""
+        t = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        j = np.clip(np.searchsorted(self.times, t), 1, len(self.times) - 1) if len(self.times) > 1 else np.zeros(t.shape, int)
+        if len(self.times) > 1:
+            left_closer = np.abs(t - self.times[j - 1]) <= np.abs(self.times[j] - t)
+            j = np.where(left_closer, j - 1, j)
+        return j
+
+    def frame_maps(self, frame_times, size: int | tuple[int, int], norm: str = "global", align_corners: bool = False) -> torch.Tensor:
+        """``[N, H, W]`` in [0, 1] for frames at ``frame_times``. ``norm``: ``global`` (one range for
+        the whole track, the default for watching), ``minmax`` per map, or ``fixed`` cosine range."""
+        maps = self.maps
+        if norm == "global":
+            lo, hi = maps.min(), maps.max()
+            maps = (maps - lo) / (hi - lo) if hi > lo else torch.zeros_like(maps)
+            norm = None
+        sel = maps[torch.as_tensor(self.index_at(frame_times))]
+        up = upsample_maps(sel, size, align_corners)
+        return up.clamp(0, 1) if norm is None else normalize_maps(up, norm)
+
+
+def clip_starts_for(duration: float, clip_duration: float, stride: float) -> np.ndarray:
+    """Window starts ``0, stride, ...`` so that every window lies within ``[0, duration)``;
+    one window at 0 if the file is shorter than a clip."""
+    if stride <= 0:
+        raise ValueError(f"stride must be > 0, got {stride}")
+    last = max(duration - clip_duration, 0.0)
+    n = int(math.floor(last / stride + 1e-9)) + 1
+    return np.arange(n, dtype=np.float64) * stride
+
+
+@torch.no_grad()
+def video_heatmap_track(
+    model: DenseAVModel,
+    path: str | os.PathLike,
+    clip_spec,
+    video_transform: Callable[[torch.Tensor], torch.Tensor],
+    audio_transform: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    stride: float = 0.5,
+    audio_path: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
+    progress: bool = True,
+) -> HeatmapTrack:
+    """Slide a clip window every ``stride`` seconds over ``path`` and compute per-slot heatmaps.
+
+    ``clip_spec`` (``avssl.io.ClipSpec``) sets frames/fps/size and the audio window.
+    ``video_transform`` maps uint8 ``[B, T, H, W, 3]`` to model input ``[B, 3, T, H, W]``;
+    ``audio_transform`` maps waveforms ``[B, C, S]`` to ``[B, 1, F, Tf]``.
+    ``audio_path``: take the sound from another file (mismatched audio); its windows loop
+    over that file (window at video time s uses its audio at s mod its usable length).
+    """
+    from tqdm.auto import tqdm
+
+    from avssl.io import probe, read_clip
+
+    info = probe(path)
+    starts = clip_starts_for(info.duration, clip_spec.video_duration, stride)
+    other = None
+    if audio_path is not None:
+        other = probe(audio_path)
+        if not other.has_audio:
+            raise ValueError(f"{audio_path} has no audio stream")
+        a_span = max(other.duration - clip_spec.audio_duration, 0.0)
+    elif not info.has_audio:
+        raise ValueError(f"{path} has no audio stream; pass audio_path to play another sound")
+
+    times, maps = [], []
+    bar = tqdm(total=len(starts), desc=f"heatmaps {os.path.basename(str(path))}", unit="clip", disable=not progress)
+    for b0 in range(0, len(starts), batch_size):
+        chunk = starts[b0 : b0 + batch_size]
+        vids, wavs = [], []
+        for s in chunk:
+            clip = read_clip(path, float(s), clip_spec, backend=backend, audio=other is None)
+            vids.append(clip.video)
+            if other is None:
+                wavs.append(clip.audio)
+            else:
+                s_a = float(s) % a_span if a_span > 0 else 0.0
+                wavs.append(read_clip(audio_path, s_a, clip_spec, backend=backend, video=False).audio)
+        video = video_transform(torch.stack(vids).to(device))
+        spec = audio_transform(torch.stack(wavs).to(device))
+        hm = compute_heatmaps(model, video, spec)
+        t_slots = hm.low_res.shape[1]
+        slot = clip_spec.video_duration / t_slots
+        for s, m in zip(chunk, hm.low_res.cpu()):
+            times.extend(float(s) + (k + 0.5) * slot for k in range(t_slots))
+            maps.append(m)
+        bar.update(len(chunk))
+    bar.close()
+    return HeatmapTrack(
+        times=np.array(times),
+        maps=torch.cat(maps, 0),
+        clip_starts=starts,
+        audio_source=str(audio_path or path),
+    )
