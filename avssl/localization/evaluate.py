@@ -1,0 +1,339 @@
+"""Localization evaluation over an annotated set: per-sample cIoU, summaries, baselines, grids.
+
+The set is a list of ``LocalizationItem`` (one annotated frame of one video, its boxes as
+[0, 1] fractions of the frame, and whether a visible source exists). Loaders build it
+from the generated world's ground truth (``items_from_world``, also the mismatched-audio
+variant) and from VGG-SS-style JSON / Flickr-SoundNet-style XML exports.
+
+Pipeline: ``infer_heatmaps`` (decode the clip around each annotated frame, run the model,
+keep the low-resolution cosine map of the temporal slot holding that frame) ->
+``score`` (GT map and heatmap both at ``eval_size`` x ``eval_size`` as in the field's
+224x224 protocol; cIoU for the model and the centre-prior / whole-image baselines;
+confidences for the open-set AP / max-F1) -> ``EvaluationResult.write`` (results.json,
+per_sample.csv, best/worst grids).
+
+Geometry: boxes are fractions of the *whole* displayed frame, so the video transform
+used here must not crop (resize + normalise only); the heatmap is stretched to the
+frame, as the references stretch images to 224x224.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avssl.localization import metrics
+from avssl.localization.gt import gt_map
+from avssl.localization.heatmap import DenseAVModel, centre_prior_maps, compute_heatmaps, upsample_maps, whole_image_maps
+
+
+@dataclass
+class LocalizationItem:
+    """One annotated frame. ``boxes``: (x0, y0, x1, y1) as fractions of the frame's width /
+    height; ``style``: 'vggss' (union) or 'flickr' (one box per annotator, consensus).
+    ``time``: media time (s) of the annotated frame. ``audio_path`` / ``audio_time``: play
+    another file's sound (mismatched audio); the GT then marks *that* sound's object."""
+
+    item_id: str
+    video_path: str
+    time: float
+    boxes: list[list[float]] = field(default_factory=list)
+    style: str = "vggss"
+    has_source: bool = True
+    label: str = ""
+    audio_path: str | None = None
+    audio_time: float | None = None
+
+    def __post_init__(self):
+        if self.has_source and not self.boxes:
+            raise ValueError(f"{self.item_id}: an item with a source needs at least one box")
+        if self.style not in ("vggss", "flickr"):
+            raise ValueError(f"{self.item_id}: unknown box style {self.style!r}")
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def _norm_box(b, w, h) -> list[float]:
+    x0, y0, x1, y1 = (float(v) for v in b)
+    return [x0 / w, y0 / h, x1 / w, y1 / h]
+
+
+def items_from_world(
+    root: str | os.PathLike,
+    split: str | None = "test",
+    *,
+    frames: str | int = "mid",
+    mismatched: bool = False,
+    seed: int = 0,
+) -> list[LocalizationItem]:
+    """Items from the generated world's per-clip ground truth (``gt/<clip_id>.json``).
+
+    ``frames``: 'mid' (the middle frame, as the exports' keyframes) or n evenly spaced frames
+    per clip. Silent and off-screen clips become negatives (no visible source).
+    ``mismatched=True``: for each clip with a visible silent distractor of class k, play the
+    sound of another clip (same split) whose sounding object is of class k; the GT is the
+    distractor's box, so a model that listens moves its heatmap onto the distractor.
+    """
+    root = Path(root)
+    with open(root / "gt.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if split is None or r["split"] == split]
+    if not rows:
+        raise ValueError(f"{root}: no clips in split {split!r}")
+    gts = {r["clip_id"]: json.loads((root / "gt" / f"{r['clip_id']}.json").read_text()) for r in rows}
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[str]] = {}
+    for cid, g in gts.items():
+        if g["sounding_object"] is not None:
+            by_class.setdefault(g["source_class"], []).append(cid)
+
+    items = []
+    for cid in sorted(gts):
+        g = gts[cid]
+        n = g["num_frames"]
+        idx = [n // 2] if frames == "mid" else sorted({int(round(x)) for x in np.linspace(0, n - 1, int(frames) + 2)[1:-1]})
+        for k in idx:
+            t = float(g["frame_times"][k])
+            iid = f"{cid}@{k}"
+            if not mismatched:
+                s = g["sounding_object"]
+                box = None if s is None else g["objects"][s]["boxes"][k]
+                visible = box is not None and box[0] >= 0
+                items.append(LocalizationItem(
+                    iid, str(root / g["path"]), t, [_norm_box(box, g["width"], g["height"])] if visible else [],
+                    "vggss", visible, g["source_class"] if visible else ("silent" if g["silent"] else "offscreen"),
+                ))
+                continue
+            for j, ob in enumerate(g["objects"]):
+                box = ob["boxes"][k]
+                donors = [d for d in by_class.get(ob["class"], []) if d != cid]
+                if ob["sounding"] or box[0] < 0 or not donors:
+                    continue
+                donor = gts[donors[int(rng.integers(len(donors)))]]
+                items.append(LocalizationItem(
+                    f"{iid}:obj{j}<-{donor['clip_id']}", str(root / g["path"]), t,
+                    [_norm_box(box, g["width"], g["height"])], "vggss", True, ob["class"],
+                    audio_path=str(root / donor["path"]), audio_time=float(donor["frame_times"][donor["num_frames"] // 2]),
+                ))
+    return items
+
+
+# ---------------------------------------------------------------- inference
+
+
+def clip_start_for(time: float, duration: float, clip_duration: float) -> float:
+    """Start of the clip centred on ``time``, kept inside ``[0, duration - clip_duration]``."""
+    return float(min(max(time - clip_duration / 2.0, 0.0), max(duration - clip_duration, 0.0)))
+
+
+@dataclass
+class InferredMaps:
+    """Low-resolution raw cosine maps ``[N, h, w]`` and the annotated frames (uint8 ``[H, W, 3]``)."""
+
+    maps: torch.Tensor
+    frames: list[np.ndarray]
+
+
+@torch.no_grad()
+def infer_heatmaps(
+    model: DenseAVModel,
+    items: Sequence[LocalizationItem],
+    clip_spec,
+    video_transform: Callable[[torch.Tensor], torch.Tensor],
+    audio_transform: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    backend: str | None = None,
+    progress: bool = True,
+) -> InferredMaps:
+    """Decode the clip around each item's frame, run the model, keep the slot holding it."""
+    from tqdm.auto import tqdm
+
+    from avssl.io import probe, read_clip
+
+    durations: dict[str, float] = {}
+
+    def duration(p):
+        if p not in durations:
+            durations[p] = probe(p).duration
+        return durations[p]
+
+    maps, frames = [], []
+    bar = tqdm(total=len(items), desc="localization", unit="item", disable=not progress)
+    for b0 in range(0, len(items), batch_size):
+        chunk = items[b0 : b0 + batch_size]
+        vids, wavs, slots_at = [], [], []
+        for it in chunk:
+            start = clip_start_for(it.time, duration(it.video_path), clip_spec.video_duration)
+            clip = read_clip(it.video_path, start, clip_spec, backend=backend, audio=it.audio_path is None)
+            if it.audio_path is None:
+                wav = clip.audio
+            else:
+                a_time = it.time if it.audio_time is None else it.audio_time
+                a_start = clip_start_for(a_time, duration(it.audio_path), clip_spec.video_duration)
+                wav = read_clip(it.audio_path, a_start, clip_spec, backend=backend, video=False).audio
+            vids.append(clip.video)
+            wavs.append(wav)
+            ft = clip.frame_times.double().numpy()
+            frames.append(clip.video[int(np.argmin(np.abs(ft - it.time)))].numpy())
+            slots_at.append((it.time - start) / clip_spec.video_duration)
+        hm = compute_heatmaps(
+            model, video_transform(torch.stack(vids).to(device)), audio_transform(torch.stack(wavs).to(device))
+        )
+        t_slots = hm.low_res.shape[1]
+        for m, rel in zip(hm.low_res.cpu(), slots_at):
+            maps.append(m[min(max(int(math.floor(rel * t_slots)), 0), t_slots - 1)])
+        bar.update(len(chunk))
+    bar.close()
+    return InferredMaps(torch.stack(maps), frames)
+
+
+# ---------------------------------------------------------------- scoring
+
+
+METHODS = ("model", "centre_prior", "whole_image")
+
+
+@dataclass
+class EvaluationResult:
+    """Per-sample rows and per-method summaries (``LocalizationSummary.as_dict``)."""
+
+    rows: list[dict]
+    summaries: dict[str, dict]
+    settings: dict
+    frames: list[np.ndarray] | None = None
+    display_maps: torch.Tensor | None = None  # [N, h, w] raw, for pictures
+    items: list[LocalizationItem] | None = None
+
+    def write(self, out_dir: str | os.PathLike, grid_size: int = 8) -> dict[str, Path]:
+        """results.json, per_sample.csv and (with frames) grid_best.png / grid_worst.png."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "results.json", "csv": out / "per_sample.csv"}
+        paths["json"].write_text(json.dumps({"settings": self.settings, "summaries": self.summaries, "samples": self.rows}, indent=1, default=_jsonable))
+        with open(paths["csv"], "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            w.writeheader()
+            w.writerows(self.rows)
+        if self.frames is not None and self.display_maps is not None:
+            paths.update(self.write_grids(out, grid_size))
+        return paths
+
+    def write_grids(self, out: Path, k: int = 8) -> dict[str, Path]:
+        from avssl.localization.overlay import save_grid
+
+        pos = [i for i, r in enumerate(self.rows) if r["has_source"]]
+        if not pos:
+            return {}
+        order = sorted(pos, key=lambda i: self.rows[i]["ciou"])
+        written = {}
+        for name, sel in (("grid_worst", order[:k]), ("grid_best", order[::-1][:k])):
+            frames = [self.frames[i] for i in sel]
+            maps, boxes = [], []
+            for i, f in zip(sel, frames):
+                h, w = f.shape[:2]
+                maps.append(metrics.minmax_normalize(upsample_maps(self.display_maps[i], (h, w)).numpy()))
+                boxes.append([[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b in self.items[i].boxes])
+            titles = [f"{self.rows[i]['item_id'][:22]}\ncIoU {self.rows[i]['ciou']:.2f}" for i in sel]
+            written[name] = save_grid(out / f"{name}.png", frames, maps, titles=titles, boxes=boxes, ncols=4)
+        return written
+
+
+def _jsonable(x):
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    raise TypeError(f"not JSON serialisable: {type(x)}")
+
+
+def score(
+    items: Sequence[LocalizationItem],
+    maps: torch.Tensor,
+    *,
+    eval_size: int = 224,
+    fraction: float = 0.5,
+    ciou_threshold: float = 0.5,
+    confidence: str = "top_quarter_mean",
+    variant: str = "voc",
+    baselines: bool = True,
+) -> EvaluationResult:
+    """Score raw heatmaps ``maps`` ``[N, h, w]`` (one per item) against the items' boxes."""
+    if len(items) != len(maps):
+        raise ValueError(f"{len(items)} items but {len(maps)} heatmaps")
+    n = len(items)
+    gts = np.stack([gt_map(it.boxes, it.style, eval_size) for it in items])
+    pos = np.array([it.has_source for it in items])
+    model_maps = upsample_maps(maps.float(), eval_size).numpy()
+    candidates = {"model": model_maps}
+    if baselines:
+        candidates["centre_prior"] = centre_prior_maps(n, eval_size).numpy()
+        candidates["whole_image"] = whole_image_maps(n, eval_size).numpy()
+    cious, confs, summaries = {}, {}, {}
+    for name, m in candidates.items():
+        c = metrics.heatmap_ciou(m, gts, fraction)
+        c[~pos] = np.nan
+        conf = metrics.confidence_scores(m, confidence)
+        cious[name], confs[name] = c, conf
+        summaries[name] = metrics.summarize(c, conf, pos, ciou_threshold, variant).as_dict()
+    rows = []
+    for i, it in enumerate(items):
+        row = {"item_id": it.item_id, "label": it.label, "has_source": bool(it.has_source), "time": it.time,
+               "audio_from": it.audio_path or ""}
+        for name in candidates:
+            key = "" if name == "model" else f"_{name}"
+            row[f"ciou{key}"] = None if np.isnan(cious[name][i]) else float(cious[name][i])
+            row[f"confidence{key}"] = float(confs[name][i])
+        rows.append(row)
+    settings = {"eval_size": eval_size, "fraction": fraction, "ciou_threshold": ciou_threshold,
+                "confidence": confidence, "ap_variant": variant, "num_items": n, "num_negatives": int((~pos).sum())}
+    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items))
+
+
+def evaluate(
+    model: DenseAVModel,
+    items: Sequence[LocalizationItem],
+    clip_spec,
+    video_transform,
+    audio_transform,
+    *,
+    batch_size: int = 16,
+    device="cpu",
+    backend: str | None = None,
+    progress: bool = True,
+    **score_kwargs,
+) -> EvaluationResult:
+    """``infer_heatmaps`` then ``score``; the result keeps the frames for the grids."""
+    inferred = infer_heatmaps(model, items, clip_spec, video_transform, audio_transform,
+                              batch_size=batch_size, device=device, backend=backend, progress=progress)
+    res = score(items, inferred.maps, **score_kwargs)
+    res.frames = inferred.frames
+    return res
+
+
+def summary_table(results: dict[str, EvaluationResult] | EvaluationResult) -> str:
+    """Markdown table of every method's summary (for benchmarks / reports)."""
+    if isinstance(results, EvaluationResult):
+        results = {"": results}
+    lines = ["| run | method | cIoU@0.5 | AUC | mean cIoU | AP | max-F1 | N (neg) |", "|---|---|---|---|---|---|---|---|"]
+    for run, res in results.items():
+        for method, s in res.summaries.items():
+            f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            lines.append(f"| {run} | {method} | {f(s['ciou_at'])} | {f(s['auc'])} | {f(s['mean_ciou'])} | "
+                         f"{f(s['ap'])} | {f(s['max_f1'])} | {s['num_samples']} ({s['num_negatives']}) |")
+    return "\n".join(lines)
+
+
+__all__ = [
+    "EvaluationResult", "InferredMaps", "LocalizationItem", "METHODS", "clip_start_for", "evaluate",
+    "infer_heatmaps", "items_from_world", "score", "summary_table",
+]
