@@ -126,6 +126,72 @@ def items_from_world(
     return items
 
 
+def _find_media(media_root: Path, name: str) -> Path:
+    from avssl.io.probe import VIDEO_EXTENSIONS
+
+    stem = Path(name)
+    for cand in [media_root / stem, *(media_root / f"{stem.with_suffix('')}{e}" for e in VIDEO_EXTENSIONS)]:
+        if cand.is_file():
+            return cand
+    hits = sorted(media_root.rglob(f"{stem.stem}.*"))
+    hits = [h for h in hits if h.suffix.lower() in VIDEO_EXTENSIONS]
+    if not hits:
+        raise FileNotFoundError(f"no video for annotation {name!r} under {media_root}")
+    return hits[0]
+
+
+def _mid_frame_time(path: Path) -> float:
+    """Time of frame ``num_frames // 2`` (the exports annotate the middle frame)."""
+    from avssl.io import probe
+
+    info = probe(path)
+    return (info.num_frames // 2) / info.fps
+
+
+def load_items(
+    source: str | os.PathLike,
+    fmt: str = "world",
+    *,
+    media_root: str | os.PathLike | None = None,
+    split: str | None = "test",
+    frames: str | int = "mid",
+    mismatched: bool = False,
+    seed: int = 0,
+) -> list[LocalizationItem]:
+    """Items from ``fmt``: 'world' (generated world root), 'vggss' (VGG-SS-style JSON) or
+    'flickr' (folder of Flickr-SoundNet-style XML). For the exports, each annotation names a
+    video found under ``media_root`` and marks its middle frame; an entry without boxes is a
+    negative (no visible source)."""
+    if fmt == "world":
+        return items_from_world(source, split, frames=frames, mismatched=mismatched, seed=seed)
+    if mismatched:
+        raise ValueError("mismatched audio needs per-object ground truth: use annotation_format=world")
+    if media_root is None:
+        raise ValueError(f"annotation_format={fmt} needs media_root (where the videos are)")
+    media_root = Path(media_root)
+    if fmt == "vggss":
+        from avssl.data.formats import vggss
+
+        entries = [(e.file, e.boxes, e.label) for e in vggss.parse(source)]
+        style = "vggss"
+    elif fmt == "flickr":
+        from avssl.data.formats import flickr
+
+        entries = []
+        for e in flickr.parse(source):
+            w, h = e.size
+            entries.append((e.file, [_norm_box(b, w, h) for b in e.boxes], e.label))
+        style = "flickr"
+    else:
+        raise ValueError(f"unknown annotation format {fmt!r} (world | vggss | flickr)")
+    items = []
+    for name, boxes, label in entries:
+        video = _find_media(media_root, name)
+        items.append(LocalizationItem(str(name), str(video), _mid_frame_time(video), [list(map(float, b)) for b in boxes],
+                                      style, bool(boxes), label or ""))
+    return items
+
+
 # ---------------------------------------------------------------- inference
 
 
@@ -335,5 +401,5 @@ def summary_table(results: dict[str, EvaluationResult] | EvaluationResult) -> st
 
 __all__ = [
     "EvaluationResult", "InferredMaps", "LocalizationItem", "METHODS", "clip_start_for", "evaluate",
-    "infer_heatmaps", "items_from_world", "score", "summary_table",
+    "infer_heatmaps", "items_from_world", "load_items", "score", "summary_table",
 ]
