@@ -59,12 +59,12 @@ def build_transforms(cfg: DictConfig):
 
 
 def main_impl(cfg: DictConfig) -> dict:
-    from avssl.io import ClipSpec
+    if not cfg.input and not cfg.annotations:
+        raise SystemExit("nothing to do: give input=<video or folder> and/or annotations=<set>")
+    from avssl.io.types import ClipSpec
     from avssl.localization import evaluate as ev
     from avssl.localization.run import find_videos, localize_files
 
-    if not cfg.input and not cfg.annotations:
-        raise SystemExit("nothing to do: give input=<video or folder> and/or annotations=<set>")
     torch.set_grad_enabled(False)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,8 @@ class FileProducts:
 
 
 def _frame_at(path, t: float, backend=None) -> np.ndarray:
-    from avssl.io import ClipSpec, read_clip
+    from avssl.io import read_clip
+    from avssl.io.types import ClipSpec
 
     clip = read_clip(path, t, ClipSpec(num_frames=1, fps=1.0), backend=backend, audio=False)
     return clip.video[0].numpy()

@@ -1,0 +1,77 @@
+"""compute_heatmaps + scoring end to end with a hand-built colour/pitch model whose answer is known.
+
+The model is a real torch module with fixed weights: video positions embed their colour
+(minus grey), audio embeds the energy of three frequency bands; band k 'sounds like'
+colour channel k. So a low tone must light the red object and a high tone the blue one.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from avssl.localization import evaluate as ev
+from avssl.localization import metrics
+from avssl.localization.heatmap import compute_heatmaps, upsample_maps
+
+
+class ColourPitchModel(nn.Module):
+    def video_dense_embeddings(self, video):  # [B,3,T,H,W] in [0,1] -> [B,3,T/2,H/4,W/4]
+        return F.normalize(F.avg_pool3d(video - 0.5, (2, 4, 4)), dim=1)
+
+    def embed_audio(self, spec):  # [B,1,F,Tf], 3 bands over F -> [B,3]
+        bands = spec[:, 0].mean(-1).reshape(spec.shape[0], 3, -1).mean(-1)
+        return F.normalize(bands, dim=1)
+
+
+def scene(b=2, t=4, h=32, w=32):
+    v = torch.full((b, 3, t, h, w), 0.5)
+    v[:, :, :, 4:12, 4:12] = torch.tensor([1.0, 0.0, 0.0])[None, :, None, None, None]  # red, top-left
+    v[:, :, :, 20:28, 20:28] = torch.tensor([0.0, 0.0, 1.0])[None, :, None, None, None]  # blue, bottom-right
+    return v
+
+
+def tone(band, b=1, f=12, tf=10):
+    s = torch.zeros(b, 1, f, tf)
+    s[:, :, band * 4 : band * 4 + 4] = 1.0
+    return s
+
+
+def test_heatmap_shapes_and_range():
+    hm = compute_heatmaps(ColourPitchModel(), scene(), torch.cat([tone(0), tone(2)]), size=(40, 48))
+    assert hm.low_res.shape == (2, 2, 8, 8)
+    assert hm.frames.shape == (2, 2, 40, 48) and hm.pooled.shape == (2, 40, 48)
+    assert hm.low_res.abs().max() <= 1 + 1e-5
+    n = hm.normalized()
+    assert torch.allclose(n.pooled.amax(dim=(-2, -1)), torch.ones(2))
+    assert torch.allclose(n.pooled.amin(dim=(-2, -1)), torch.zeros(2))
+    with pytest.raises(ValueError):
+        compute_heatmaps(ColourPitchModel(), scene(), tone(0, b=2), audio_emb=torch.zeros(2, 3))
+
+
+def test_heatmap_follows_the_sound():
+    model = ColourPitchModel()
+    video = scene(b=2)
+    hm = compute_heatmaps(model, video, torch.cat([tone(0), tone(2)]))
+    red_peak = np.unravel_index(hm.pooled[0].argmax().item(), (32, 32))
+    blue_peak = np.unravel_index(hm.pooled[1].argmax().item(), (32, 32))
+    assert 4 <= red_peak[0] < 12 and 4 <= red_peak[1] < 12
+    assert 20 <= blue_peak[0] < 28 and 20 <= blue_peak[1] < 28
+
+    red_box, blue_box = [[4 / 32, 4 / 32, 12 / 32, 12 / 32]], [[20 / 32, 20 / 32, 28 / 32, 28 / 32]]
+    items = [ev.LocalizationItem("low-tone", "v.mp4", 0.0, red_box), ev.LocalizationItem("high-tone", "v.mp4", 0.0, blue_box)]
+    res = ev.score(items, hm.low_res.mean(1), eval_size=64)
+    # the grey background ties at cosine 0 (the median), so the top-50% mask is everything
+    # but the other-coloured object: it holds the whole box and none of the other object
+    masks = metrics.binarize_top_fraction(metrics.minmax_normalize(upsample_maps(hm.low_res.mean(1), 64).numpy()))
+    assert masks[0, 8:24, 8:24].all() and not masks[0, 40:56, 40:56].any()
+    assert masks[1, 40:56, 40:56].all() and not masks[1, 8:24, 8:24].any()
+    for r in res.rows:  # box 256 px of 4096, mask 4096 - 256 px -> 256 / (256 + 3584)
+        assert r["ciou"] == pytest.approx(256 / (256 + 4096 - 2 * 256), abs=0.01)
+        assert r["ciou"] > r["ciou_whole_image"] == pytest.approx(256 / 4096)
+
+    # same pictures, swapped sounds (audio embeddings given directly): the maps swap too
+    emb = model.embed_audio(torch.cat([tone(2), tone(0)]))
+    swapped = compute_heatmaps(model, video, audio_emb=emb)
+    assert torch.allclose(swapped.pooled[0], hm.pooled[1], atol=1e-6)
