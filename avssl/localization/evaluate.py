@@ -142,7 +142,7 @@ def _find_media(media_root: Path, name: str) -> Path:
 
 def _mid_frame_time(path: Path) -> float:
     """Time of frame ``num_frames // 2`` (the exports annotate the middle frame)."""
-    from avssl.io import probe
+    from avssl.io.probe import probe
 
     info = probe(path)
     return (info.num_frames // 2) / info.fps
@@ -224,7 +224,8 @@ def infer_heatmaps(
     """Decode the clip around each item's frame, run the model, keep the slot holding it."""
     from tqdm.auto import tqdm
 
-    from avssl.io import probe, read_clip
+    from avssl.io import read_clip
+    from avssl.io.probe import probe
 
     durations: dict[str, float] = {}
 

@@ -228,7 +228,8 @@ def video_heatmap_track(
     """
     from tqdm.auto import tqdm
 
-    from avssl.io import probe, read_clip
+    from avssl.io import read_clip
+    from avssl.io.probe import probe
 
     info = probe(path)
     starts = clip_starts_for(info.duration, clip_spec.video_duration, stride)

@@ -93,7 +93,7 @@ def localize_file(
 ) -> FileProducts:
     """Heatmap track, overlay PNGs (``overlay_times``: count spread over the file, or times)
     and the MP4 for one video. ``audio_path`` plays another file's sound (mismatched)."""
-    from avssl.io import probe
+    from avssl.io.probe import probe
 
     path = Path(path)
     out = Path(out_dir)
