@@ -157,3 +157,45 @@ def test_localize_file_products_and_mismatched_audio(tmp_path):
     with av.open(mis.outputs["mp4"]) as c:
         a = c.streams.audio[0]
         assert a.codec_context.name == "aac" and abs(float(c.duration) / 1e6 - 2.0) < 0.2
+
+
+def test_evaluate_on_encoded_clips_with_negatives(tmp_path):
+    from avssl.io import ClipSpec
+    from avssl.io.writer import write_av
+    from avssl.localization import evaluate as ev
+
+    red = [[8 / 64, 8 / 64, 24 / 64, 24 / 64]]
+    blue = [[40 / 64, 40 / 64, 56 / 64, 56 / 64]]
+    low = _write_scene(tmp_path / "low.mp4", duration=1.0, switch=10.0)
+    high = _write_scene(tmp_path / "high.mp4", duration=1.0, switch=-1.0)
+    silent = tmp_path / "silent.mp4"
+    f = np.zeros((16, 64, 64, 3), np.uint8)
+    f[..., 1] = 255
+    f[:, 8:24, 8:24] = (255, 0, 0)
+    write_av(silent, f, 16, np.zeros((1, RATE), np.float32), RATE)
+    items = [
+        ev.LocalizationItem("low", str(low), 0.5, red),
+        ev.LocalizationItem("high", str(high), 0.5, blue),
+        ev.LocalizationItem("high-wrong-box", str(high), 0.5, red),  # GT disagrees with the sound
+        ev.LocalizationItem("silent", str(silent), 0.5, [], has_source=False),
+        # mismatched: the low clip's pictures with the high clip's sound -> the blue object
+        ev.LocalizationItem("low<-high", str(low), 0.5, blue, audio_path=str(high), audio_time=0.5),
+    ]
+    res = ev.evaluate(ColourPitchModel(), items, ClipSpec(**SPEC), _video_u8_to_input, _power_spectrogram,
+                      batch_size=2, progress=False, eval_size=64, confidence="max")
+    rows = {r["item_id"]: r for r in res.rows}
+    # peaks of the kept low-res maps (64 / 4 = 16 px grid): red box cells 2..5, blue 10..13
+    for i, cells in ((0, range(2, 6)), (1, range(10, 14)), (4, range(10, 14))):
+        y, x = _peak(res.display_maps[i].numpy())
+        assert y in cells and x in cells, items[i].item_id
+    for k in ("low", "high", "low<-high"):
+        # the whole box is predicted: its best top-half cIoU, 256 / 2048, or lower when background ties join in
+        assert rows[k]["ciou"] >= rows[k]["ciou_whole_image"] == pytest.approx(256 / 4096)
+    assert rows["high-wrong-box"]["ciou"] < rows["high"]["ciou"] / 2
+    # silence embeds to the zero vector -> cosine 0 everywhere; sources peak near cos = 0.577
+    assert rows["silent"]["ciou"] is None and rows["silent"]["confidence"] == pytest.approx(0.0, abs=1e-6)
+    assert min(rows[k]["confidence"] for k in ("low", "high")) > 0.3
+    assert res.summaries["model"]["num_negatives"] == 1 and res.summaries["model"]["ap"] is not None
+    assert len(res.frames) == 5 and res.frames[0].shape == (64, 64, 3)
+    paths = res.write(tmp_path / "eval")
+    assert paths["grid_best"].is_file() and paths["grid_worst"].is_file()
