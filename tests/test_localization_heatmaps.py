@@ -180,10 +180,13 @@ def test_evaluate_on_encoded_clips_with_negatives(tmp_path):
         ev.LocalizationItem("silent", str(silent), 0.5, [], has_source=False),
         # mismatched: the low clip's pictures with the high clip's sound -> the blue object
         ev.LocalizationItem("low<-high", str(low), 0.5, blue, audio_path=str(high), audio_time=0.5),
+        ev.LocalizationItem("missing", str(tmp_path / "gone.mp4"), 0.5, red),  # reported, not fatal
     ]
     res = ev.evaluate(ColourPitchModel(), items, ClipSpec(**SPEC), _video_u8_to_input, _power_spectrogram,
                       batch_size=2, progress=False, eval_size=64, confidence="max")
     rows = {r["item_id"]: r for r in res.rows}
+    assert "missing" not in rows and [s["item_id"] for s in res.settings["skipped"]] == ["missing"]
+    assert res.settings["skipped"][0]["reason"] == "missing"
     # peaks of the kept low-res maps (64 / 4 = 16 px grid): red box cells 2..5, blue 10..13
     for i, cells in ((0, range(2, 6)), (1, range(10, 14)), (4, range(10, 14))):
         y, x = _peak(res.display_maps[i].numpy())

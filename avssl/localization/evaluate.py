@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -33,6 +34,8 @@ import torch
 from avssl.localization import metrics
 from avssl.localization.gt import gt_map
 from avssl.localization.heatmap import DenseAVModel, centre_prior_maps, compute_heatmaps, upsample_maps, whole_image_maps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -202,10 +205,14 @@ def clip_start_for(time: float, duration: float, clip_duration: float) -> float:
 
 @dataclass
 class InferredMaps:
-    """Low-resolution raw cosine maps ``[N, h, w]`` and the annotated frames (uint8 ``[H, W, 3]``)."""
+    """Low-resolution raw cosine maps ``[N, h, w]`` and the annotated frames (uint8 ``[H, W, 3]``)
+    of the items that could be read (``kept``: their indices); ``skipped``: the others, with
+    the media error's path and reason (counted and reported, never silently dropped)."""
 
     maps: torch.Tensor
     frames: list[np.ndarray]
+    kept: list[int] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
 
 
 @torch.no_grad()
@@ -224,7 +231,7 @@ def infer_heatmaps(
     """Decode the clip around each item's frame, run the model, keep the slot holding it."""
     from tqdm.auto import tqdm
 
-    from avssl.io import read_clip
+    from avssl.io import MediaError, read_clip
     from avssl.io.probe import probe
 
     durations: dict[str, float] = {}
@@ -234,34 +241,46 @@ def infer_heatmaps(
             durations[p] = probe(p).duration
         return durations[p]
 
-    maps, frames = [], []
+    maps, frames, kept, skipped = [], [], [], []
     bar = tqdm(total=len(items), desc="localization", unit="item", disable=not progress)
     for b0 in range(0, len(items), batch_size):
         chunk = items[b0 : b0 + batch_size]
         vids, wavs, slots_at = [], [], []
-        for it in chunk:
-            start = clip_start_for(it.time, duration(it.video_path), clip_spec.video_duration)
-            clip = read_clip(it.video_path, start, clip_spec, backend=backend, audio=it.audio_path is None)
-            if it.audio_path is None:
-                wav = clip.audio
-            else:
-                a_time = it.time if it.audio_time is None else it.audio_time
-                a_start = clip_start_for(a_time, duration(it.audio_path), clip_spec.video_duration)
-                wav = read_clip(it.audio_path, a_start, clip_spec, backend=backend, video=False).audio
+        for j, it in enumerate(chunk):
+            try:
+                start = clip_start_for(it.time, duration(it.video_path), clip_spec.video_duration)
+                clip = read_clip(it.video_path, start, clip_spec, backend=backend, audio=it.audio_path is None)
+                if it.audio_path is None:
+                    wav = clip.audio
+                else:
+                    a_time = it.time if it.audio_time is None else it.audio_time
+                    a_start = clip_start_for(a_time, duration(it.audio_path), clip_spec.video_duration)
+                    wav = read_clip(it.audio_path, a_start, clip_spec, backend=backend, video=False).audio
+            except MediaError as e:
+                skipped.append({"item_id": it.item_id, "path": e.path, "reason": e.reason, "detail": e.detail})
+                continue
+            kept.append(b0 + j)
             vids.append(clip.video)
             wavs.append(wav)
             ft = clip.frame_times.double().numpy()
             frames.append(clip.video[int(np.argmin(np.abs(ft - it.time)))].numpy())
             slots_at.append((it.time - start) / clip_spec.video_duration)
+        bar.update(len(chunk))
+        if not vids:
+            continue
         hm = compute_heatmaps(
             model, video_transform(torch.stack(vids).to(device)), audio_transform(torch.stack(wavs).to(device))
         )
         t_slots = hm.low_res.shape[1]
         for m, rel in zip(hm.low_res.cpu(), slots_at):
             maps.append(m[min(max(int(math.floor(rel * t_slots)), 0), t_slots - 1)])
-        bar.update(len(chunk))
     bar.close()
-    return InferredMaps(torch.stack(maps), frames)
+    if skipped:
+        log.warning("skipped %d of %d items (media errors): %s", len(skipped), len(items),
+                    ", ".join(f"{s['item_id']} ({s['reason']})" for s in skipped[:5]))
+    if not maps:
+        raise RuntimeError(f"no item could be read ({len(skipped)} media errors)")
+    return InferredMaps(torch.stack(maps), frames, kept, skipped)
 
 
 # ---------------------------------------------------------------- scoring
@@ -382,8 +401,9 @@ def evaluate(
     """``infer_heatmaps`` then ``score``; the result keeps the frames for the grids."""
     inferred = infer_heatmaps(model, items, clip_spec, video_transform, audio_transform,
                               batch_size=batch_size, device=device, backend=backend, progress=progress)
-    res = score(items, inferred.maps, **score_kwargs)
+    res = score([items[i] for i in inferred.kept], inferred.maps, **score_kwargs)
     res.frames = inferred.frames
+    res.settings["skipped"] = inferred.skipped
     return res
 
 
