@@ -98,3 +98,209 @@ def test_write_shard_rejects_rows_that_do_not_match_the_table(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(sh.CollectionError, match="format"):
         sh.read_meta(tmp_path)
+
+
+# ------------------------------------------------------------------ extraction of real media
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from avssl.embed import extract as ex  # noqa: E402
+from avssl.io.types import ClipSpec  # noqa: E402
+from avssl.io.writer import write_av  # noqa: E402
+
+SPEC = ClipSpec(num_frames=4, fps=8.0, frame_size=(24, 32), audio_rate=8000, audio_duration=0.5)
+N_CLIPS = 3
+
+
+def _write_media(folder, n=5, seed=0):
+    """n short H.264/AAC files with different content and durations, plus one corrupt file."""
+    rng = np.random.default_rng(seed)
+    paths, durations = [], []
+    for i in range(n):
+        frames_n = 12 + 4 * i  # 1.5 s, 2.0 s, ...
+        base = rng.integers(0, 255, size=(1, 24, 32, 3))
+        drift = np.linspace(0, 120, frames_n)[:, None, None, None]
+        video = ((base + drift) % 255).astype(np.uint8)
+        t = np.arange(int(frames_n / 8.0 * 16000)) / 16000
+        audio = (0.4 * np.sin(2 * np.pi * (300 + 150 * i) * t))[None].astype(np.float32)
+        p = write_av(folder / f"v{i}.mp4", video, 8.0, audio, 16000, gop=4)
+        paths.append(str(p))
+        durations.append(frames_n / 8.0)
+    bad = folder / "broken.mp4"
+    good = (folder / "v0.mp4").read_bytes()
+    bad.write_bytes(good[:200] + bytes(rng.integers(0, 255, 3000, dtype=np.uint8)))  # header kept, rest garbage
+    paths.insert(2, str(bad))
+    durations.insert(2, 2.0)
+    ids = np.arange(100, 100 + len(paths), dtype=np.int64)
+    return ex.VideoList(ids, np.array(paths, dtype=object), np.array(durations), "test-index-v1")
+
+
+class TinyEncoder(torch.nn.Module):
+    def __init__(self, in_ch, conv, dim=8):
+        super().__init__()
+        self.conv1 = conv(in_ch, 6, 3, padding=1)
+        self.conv2 = conv(6, dim, 3, padding=1, stride=2)
+        self.out_dim = dim
+
+    def forward_features(self, x):
+        a = torch.relu(self.conv1(x))
+        b = torch.relu(self.conv2(a))
+        return {"conv1": a, "conv2": b, "pool": b.flatten(2).mean(-1)}
+
+    def forward(self, x):
+        return self.forward_features(x)["pool"]
+
+
+class TinyAV(torch.nn.Module):
+    def __init__(self, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.video = TinyEncoder(3, torch.nn.Conv3d)
+        self.audio = TinyEncoder(1, torch.nn.Conv2d)
+        self.video_head = torch.nn.Linear(8, 5)
+        self.audio_head = torch.nn.Linear(8, 5)
+
+    def embed_video(self, x):
+        return F.normalize(self.video_head(self.video(x)), dim=1)
+
+    def embed_audio(self, x):
+        return F.normalize(self.audio_head(self.audio(x)), dim=1)
+
+
+def video_tf(x):  # uint8 [B,T,H,W,3] -> float [B,3,T,H,W]
+    return x.permute(0, 4, 1, 2, 3).float() / 255.0
+
+
+def audio_tf(x):  # [B,1,S] -> [B,1,F,T]
+    spec = torch.stft(x[:, 0], 128, 64, window=torch.hann_window(128), return_complex=True).abs()
+    return torch.log(spec + 1e-5)[:, None]
+
+
+KW = dict(clips_per_video=N_CLIPS, layers=("proj", "conv2"), spec=SPEC, batch_size=5, num_workers=0,
+          device="cpu", shard_size=2, dtype="float32", video_transform=video_tf, audio_transform=audio_tf,
+          progress=False)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    return _write_media(tmp_path_factory.mktemp("media"))
+
+
+@pytest.fixture(scope="module")
+def reference(media, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref")
+    rep = ex.extract(media, TinyAV(), out, **KW)
+    return out, rep
+
+
+def _all_arrays(out):
+    meta = sh.read_meta(out)
+    res = {}
+    for name in meta["arrays"]:
+        level, modality, layer = name.split("-", 2)
+        res[name] = sh.load_collection(out, level, modality, layer)
+    return res
+
+
+def test_extraction_rows_pooling_and_failed_file(media, reference):
+    out, rep = reference
+    assert rep.complete and rep.computed_shards == [0, 1, 2] and rep.failed == 1 and rep.videos == 5
+    failed = sh.read_table(out / "failed.csv", "failed")
+    assert failed["path"].tolist() == [media.path[2]] and failed["reason"].tolist() == ["corrupt"]
+    vemb, vt = sh.load_collection(out, "video", "video", "proj")
+    cemb, ct = sh.load_collection(out, "clip", "video", "proj")
+    good = [i for i in range(len(media)) if i != 2]
+    assert vt["video_id"].tolist() == media.id[good].tolist()
+    assert vt["path"].tolist() == media.path[good].tolist()
+    assert ct["video_id"].tolist() == np.repeat(media.id[good], N_CLIPS).tolist()
+    from avssl.io.sampling import eval_clip_starts
+
+    for j, i in enumerate(good):
+        starts = eval_clip_starts(media.duration[i], SPEC.video_duration, N_CLIPS)
+        assert np.allclose(ct["clip_start"][j * N_CLIPS:(j + 1) * N_CLIPS], starts)
+        clip_rows = torch.from_numpy(cemb[j * N_CLIPS:(j + 1) * N_CLIPS])
+        assert torch.allclose(clip_rows.norm(dim=1), torch.ones(N_CLIPS), atol=1e-5)
+        assert torch.allclose(torch.from_numpy(vemb[j]), F.normalize(clip_rows.mean(0), dim=0), atol=1e-6)
+    # backbone layer: pooled channels, per-video = plain mean
+    bc, _ = sh.load_collection(out, "clip", "audio", "conv2")
+    bv, _ = sh.load_collection(out, "video", "audio", "conv2")
+    assert bc.shape == (5 * N_CLIPS, 8) and np.allclose(bv, bc.reshape(5, N_CLIPS, 8).mean(1), atol=1e-6)
+    # the stored clip embedding is what the model gives on the decoded clip
+    from avssl.io import read_clip
+
+    clip = read_clip(media.path[3], ct["clip_start"][N_CLIPS * 2 + 1], SPEC)
+    model = TinyAV().eval()
+    with torch.no_grad():
+        direct = model.embed_audio(audio_tf(clip.audio[None]))[0]
+    aemb, _ = sh.load_collection(out, "clip", "audio", "proj")
+    assert torch.allclose(torch.from_numpy(aemb[N_CLIPS * 2 + 1]), direct, atol=1e-5)
+
+
+def _two_rank_extract(rank, world, media, out):
+    rep = ex.extract(media, TinyAV(), out, **KW)
+    return rep.computed_shards
+
+
+@pytest.mark.distributed
+def test_two_processes_give_the_rows_of_one(media, reference, tmp_path):
+    from avssl.engine.distributed import run_distributed
+
+    shards_per_rank = run_distributed(_two_rank_extract, 2, media, str(tmp_path))
+    assert shards_per_rank == [[0, 2], [1]]
+    ref_arrays, got_arrays = _all_arrays(reference[0]), _all_arrays(tmp_path)
+    assert set(ref_arrays) == set(got_arrays)
+    for name, (ref_emb, ref_table) in ref_arrays.items():
+        emb, table = got_arrays[name]
+        assert np.array_equal(emb, ref_emb), name  # same batches per shard -> bit-identical
+        for col in ref_table:
+            assert np.array_equal(table[col], ref_table[col]), (name, col)
+    for kind in sh.TABLES:
+        assert (tmp_path / f"{kind}.csv").read_text() == (reference[0] / f"{kind}.csv").read_text()
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_recomputes_nothing_finished(media, reference, tmp_path):
+    first = ex.extract(media, TinyAV(), tmp_path, max_shards=1, **KW)
+    assert first.computed_shards == [0] and not first.complete
+    stamp = (sh.shards_dir(tmp_path) / "shard_00000" / sh.DONE_MARKER).stat().st_mtime_ns
+
+    def die_after_shard_1(k):
+        if k == 1:
+            # leave debris like a writer killed half-way through shard 2
+            (sh.shards_dir(tmp_path) / ".shard_00002.tmp.host.999").mkdir()
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        ex.extract(media, TinyAV(), tmp_path, on_shard_done=die_after_shard_1, **KW)
+    assert sh.done_shards(tmp_path) == [0, 1]
+    assert not (tmp_path / "videos.csv").exists()
+    last = ex.extract(media, TinyAV(), tmp_path, **KW)
+    assert last.skipped_shards == [0, 1] and last.computed_shards == [2] and last.complete
+    assert (sh.shards_dir(tmp_path) / "shard_00000" / sh.DONE_MARKER).stat().st_mtime_ns == stamp
+    assert not list(sh.shards_dir(tmp_path).glob(".*"))
+    again = ex.extract(media, TinyAV(), tmp_path, **KW)
+    assert again.computed_shards == [] and again.skipped_shards == [0, 1, 2]
+    for name, (ref_emb, ref_table) in _all_arrays(reference[0]).items():
+        emb, table = sh.load_collection(tmp_path, *name.split("-", 2))
+        assert np.array_equal(emb, ref_emb) and table["video_id"].tolist() == ref_table["video_id"].tolist()
+
+
+def test_resume_refuses_other_settings(media, tmp_path):
+    ex.extract(media, TinyAV(), tmp_path, max_shards=1, **KW)
+    with pytest.raises(sh.CollectionMismatch, match="model_digest"):
+        ex.extract(media, TinyAV(seed=1), tmp_path, **KW)
+    with pytest.raises(sh.CollectionMismatch, match="clips_per_video"):
+        ex.extract(media, TinyAV(), tmp_path, **{**KW, "clips_per_video": 2})
+    rep = ex.extract(media, TinyAV(seed=1), tmp_path, overwrite=True, max_shards=1, **KW)
+    assert rep.computed_shards == [0]
+
+
+def test_worker_processes_decode_the_same(media, reference, tmp_path):
+    rep = ex.extract(media, TinyAV(), tmp_path, **{**KW, "num_workers": 2})
+    assert rep.complete and rep.failed == 1
+    for name, (ref_emb, _) in _all_arrays(reference[0]).items():
+        assert np.array_equal(sh.load_collection(tmp_path, *name.split("-", 2))[0], ref_emb), name
