@@ -71,7 +71,12 @@ def write_av(
     if wav is not None and wav.ndim != 2:
         raise ValueError(f"audio must be [C,S], got {wav.shape}")
 
-    with av.open(str(tmp), mode="w", format=fmt) as out:
+    muxer_opts = {}
+    if fmt in ("mp4", "mov") and wav is not None and audio_start:
+        # The edit list that delays a stream is written in the movie timescale (1000 by default,
+        # i.e. whole ms, which moved the audio ~0.7 ms); the audio rate makes it sample-exact.
+        muxer_opts["movie_timescale"] = str(int(audio_rate))
+    with av.open(str(tmp), mode="w", format=fmt, options=muxer_opts) as out:
         vs = as_ = None
         if frames is not None:
             rate = Fraction(fps).limit_denominator(1001)
