@@ -1,0 +1,655 @@
+"""AVID / CMA pretraining loop, readable top to bottom (torchvision reference-script style).
+
+    train(cfg)                      entry point (a Hydra/OmegaConf config or a plain dict)
+      setup_distributed             torchrun env -> process group (NCCL on GPU, gloo on CPU)
+      build_data                    index the videos (or generate the embedded world) -> datasets
+      build_model / build_batch_transforms / build_criterion / build_optimizer
+      resume or init (CMA stage: from an AVID checkpoint)
+      for epoch: train_one_epoch    data wait / transforms / forward / loss+memory / backward timed
+                 checkpoint         every N steps and at epoch end (atomic, rank 0)
+                 evaluate_retrieval held-out audio->video R@1/R@5
+
+DataLoader workers only decode; augmentation and the log-spectrogram run on batches on the
+training device in the main process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from avssl.engine import distributed as du
+from avssl.engine.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    capture_rng_state,
+    check_fingerprint,
+    load_checkpoint,
+    restore_rng_state,
+)
+from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
+from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
+
+
+def _plain(cfg) -> dict:
+    """OmegaConf/DictConfig -> plain nested dict (checkpoints store plain data)."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(cfg)
+
+
+# ============================================================================================
+# distributed setup
+# ============================================================================================
+
+
+@dataclass
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    owns_group: bool  # True when train() created the process group (and must destroy it)
+
+
+def setup_distributed(device_pref: str = "auto") -> DistInfo:
+    """Use an existing process group, or create one from torchrun's env (RANK/WORLD_SIZE),
+    or run single-process. NCCL when CUDA is used, gloo otherwise."""
+    want_cuda = torch.cuda.is_available() and device_pref in ("auto", "cuda")
+    owns = False
+    if not du.is_dist() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if want_cuda else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://")
+        owns = True
+    rank, world = du.rank(), du.world_size()
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if want_cuda:
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        device = torch.device("cuda", torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
+    return DistInfo(rank, world, local_rank, device, owns)
+
+
+# ============================================================================================
+# data
+# ============================================================================================
+
+
+@dataclass
+class DataBundle:
+    train_set: Any
+    eval_set: Any | None
+    fingerprint: str
+    num_train_videos: int
+    notes: dict = field(default_factory=dict)
+
+
+def _clip_spec(spec_cfg: dict):
+    from avssl.io.types import ClipSpec
+
+    spec = dict(spec_cfg)
+    if isinstance(spec.get("frame_size"), list):
+        spec["frame_size"] = tuple(spec["frame_size"])
+    return ClipSpec(**spec)
+
+
+def _world_sources(data_cfg: dict, dist_info: DistInfo) -> tuple[list[Path], list[Path]]:
+    """Generate (rank 0, once; idempotent) the embedded world and split its clips."""
+    from avssl.synth import generate as synth
+
+    root = Path(data_cfg["world_dir"])
+    if dist_info.rank == 0:
+        synth.generate_world(root, preset=data_cfg["world_preset"], seed=data_cfg.get("world_seed", 0),
+                             workers=data_cfg.get("world_workers", 1), progress=data_cfg.get("progress", True))
+    if du.is_dist():
+        dist.barrier()
+    world = synth.load_world(root)
+    return world.video_paths("train"), world.video_paths("test")
+
+
+def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
+    """Index the training (and held-out) videos and wrap them in datasets."""
+    from avssl.data.dataset import AVClipDataset
+    from avssl.data.index import build_index
+
+    data_cfg = cfg["data"]
+    if data_cfg["source"] == "embedded":
+        train_src, eval_src = _world_sources(data_cfg, dist_info)
+    else:
+        train_src, eval_src = data_cfg["train_source"], data_cfg.get("eval_source")
+    index_kw = {"workers": data_cfg.get("index_workers", 1)}
+    if data_cfg.get("index_cache"):
+        index_kw["cache"] = data_cfg["index_cache"]
+    train_manifest, train_report = build_index(train_src, **index_kw)
+    spec = _clip_spec(data_cfg["spec"])
+    train_set = AVClipDataset(
+        train_manifest, spec, mode="train", clips_per_video=data_cfg.get("clips_per_video", 1),
+        av_jitter=data_cfg.get("av_jitter", 0.0), missing_audio=data_cfg.get("missing_audio", "zero"),
+        seed=cfg["seed"],
+    )
+    eval_set = None
+    if eval_src and cfg.get("eval", {}).get("enabled", True):
+        eval_manifest, _ = build_index(eval_src, workers=index_kw["workers"])
+        eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
+                                 missing_audio=data_cfg.get("missing_audio", "zero"), seed=cfg["seed"])
+    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), len(train_manifest),
+                      notes={"index_report": train_report})
+
+
+def _collate():
+    from avssl.data.collate import collate_skip_bad
+
+    return collate_skip_bad
+
+
+# ============================================================================================
+# model, transforms, objective, optimisation
+# ============================================================================================
+
+
+def build_model(cfg: dict) -> torch.nn.Module:
+    from avssl.models import build_av_model
+
+    return build_av_model(**cfg["model"])
+
+
+class BatchTransforms(torch.nn.Module):
+    """uint8 video [B,T,H,W,3] -> float [B,3,T,h,w]; waveform [B,C,S] -> log-spectrogram [B,1,F,Tf]."""
+
+    def __init__(self, video_tf: torch.nn.Module, audio_tf: torch.nn.Module):
+        super().__init__()
+        self.video_tf = video_tf
+        self.audio_tf = audio_tf
+
+    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.video_tf(video), self.audio_tf(audio)
+
+
+def build_batch_transforms(cfg: dict, train: bool) -> BatchTransforms:
+    from avssl.transforms.audio import LogSpectrogram
+    from avssl.transforms.video import VideoAugment
+
+    tcfg = cfg["transforms"]
+    video_tf = VideoAugment(**tcfg["video"], train=train)
+    audio_tf = LogSpectrogram(**tcfg["audio"])
+    return BatchTransforms(video_tf, audio_tf)
+
+
+def build_criterion(cfg: dict, num_items: int, fingerprint: str) -> torch.nn.Module:
+    from avssl.losses import AVIDCriterion, CMACriterion
+
+    lcfg = cfg["loss"]
+    common = dict(
+        num_items=num_items, dim=lcfg["dim"], num_negatives=min(lcfg["num_negatives"], num_items - 1),
+        temperature=lcfg["temperature"], momentum=lcfg["momentum"], loss=lcfg["loss"],
+        index_fingerprint=fingerprint,
+    )
+    if cfg["stage"] == "avid":
+        return AVIDCriterion(variant=lcfg.get("variant", "cross"), **common)
+    if cfg["stage"] == "cma":
+        c = cfg["cma"]
+        # within-modal negatives must leave room for the positive set and self
+        within = min(c["num_negatives_within"], num_items - 1 - c["num_positives"])
+        return CMACriterion(
+            num_negatives_within=within, xmodal_inst=c["xmodal_inst"], wmodal_pos=c["wmodal_pos"],
+            wmodal_inst=c.get("wmodal_inst", 0.0), xmodal_pos=c.get("xmodal_pos", 0.0),
+            num_positives=c["num_positives"], mode=c["mode"], **common,
+        )
+    raise ValueError(f"stage must be 'avid' or 'cma', got {cfg['stage']!r}")
+
+
+def build_optimizer(cfg: dict, params) -> tuple[torch.optim.Optimizer, Any]:
+    """Reference: Adam, weight decay 1e-5, MultiStepLR over epochs (gamma 1 = constant lr)."""
+    ocfg = cfg["optim"]
+    if ocfg["name"] == "adam":
+        opt = torch.optim.Adam(params, lr=ocfg["lr"], weight_decay=ocfg["weight_decay"],
+                               betas=tuple(ocfg.get("betas", (0.9, 0.999))))
+    elif ocfg["name"] == "sgd":
+        opt = torch.optim.SGD(params, lr=ocfg["lr"], momentum=ocfg.get("momentum", 0.9),
+                              weight_decay=ocfg["weight_decay"], nesterov=ocfg.get("nesterov", False))
+    else:
+        raise ValueError(f"optim.name must be 'adam' or 'sgd', got {ocfg['name']!r}")
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(ocfg.get("milestones", [])),
+                                                 gamma=ocfg.get("gamma", 1.0))
+    return opt, sched
+
+
+def _to_channels_last(model: torch.nn.Module) -> None:
+    """channels-last weights for 3D convs (video) and 2D convs (audio); cuDNN picks faster NDHWC kernels."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv3d):
+            m.to(memory_format=torch.channels_last_3d)
+        elif isinstance(m, torch.nn.Conv2d):
+            m.to(memory_format=torch.channels_last)
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or amp in (None, "off", False):
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    raise ValueError(f"trainer.amp must be 'off', 'bf16' or 'fp16', got {amp!r}")
+
+
+# ============================================================================================
+# training state
+# ============================================================================================
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    batches_consumed: int = 0  # in the current epoch, on each rank
+    global_step: int = 0
+    dropped_samples: int = 0
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def make_state(cfg, model, optimizer, scheduler, scaler, criterion, progress: Progress,
+               neg_generator: torch.Generator, fingerprint: str) -> dict:
+    """Everything a resumed run needs. Collective under DDP (gathers every rank's RNG)."""
+    rng = capture_rng_state()
+    rng["negatives"] = neg_generator.get_state()
+    per_rank = [None] * du.world_size()
+    if du.is_dist():
+        dist.all_gather_object(per_rank, rng)
+    else:
+        per_rank = [rng]
+    return {
+        "stage": cfg["stage"],
+        "model": _unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "criterion": criterion.state_dict(),
+        "progress": vars(progress).copy(),
+        "rng": {"per_rank": per_rank},
+        "config": cfg,
+        "manifest_fingerprint": fingerprint,
+        "world_size": du.world_size(),
+    }
+
+
+def restore_state(state, model, optimizer, scheduler, scaler, criterion, neg_generator,
+                  dist_info: DistInfo, logger) -> Progress:
+    _unwrap(model).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
+    criterion.load_state_dict(state["criterion"])
+    per_rank = state["rng"]["per_rank"]
+    if len(per_rank) == dist_info.world_size:
+        rng = per_rank[dist_info.rank]
+        restore_rng_state(rng)
+        neg_generator.set_state(rng["negatives"])
+    else:
+        logger.warning("checkpoint was written by %d ranks, this run has %d: RNG streams are reseeded, "
+                       "so the continuation is valid but not bit-identical", len(per_rank), dist_info.world_size)
+    return Progress(**state["progress"])
+
+
+# ============================================================================================
+# evaluation: held-out audio -> video retrieval
+# ============================================================================================
+
+
+@torch.no_grad()
+def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, amp_dtype=None):
+    """Projected, L2-normalised video and audio embeddings of every item (all ranks gathered,
+    no padding: each item appears exactly once)."""
+    sampler = EvalShardSampler(len(dataset), num_replicas=du.world_size(), rank=du.rank())
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        collate_fn=_collate())
+    model.eval()
+    vs, as_, ids = [], [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        video, audio = transforms(batch["video"].to(device), batch["audio"].to(device))
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            v, a = model(video, audio)
+        vs.append(F.normalize(v.float(), dim=1).cpu())
+        as_.append(F.normalize(a.float(), dim=1).cpu())
+        ids.append(batch["index"].long().cpu())
+    dim = _unwrap(model).embed_dim if hasattr(_unwrap(model), "embed_dim") else (vs[0].shape[1] if vs else 0)
+    v = torch.cat(vs) if vs else torch.zeros(0, dim)
+    a = torch.cat(as_) if as_ else torch.zeros(0, dim)
+    i = torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long)
+    v, a, i = du.all_gather_varlen(v), du.all_gather_varlen(a), du.all_gather_varlen(i)
+    return v, a, i
+
+
+def retrieval_metrics(video_emb, audio_emb, ids) -> dict[str, float]:
+    """Audio->video and video->audio R@1/R@5 over held-out clips (chance: k / N)."""
+    from avssl.embed.retrieval import cross_modal_retrieval
+
+    res = cross_modal_retrieval(video_emb, audio_emb, ids, ks=(1, 5))
+    n = len(torch.unique(ids))
+    return {
+        "a2v_R@1": res["a2v"]["R@1"], "a2v_R@5": res["a2v"]["R@5"],
+        "v2a_R@1": res["v2a"]["R@1"], "v2a_R@5": res["v2a"]["R@5"],
+        "chance_R@1": 1.0 / n, "chance_R@5": min(5.0 / n, 1.0), "num_clips": int(video_emb.shape[0]),
+    }
+
+
+def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None) -> dict[str, float]:
+    v, a, ids = embed_dataset(model, transforms, dataset, cfg["eval"]["batch_size"],
+                              cfg["data"].get("num_workers", 0), device, amp_dtype)
+    return retrieval_metrics(v, a, ids)
+
+
+# ============================================================================================
+# the loop
+# ============================================================================================
+
+
+def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | None) -> bool:
+    """Run the rest of the current epoch. Returns False when `max_steps` stopped it early."""
+    cfg, logger, timer = ctx.cfg, ctx.logger, ctx.timer
+    tcfg = cfg["trainer"]
+    ctx.sampler.set_epoch(progress.epoch, progress.batches_consumed)
+    if hasattr(ctx.train_set, "set_epoch"):
+        ctx.train_set.set_epoch(progress.epoch)
+    loader = DataLoader(ctx.train_set, batch_size=ctx.batch_size, sampler=ctx.sampler, drop_last=True,
+                        num_workers=cfg["data"].get("num_workers", 0), collate_fn=_collate(),
+                        pin_memory=ctx.device.type == "cuda",
+                        persistent_workers=False)
+    ctx.model.train()
+    total = ctx.sampler.batches_per_epoch
+    bar = None
+    if ctx.dist.rank == 0 and tcfg.get("progress", True):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=progress.batches_consumed, desc=f"epoch {progress.epoch}",
+                   unit="batch", dynamic_ncols=True)
+    it = iter(loader)
+    while True:
+        if max_steps is not None and progress.global_step >= max_steps:
+            if bar:
+                bar.close()
+            return False
+        with timer.phase("data"):
+            batch = next(it, StopIteration)
+        if batch is StopIteration:
+            break
+        progress.batches_consumed += 1
+        progress.global_step += 1
+        if batch is None:  # every sample in the batch failed to decode
+            progress.dropped_samples += ctx.batch_size
+            timer.end_step()
+            continue
+        dropped = int(batch.get("num_dropped", 0)) if isinstance(batch, dict) else 0
+        progress.dropped_samples += dropped
+
+        with timer.phase("transform"):
+            video = batch["video"].to(ctx.device, non_blocking=True)
+            audio = batch["audio"].to(ctx.device, non_blocking=True)
+            indices = batch["index"].to(ctx.device, non_blocking=True)
+            video, audio = ctx.transforms(video, audio)
+            if ctx.channels_last:
+                video = video.contiguous(memory_format=torch.channels_last_3d)
+                audio = audio.contiguous(memory_format=torch.channels_last)
+        with timer.phase("forward"):
+            with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
+                v_emb, a_emb = ctx.model(video, audio)
+        with timer.phase("loss_memory"):
+            # the objective (cosines / T, exp, log) runs in fp32 whatever the autocast dtype
+            loss, stats = ctx.criterion(v_emb.float(), a_emb.float(), indices, generator=ctx.neg_generator)
+        with timer.phase("backward"):
+            ctx.optimizer.zero_grad(set_to_none=True)
+            if ctx.scaler is not None:
+                ctx.scaler.scale(loss).backward()
+                ctx.scaler.step(ctx.optimizer)
+                ctx.scaler.update()
+            else:
+                loss.backward()
+                ctx.optimizer.step()
+        step_times = timer.end_step()
+        loss_value = float(loss.detach())
+        ctx.loss_history.append(loss_value)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at step {progress.global_step}")
+
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.4f}")
+        if progress.global_step % tcfg.get("log_every", 10) == 0 or progress.global_step == 1:
+            _log_step(ctx, progress, loss_value, stats, step_times, len(indices))
+        if tcfg.get("checkpoint_every") and progress.global_step % tcfg["checkpoint_every"] == 0:
+            save_checkpoint(ctx, progress)
+    if bar:
+        bar.close()
+    return True
+
+
+def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
+    step_s = sum(step_times.values())
+    clips_per_s = batch_len * ctx.dist.world_size / step_s if step_s > 0 else float("nan")
+    lr = ctx.optimizer.param_groups[0]["lr"]
+    ctx.logger.info(
+        "epoch %d step %d | loss %.4f | lr %.2e | %.1f clips/s | data %.3fs fwd %.3fs loss+mem %.3fs bwd %.3fs "
+        "| pos %.3f neg %.3f | dropped %d",
+        progress.epoch, progress.global_step, loss_value, lr, clips_per_s, step_times.get("data", 0),
+        step_times.get("forward", 0), step_times.get("loss_memory", 0), step_times.get("backward", 0),
+        float(_mean_stat(stats, "_pos")), float(_mean_stat(stats, "_neg")), progress.dropped_samples,
+    )
+    tb = ctx.tb
+    if tb is None:
+        return
+    s = progress.global_step
+    tb.add_scalar("train/loss", loss_value, s)
+    tb.add_scalar("train/lr", lr, s)
+    tb.add_scalar("perf/clips_per_s", clips_per_s, s)
+    for name, dt in step_times.items():
+        tb.add_scalar(f"perf/time_{name}_s", dt, s)
+    tb.add_scalar("data/dropped_samples", progress.dropped_samples, s)
+    for name, value in stats.items():
+        tb.add_scalar(f"criterion/{name}", float(value), s)
+
+
+def _mean_stat(stats: dict, suffix: str) -> float:
+    vals = [float(v) for k, v in stats.items() if k.startswith("sim/") and k.endswith(suffix)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def save_checkpoint(ctx: "TrainContext", progress: Progress) -> None:
+    state = make_state(ctx.cfg, ctx.model, ctx.optimizer, ctx.scheduler, ctx.scaler, ctx.criterion,
+                       progress, ctx.neg_generator, ctx.fingerprint)  # collective: all ranks call
+    if ctx.dist.rank == 0:
+        path = ctx.ckpt.save(state, progress.global_step)
+        ctx.logger.info("checkpoint %s (epoch %d, %d batches into it)", path.name, progress.epoch,
+                        progress.batches_consumed)
+    if du.is_dist():
+        dist.barrier()
+
+
+@dataclass
+class TrainContext:
+    cfg: dict
+    dist: DistInfo
+    device: torch.device
+    logger: Any
+    tb: Any
+    timer: StepTimer
+    train_set: Any
+    sampler: ResumableDistributedSampler
+    batch_size: int
+    model: torch.nn.Module
+    transforms: BatchTransforms
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    neg_generator: torch.Generator
+    fingerprint: str
+    ckpt: CheckpointManager
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    loss_history: list = field(default_factory=list)
+
+
+def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
+    """CMA stage start: model + banks + NCE constant from an AVID checkpoint of the SAME index."""
+    path = cfg["cma"].get("init_from")
+    if not path:
+        raise ValueError("stage=cma needs cma.init_from: an AVID checkpoint (file or run directory)")
+    p = Path(path)
+    if p.is_dir():
+        latest = CheckpointManager(p).latest_path()
+        if latest is None:
+            raise CheckpointError(f"no checkpoint under {p}")
+        p = latest
+    state = load_checkpoint(p, expected_fingerprint=fingerprint)
+    _unwrap(model).load_state_dict(state["model"])
+    criterion.load_avid_state(state["criterion"])
+    logger.info("CMA stage initialised from AVID checkpoint %s (partition Z=%s)", p, criterion.partition)
+
+
+def train(cfg) -> dict[str, Any]:
+    """Pretrain with AVID (cfg.stage='avid') or CMA (cfg.stage='cma'). Returns a summary dict."""
+    cfg = _plain(cfg)
+    tcfg = cfg["trainer"]
+    dist_info = setup_distributed(tcfg.get("device", "auto"))
+    device = dist_info.device
+    run_dir = Path(cfg["run_dir"])
+    logger = setup_logger(run_dir, dist_info.rank)
+    tb = make_tb_writer(run_dir, dist_info.rank, tcfg.get("tensorboard", True))
+    torch.manual_seed(cfg["seed"] + dist_info.rank)
+    logger.info("run %s | stage %s | %d process(es) on %s", run_dir, cfg["stage"], dist_info.world_size, device)
+
+    try:
+        # ---- data
+        data = build_data(cfg, dist_info)
+        logger.info("train videos: %d (index fingerprint %s); held-out clips: %s", data.num_train_videos,
+                    data.fingerprint, len(data.eval_set) if data.eval_set is not None else 0)
+        batch_size = cfg["data"]["batch_size"]  # per rank
+        sampler = ResumableDistributedSampler(len(data.train_set), batch_size, num_replicas=dist_info.world_size,
+                                              rank=dist_info.rank, seed=cfg["seed"], drop_last=True)
+
+        # ---- model, transforms, objective, optimiser
+        torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
+        model = build_model(cfg).to(device)
+        channels_last = bool(tcfg.get("channels_last", False)) and device.type == "cuda"
+        if channels_last:
+            _to_channels_last(model)
+        train_tf = build_batch_transforms(cfg, train=True).to(device)
+        eval_tf = build_batch_transforms(cfg, train=False).to(device)
+        criterion = build_criterion(cfg, data.num_train_videos, data.fingerprint).to(device)
+        optimizer, scheduler = build_optimizer(cfg, model.parameters())
+        amp_dtype = _amp_dtype(tcfg.get("amp", "off"), device)
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        neg_generator = torch.Generator(device=criterion.video_bank.bank.device)
+        neg_generator.manual_seed(cfg["seed"] * 7919 + dist_info.rank)
+        torch.manual_seed(cfg["seed"] + 1000 * (dist_info.rank + 1))  # per-rank augmentation streams
+        if dist_info.world_size > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+
+        # ---- resume or start
+        ckpt = CheckpointManager(run_dir, keep_last=tcfg.get("keep_last", 2))
+        progress = Progress()
+        resume = cfg.get("resume", "auto")
+        resume_path = None
+        if resume == "auto":
+            resume_path = ckpt.latest_path()
+        elif resume not in (None, "never", False):
+            resume_path = Path(resume)
+        if resume_path is not None:
+            state = load_checkpoint(resume_path, expected_fingerprint=data.fingerprint)
+            if state.get("stage") != cfg["stage"]:
+                raise CheckpointError(f"{resume_path} is a {state.get('stage')!r} checkpoint, this run is "
+                                      f"stage {cfg['stage']!r}")
+            progress = restore_state(state, model, optimizer, scheduler, scaler, criterion, neg_generator,
+                                     dist_info, logger)
+            logger.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.global_step)
+        elif cfg["stage"] == "cma":
+            _init_cma_from_avid(cfg, criterion, model, data.fingerprint, logger)
+
+        ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False)),
+                           data.train_set, sampler, batch_size, model, train_tf, criterion, optimizer, scheduler,
+                           scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last)
+
+        # ---- epochs
+        epochs = tcfg["epochs"]
+        max_steps = tcfg.get("max_steps")
+        evals: list[dict] = []
+        stopped = False
+        t_start = time.perf_counter()
+        while progress.epoch < epochs and not stopped:
+            if cfg["stage"] == "cma" and progress.batches_consumed == 0:
+                every = cfg["cma"]["refresh_every_epochs"]
+                if criterion.positives is None or (every and progress.epoch % every == 0 and progress.epoch > 0):
+                    t0 = time.perf_counter()
+                    criterion.refresh_positives(device=device)
+                    logger.info("CMA positive sets recomputed (k=%d, %s) in %.2fs", criterion.num_positives,
+                                criterion.mode, time.perf_counter() - t0)
+            finished = train_one_epoch(ctx, progress, max_steps)
+            if not finished:
+                stopped = True
+                save_checkpoint(ctx, progress)
+                break
+            progress.epoch += 1
+            progress.batches_consumed = 0
+            scheduler.step()
+            save_checkpoint(ctx, progress)
+            every = cfg["eval"].get("every_epochs", 0)
+            if data.eval_set is not None and every and progress.epoch % every == 0 and progress.epoch < epochs:
+                evals.append(_run_eval(ctx, data, progress, eval_tf))
+        if data.eval_set is not None and cfg["eval"].get("at_end", True) and not stopped:
+            evals.append(_run_eval(ctx, data, progress, eval_tf))
+        summary = {
+            "run_dir": str(run_dir),
+            "global_step": progress.global_step,
+            "epoch": progress.epoch,
+            "stopped_early": stopped,
+            "loss_history": ctx.loss_history,
+            "timing": ctx.timer.summary(),
+            "dropped_samples": progress.dropped_samples,
+            "retrieval": evals[-1] if evals else None,
+            "seconds": time.perf_counter() - t_start,
+            "fingerprint": data.fingerprint,
+        }
+        t = summary["timing"]
+        logger.info("done: %d steps in %.1fs | per step: data %.3fs, transform %.3fs, forward %.3fs, "
+                    "loss+memory %.3fs, backward %.3fs", progress.global_step, summary["seconds"], t["data"],
+                    t["transform"], t["forward"], t["loss_memory"], t["backward"])
+        return summary
+    finally:
+        if tb is not None:
+            tb.close()
+        if dist_info.owns_group and du.is_dist():
+            dist.destroy_process_group()
+
+
+def _run_eval(ctx, data, progress, eval_tf) -> dict:
+    metrics = evaluate_retrieval(ctx.model, eval_tf, data.eval_set, ctx.cfg, ctx.device, ctx.amp_dtype)
+    metrics["epoch"] = progress.epoch
+    ctx.logger.info("held-out retrieval (%d clips) a2v R@1 %.3f R@5 %.3f | chance R@1 %.3f R@5 %.3f",
+                    metrics["num_clips"], metrics["a2v_R@1"], metrics["a2v_R@5"], metrics["chance_R@1"],
+                    metrics["chance_R@5"])
+    if ctx.tb is not None:
+        for k in ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5"):
+            ctx.tb.add_scalar(f"eval/{k}", metrics[k], progress.global_step)
+    ctx.model.train()
+    return metrics

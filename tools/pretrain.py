@@ -1,0 +1,26 @@
+"""AVID / CMA pretraining entry point.
+
+    python tools/pretrain.py experiment=avid_embedded_cpu
+    torchrun --nproc_per_node=2 tools/pretrain.py experiment=avid_embedded_cpu
+    python tools/pretrain.py experiment=cma_embedded_cpu            # CMA stage after AVID
+"""
+
+import json
+import os
+
+import hydra
+from omegaconf import DictConfig
+
+from avssl.engine.pretrain import train
+
+
+@hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    summary = train(cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        keep = {k: summary[k] for k in ("run_dir", "global_step", "epoch", "retrieval", "timing", "dropped_samples")}
+        print(json.dumps(keep, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
