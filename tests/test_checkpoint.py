@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from avssl.engine import checkpoint as ckpt
+from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
 from avssl.engine.checkpoint import (
     CheckpointError,
     CheckpointManager,
@@ -95,3 +96,76 @@ def test_rng_round_trip():
     second = (random.random(), np.random.rand(), torch.rand(3))
     assert first[0] == second[0] and first[1] == second[1]
     assert torch.equal(first[2], second[2])
+
+
+# ---- sampler position (what a checkpoint's 'progress' restores)
+
+
+from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
+
+
+def _batches(sampler, bs):
+    idx = list(sampler)
+    return [idx[i : i + bs] for i in range(0, len(idx) - bs + 1, bs)]
+
+
+def test_resume_skips_consumed_batches():
+    full = ResumableDistributedSampler(50, 4, seed=3)
+    full.set_epoch(2)
+    straight = _batches(full, 4)
+    resumed = ResumableDistributedSampler(50, 4, seed=3)
+    resumed.load_state_dict({"epoch": 2, "batches_consumed": 5, "seed": 3})
+    assert _batches(resumed, 4) == straight[5:]
+    assert len(resumed) == len(full) - 5 * 4
+
+
+def test_epochs_differ_and_are_reproducible():
+    s = ResumableDistributedSampler(40, 4, seed=0)
+    s.set_epoch(0)
+    e0 = list(s)
+    s.set_epoch(1)
+    e1 = list(s)
+    assert e0 != e1
+    s.set_epoch(0)
+    assert list(s) == e0
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_ranks_disjoint_and_equal_length(world):
+    shares = []
+    for r in range(world):
+        s = ResumableDistributedSampler(50, 4, num_replicas=world, rank=r, seed=1)
+        s.set_epoch(4)
+        shares.append(list(s))
+    assert len({len(x) for x in shares}) == 1 and len(shares[0]) % 4 == 0
+    flat = [i for x in shares for i in x]
+    assert len(flat) == len(set(flat))
+
+
+def test_padding_without_drop_last_covers_everything():
+    world = 3
+    shares = []
+    for r in range(world):
+        s = ResumableDistributedSampler(10, 2, num_replicas=world, rank=r, drop_last=False)
+        shares.append(list(s))
+    assert all(len(x) == 4 for x in shares)  # ceil(10 / 3)
+    flat = [i for x in shares for i in x]
+    assert set(flat) == set(range(10)) and len(flat) - 10 == 2  # two repeats, documented
+
+
+def test_eval_sampler_no_padding():
+    world, n = 4, 10
+    shares = [list(EvalShardSampler(n, num_replicas=world, rank=r)) for r in range(world)]
+    flat = sorted(i for x in shares for i in x)
+    assert flat == list(range(n))
+    assert [len(EvalShardSampler(n, num_replicas=world, rank=r)) for r in range(world)] == [3, 3, 2, 2]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        ResumableDistributedSampler(3, 4)
+    with pytest.raises(ValueError):
+        ResumableDistributedSampler(10, 2, num_replicas=2, rank=2)
+    s = ResumableDistributedSampler(10, 2, seed=0)
+    with pytest.raises(ValueError, match="seed"):
+        s.load_state_dict({"epoch": 0, "batches_consumed": 0, "seed": 5})
