@@ -101,7 +101,6 @@ def test_rng_round_trip():
 # ---- sampler position (what a checkpoint's 'progress' restores)
 
 
-from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
 
 
 def _batches(sampler, bs):
