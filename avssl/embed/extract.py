@@ -212,6 +212,13 @@ def embed_clips(model, modality: str, x: torch.Tensor, layers: Sequence[str]) ->
     return out
 
 
+def pool_clips(per_clip: torch.Tensor, layer: str) -> torch.Tensor:
+    """Per-video embeddings ``[V, D]`` from per-clip ``[V, N, D]``: the mean over clips; for
+    ``"proj"`` put back on the unit sphere (a mean of unit vectors is shorter than 1)."""
+    pooled = per_clip.mean(1)
+    return F.normalize(pooled, dim=1) if layer == PROJ else pooled
+
+
 def default_transforms(spec: ClipSpec, device):
     """uint8 frames -> normalised float [B,3,T,H,W]; waveform [B,C,S] -> log-spectrogram [B,1,F,T]."""
     from avssl.transforms.audio import LogSpectrogram
@@ -486,9 +493,7 @@ class _ShardAccumulator:
             for ly in names:
                 if rows:
                     per_clip = torch.stack([r[2][(m, ly)] for r in rows])  # [V, N, D]
-                    pooled = per_clip.mean(1)
-                    if ly == PROJ:  # the mean of unit vectors is shorter than 1: back onto the sphere
-                        pooled = F.normalize(pooled, dim=1)
+                    pooled = pool_clips(per_clip, ly)
                     arrays[sh.array_name("clip", m, ly)] = per_clip.flatten(0, 1).numpy()
                     arrays[sh.array_name("video", m, ly)] = pooled.numpy()
                 else:

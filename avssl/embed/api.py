@@ -1,0 +1,237 @@
+"""Notebook API: one file (or waveform) in, one embedding out.
+
+    >>> from avssl.embed import embed_video, embed_audio
+    >>> v = embed_video("clip.mp4", model="runs/pretrain")        # [D], unit norm
+    >>> a = embed_audio(waveform, rate=44100, model=model)          # [D]
+    >>> (v @ a).item()                                              # cosine similarity
+
+Both use the same N evenly spaced clips and the same pooling as `avssl.embed.extract`, so
+``embed_video(path)`` equals that video's row of an extracted collection.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avssl.io.types import ClipSpec
+
+from .extract import PROJ, default_transforms, embed_clips, pool_clips
+
+CHECKPOINT_ENV = "AVSSL_CHECKPOINT"
+
+
+def _strip_module_prefix(state: dict) -> dict:
+    if state and all(k.startswith("module.") for k in state):
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 0) -> tuple[torch.nn.Module, dict]:
+    """``(model in eval mode, info)`` from a checkpoint file / run dir, or a Hydra model config.
+
+    The checkpoint's stored ``config["model"]`` (a ``_target_`` config) builds the architecture
+    and its ``model`` state dict fills it; with no checkpoint, ``model_config`` is built with
+    random weights seeded by ``seed`` (the 'random' baseline). ``info`` records which.
+    """
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    state = None
+    if checkpoint is not None:
+        from avssl.engine.checkpoint import CheckpointManager, load_checkpoint
+
+        p = Path(checkpoint)
+        state = CheckpointManager(p).load() if p.is_dir() else load_checkpoint(p)
+        stored = (state.get("config") or {}).get("model")
+        if stored:
+            model_config = stored
+    if model_config is None:
+        raise ValueError("no model: give a checkpoint that stores its model config, or model_config (_target_ ...)")
+    cfg = OmegaConf.create(model_config) if not OmegaConf.is_config(model_config) else model_config
+    torch.manual_seed(seed)
+    model = instantiate(cfg)
+    if state is not None:
+        model.load_state_dict(_strip_module_prefix(state["model"]))
+    info = {"checkpoint": str(checkpoint) if checkpoint is not None else None,
+            "weights": "checkpoint" if state is not None else f"random(seed={seed})",
+            "model_config": OmegaConf.to_container(cfg, resolve=True),
+            "global_step": (state or {}).get("progress", {}).get("global_step")}
+    return model.to(device).eval(), info
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_model(checkpoint: str, device: str) -> torch.nn.Module:
+    return load_model(checkpoint, device=device)[0]
+
+
+def resolve_model(model, device) -> torch.nn.Module:
+    """An nn.Module as is; a checkpoint path loaded (and cached); None -> $AVSSL_CHECKPOINT."""
+    if isinstance(model, torch.nn.Module):
+        return model.to(device).eval()
+    if model is None:
+        model = os.environ.get(CHECKPOINT_ENV)
+        if not model:
+            raise ValueError(f"no model: pass model= (an AVModel or a checkpoint path) or set ${CHECKPOINT_ENV}")
+    return _cached_model(str(model), str(device))
+
+
+def _device(device):
+    return torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _run(model, modality, batch, transform, layer, device, amp):
+    x = transform(batch.to(device))
+    with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+        per_clip = embed_clips(model, modality, x, (layer,))[layer].float()
+    return per_clip
+
+
+def _clip_starts(duration: float, spec: ClipSpec, n: int) -> np.ndarray:
+    from avssl.io.sampling import eval_clip_starts
+
+    return eval_clip_starts(duration, spec.video_duration, n)
+
+
+@torch.no_grad()
+def embed_video(
+    path: str | os.PathLike,
+    model=None,
+    *,
+    clips_per_video: int = 10,
+    spec: ClipSpec | None = None,
+    layer: str = PROJ,
+    pool: bool = True,
+    device=None,
+    amp: bool = True,
+    transform=None,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Video embedding of a file: ``[D]`` pooled over ``clips_per_video`` clips, or ``[N, D]``.
+
+    ``layer="proj"`` (unit norm) or a backbone layer name (average-pooled channels).
+    """
+    from avssl.io import read_clip
+    from avssl.io.probe import probe
+
+    spec, device = spec or ClipSpec(), _device(device)
+    model = resolve_model(model, device)
+    transform = transform or default_transforms(spec, device)[0]
+    starts = _clip_starts(probe(path).duration, spec, clips_per_video)
+    frames = torch.stack([read_clip(path, s, spec, backend=backend, audio=False).video for s in starts])
+    return _pool_or_not(_run(model, "video", frames, transform, layer, device, amp).cpu(), layer, pool)
+
+
+def _decode_audio_file(path: str) -> tuple[torch.Tensor, int]:
+    """Whole audio stream of a file at its own rate: (float32 [C, S], rate).
+
+    Resampling is left to `_windows` (torchaudio), so a file and the same waveform passed
+    in memory are windowed and resampled identically.
+    """
+    import av
+
+    from avssl.io.errors import CorruptMedia, NoAudioStream
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.audio:
+                raise NoAudioStream(path, "the file has no audio stream")
+            stream = c.streams.audio[0]
+            rate = stream.codec_context.sample_rate
+            rs = av.AudioResampler(format="fltp", layout=stream.codec_context.layout.name, rate=rate)
+            chunks = []
+            for frame in c.decode(stream):
+                chunks += [f.to_ndarray() for f in rs.resample(frame)]
+            chunks += [f.to_ndarray() for f in rs.resample(None)]
+    except av.error.FFmpegError as e:
+        raise CorruptMedia(path, f"{type(e).__name__}: {e}") from e
+    if not chunks:
+        raise CorruptMedia(path, "no decodable audio")
+    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(rate)
+
+
+def _has_video(path: str) -> bool:
+    import av
+
+    try:
+        with av.open(path) as c:
+            return bool(c.streams.video)
+    except av.error.FFmpegError:
+        return False
+
+
+@torch.no_grad()
+def embed_audio(
+    path_or_waveform,
+    rate: int | None = None,
+    model=None,
+    *,
+    clips_per_video: int = 10,
+    spec: ClipSpec | None = None,
+    layer: str = PROJ,
+    pool: bool = True,
+    device=None,
+    amp: bool = True,
+    transform=None,
+) -> torch.Tensor:
+    """Audio embedding of a file or a waveform: ``[D]`` pooled over N windows, or ``[N, D]``.
+
+    A video file uses the windows centred on its N eval clips (as extraction does); an audio
+    file or a waveform (``[S]`` or ``[C, S]`` at ``rate`` Hz; channels averaged, resampled to
+    ``spec.audio_rate``) is cut into N evenly spaced windows of ``spec.audio_duration``
+    (zero-padded when shorter).
+    """
+    spec, device = spec or ClipSpec(), _device(device)
+    model = resolve_model(model, device)
+    transform = transform or default_transforms(spec, device)[1]
+    if isinstance(path_or_waveform, (str, os.PathLike)):
+        path = str(path_or_waveform)
+        if rate is not None:
+            raise ValueError("rate is for waveforms; a file's own rate is read from it")
+        if _has_video(path):
+            from avssl.io import read_clip
+            from avssl.io.probe import probe
+
+            starts = _clip_starts(probe(path).duration, spec, clips_per_video)
+            windows = torch.stack([read_clip(path, s, spec, video=False).audio for s in starts])
+            return _pool_or_not(_run(model, "audio", windows, transform, layer, device, amp).cpu(), layer, pool)
+        wav, rate = _decode_audio_file(path)
+    else:
+        if rate is None:
+            raise ValueError("a waveform needs its sample rate: embed_audio(wav, rate=...)")
+        wav = torch.as_tensor(np.asarray(path_or_waveform) if not isinstance(path_or_waveform, torch.Tensor)
+                              else path_or_waveform).float()
+        if wav.ndim == 1:
+            wav = wav[None]
+        if wav.ndim != 2:
+            raise ValueError(f"waveform must be [S] or [C, S], got {tuple(wav.shape)}")
+    windows = _windows(wav, int(rate), spec, clips_per_video)
+    return _pool_or_not(_run(model, "audio", windows, transform, layer, device, amp).cpu(), layer, pool)
+
+
+def _pool_or_not(per_clip, layer, pool):
+    return pool_clips(per_clip[None], layer)[0] if pool else per_clip
+
+
+def _windows(wav: torch.Tensor, rate: int, spec: ClipSpec, n: int) -> torch.Tensor:
+    import torchaudio.functional as AF
+
+    wav = wav.mean(0, keepdim=True) if spec.audio_channels == 1 else wav
+    if wav.shape[0] != spec.audio_channels:
+        wav = wav[:1].expand(spec.audio_channels, -1) if wav.shape[0] == 1 else wav[: spec.audio_channels]
+    if rate != spec.audio_rate:
+        wav = AF.resample(wav, rate, spec.audio_rate)
+    length = spec.audio_samples
+    duration = wav.shape[1] / spec.audio_rate
+    from avssl.io.sampling import eval_clip_starts
+
+    starts = eval_clip_starts(duration, spec.audio_duration, n)
+    out = torch.zeros(n, wav.shape[0], length)
+    for i, s in enumerate(starts):
+        seg = wav[:, int(round(s * spec.audio_rate)):][:, :length]
+        out[i, :, : seg.shape[1]] = seg
+    return out
