@@ -526,8 +526,9 @@ def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
     logger.info("CMA stage initialised from AVID checkpoint %s (partition Z=%s)", p, criterion.partition)
 
 
-def train(cfg) -> dict[str, Any]:
-    """Pretrain with AVID (cfg.stage='avid') or CMA (cfg.stage='cma'). Returns a summary dict."""
+def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
+    """Pretrain with AVID (cfg.stage='avid') or CMA (cfg.stage='cma'). Returns a summary dict
+    (with the trained ``model`` and ``criterion`` modules under those keys when `return_objects`)."""
     cfg = _plain(cfg)
     tcfg = cfg["trainer"]
     dist_info = setup_distributed(tcfg.get("device", "auto"))
@@ -630,6 +631,9 @@ def train(cfg) -> dict[str, Any]:
             "seconds": time.perf_counter() - t_start,
             "fingerprint": data.fingerprint,
         }
+        if return_objects:
+            summary["model"] = _unwrap(model)
+            summary["criterion"] = criterion
         t = summary["timing"]
         logger.info("done: %d steps in %.1fs | per step: data %.3fs, transform %.3fs, forward %.3fs, "
                     "loss+memory %.3fs, backward %.3fs", progress.global_step, summary["seconds"], t["data"],
