@@ -7,11 +7,15 @@
 
 import json
 import os
+import sys
+from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without `pip install -e .`
 
-from avssl.engine.pretrain import train
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from avssl.engine.pretrain import train  # noqa: E402
 
 
 @hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
