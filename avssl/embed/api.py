@@ -31,53 +31,95 @@ def _strip_module_prefix(state: dict) -> dict:
     return state
 
 
-def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 0) -> tuple[torch.nn.Module, dict]:
-    """``(model in eval mode, info)`` from a checkpoint file / run dir, or a Hydra model config.
-
-    The checkpoint's stored ``config["model"]`` (a ``_target_`` config) builds the architecture
-    and its ``model`` state dict fills it; with no checkpoint, ``model_config`` is built with
-    random weights seeded by ``seed`` (the 'random' baseline). ``info`` records which.
-    """
-    from hydra.utils import instantiate
+def build_model(model_config) -> torch.nn.Module:
+    """An AVModel from a config: ``{"_target_": ...}`` (Hydra) or the pretraining config's
+    ``model`` section (``{video, audio, proj_dim}`` -> `avssl.models.build_av_model`)."""
     from omegaconf import OmegaConf
 
-    state = None
+    cfg = OmegaConf.to_container(model_config, resolve=True) if OmegaConf.is_config(model_config) else dict(model_config)
+    if "_target_" in cfg:
+        from hydra.utils import instantiate
+
+        return instantiate(cfg)
+    from avssl.models import build_av_model
+
+    return build_av_model(**cfg)
+
+
+def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 0) -> tuple[torch.nn.Module, dict]:
+    """``(model in eval mode, info)`` from a checkpoint file / run dir, or a model config.
+
+    A pretraining checkpoint stores its whole config: its ``model`` section builds the
+    architecture (and wins over ``model_config``), its ``model`` state dict fills it, and its
+    ``data.spec`` / ``transforms`` are returned in ``info`` so embeddings are computed on the
+    inputs the model was trained on. With no checkpoint, ``model_config`` is built with random
+    weights drawn after ``torch.manual_seed(seed)`` (the 'random' baseline, reproducible).
+    """
+    state, run_cfg = None, {}
     if checkpoint is not None:
         from avssl.engine.checkpoint import CheckpointManager, load_checkpoint
 
         p = Path(checkpoint)
         state = CheckpointManager(p).load() if p.is_dir() else load_checkpoint(p)
-        stored = (state.get("config") or {}).get("model")
-        if stored:
-            model_config = stored
+        run_cfg = state.get("config") or {}
+        if run_cfg.get("model"):
+            model_config = run_cfg["model"]
     if model_config is None:
-        raise ValueError("no model: give a checkpoint that stores its model config, or model_config (_target_ ...)")
-    cfg = OmegaConf.create(model_config) if not OmegaConf.is_config(model_config) else model_config
+        raise ValueError("no model: give a checkpoint that stores its model config, or model_config")
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(model_config):
+        model_config = OmegaConf.to_container(model_config, resolve=True)
     torch.manual_seed(seed)
-    model = instantiate(cfg)
+    model = build_model(model_config)
     if state is not None:
         model.load_state_dict(_strip_module_prefix(state["model"]))
-    info = {"checkpoint": str(checkpoint) if checkpoint is not None else None,
-            "weights": "checkpoint" if state is not None else f"random(seed={seed})",
-            "model_config": OmegaConf.to_container(cfg, resolve=True),
-            "global_step": (state or {}).get("progress", {}).get("global_step")}
+    info = {
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "weights": "checkpoint" if state is not None else "random",
+        "seed": None if state is not None else seed,
+        "model_config": dict(model_config),
+        "global_step": (state or {}).get("progress", {}).get("global_step"),
+        "stage": (state or {}).get("stage"),
+        "spec": (run_cfg.get("data") or {}).get("spec"),
+        "transforms": run_cfg.get("transforms"),
+    }
     return model.to(device).eval(), info
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_model(checkpoint: str, device: str) -> torch.nn.Module:
-    return load_model(checkpoint, device=device)[0]
+def _cached_model(checkpoint: str, device: str):
+    return load_model(checkpoint, device=device)
 
 
-def resolve_model(model, device) -> torch.nn.Module:
-    """An nn.Module as is; a checkpoint path loaded (and cached); None -> $AVSSL_CHECKPOINT."""
+def resolve_model(model, device) -> tuple[torch.nn.Module, dict]:
+    """``(model, info)``: an nn.Module as is; a checkpoint path loaded (cached); None ->
+    ``$AVSSL_CHECKPOINT``. ``info`` carries a checkpoint's clip spec and transforms."""
     if isinstance(model, torch.nn.Module):
-        return model.to(device).eval()
+        return model.to(device).eval(), {}
     if model is None:
         model = os.environ.get(CHECKPOINT_ENV)
         if not model:
             raise ValueError(f"no model: pass model= (an AVModel or a checkpoint path) or set ${CHECKPOINT_ENV}")
     return _cached_model(str(model), str(device))
+
+
+def spec_from(spec_config) -> ClipSpec | None:
+    """A ClipSpec from its config dict (lists become tuples); None stays None."""
+    if spec_config is None or isinstance(spec_config, ClipSpec):
+        return spec_config
+    d = dict(spec_config)
+    if isinstance(d.get("frame_size"), list):
+        d["frame_size"] = tuple(d["frame_size"])
+    return ClipSpec(**d)
+
+
+def _setup(model, spec, device, transform, index):
+    device = _device(device)
+    model, info = resolve_model(model, device)
+    spec = spec or spec_from(info.get("spec")) or ClipSpec()
+    transform = transform or default_transforms(spec, device, info.get("transforms"))[index]
+    return model, spec, device, transform
 
 
 def _device(device):
@@ -118,9 +160,7 @@ def embed_video(
     from avssl.io import read_clip
     from avssl.io.probe import probe
 
-    spec, device = spec or ClipSpec(), _device(device)
-    model = resolve_model(model, device)
-    transform = transform or default_transforms(spec, device)[0]
+    model, spec, device, transform = _setup(model, spec, device, transform, 0)
     starts = _clip_starts(probe(path).duration, spec, clips_per_video)
     frames = torch.stack([read_clip(path, s, spec, backend=backend, audio=False).video for s in starts])
     return _pool_or_not(_run(model, "video", frames, transform, layer, device, amp).cpu(), layer, pool)
@@ -185,9 +225,7 @@ def embed_audio(
     ``spec.audio_rate``) is cut into N evenly spaced windows of ``spec.audio_duration``
     (zero-padded when shorter).
     """
-    spec, device = spec or ClipSpec(), _device(device)
-    model = resolve_model(model, device)
-    transform = transform or default_transforms(spec, device)[1]
+    model, spec, device, transform = _setup(model, spec, device, transform, 1)
     if isinstance(path_or_waveform, (str, os.PathLike)):
         path = str(path_or_waveform)
         if rate is not None:

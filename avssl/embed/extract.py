@@ -219,12 +219,23 @@ def pool_clips(per_clip: torch.Tensor, layer: str) -> torch.Tensor:
     return F.normalize(pooled, dim=1) if layer == PROJ else pooled
 
 
-def default_transforms(spec: ClipSpec, device):
-    """uint8 frames -> normalised float [B,3,T,H,W]; waveform [B,C,S] -> log-spectrogram [B,1,F,T]."""
-    from avssl.transforms.audio import LogSpectrogram
-    from avssl.transforms.video import eval_transform
+def default_transforms(spec: ClipSpec, device, transforms_config: Mapping | None = None):
+    """``(video_transform, audio_transform)`` for evaluation, on ``device``.
 
-    return eval_transform(), LogSpectrogram(sample_rate=spec.audio_rate).to(device)
+    uint8 ``[B,T,H,W,3]`` -> normalised float ``[B,3,T,H,W]`` and waveform ``[B,C,S]`` ->
+    log-spectrogram ``[B,1,F,T]``. ``transforms_config`` is the pretraining config's
+    ``transforms`` section (``{"video": VideoAugment kwargs, "audio": LogSpectrogram kwargs}``),
+    so a checkpoint's model sees the preprocessing it was trained with (eval mode: no
+    augmentation).
+    """
+    from avssl.transforms.audio import LogSpectrogram
+    from avssl.transforms.video import VideoAugment
+
+    tc = dict(transforms_config or {})
+    video_kw = dict(tc.get("video") or {})
+    audio_kw = dict(tc.get("audio") or {})
+    audio_kw.setdefault("sample_rate", spec.audio_rate)
+    return VideoAugment(**video_kw, train=False).to(device), LogSpectrogram(**audio_kw).to(device)
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -269,7 +280,7 @@ class ExtractReport:
         return (self.videos + self.failed) / self.seconds if self.seconds > 0 else float("nan")
 
 
-_IDENTITY_KEYS = ("index_fingerprint", "model_digest", "layers", "modalities", "clips_per_video", "spec", "dtype",
+_IDENTITY_KEYS = ("index_fingerprint", "model_digest", "transforms", "layers", "modalities", "clips_per_video", "spec", "dtype",
                   "shard_size", "num_videos", "num_shards")
 
 
@@ -323,6 +334,7 @@ def extract(
     backend: str | None = None,
     video_transform: Callable | None = None,
     audio_transform: Callable | None = None,
+    transforms_config: Mapping | None = None,
     model_info: dict | None = None,
     config: dict | None = None,
     overwrite: bool = False,
@@ -332,7 +344,8 @@ def extract(
 ) -> ExtractReport:
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
-    ``batch_size`` counts clips per forward pass (a loader batch holds ``batch_size //
+    ``transforms_config`` configures the default eval transforms (see `default_transforms`);
+    ``video_transform`` / ``audio_transform`` replace them. ``batch_size`` counts clips per forward pass (a loader batch holds ``batch_size //
     clips_per_video`` videos, at least one). ``amp`` applies on CUDA only (float16 autocast).
     ``max_shards`` stops after computing that many shards on this rank (e.g. to cut a long job
     in pieces); ``on_shard_done(shard)`` is called after each shard is on disk. Bad files go to
@@ -361,6 +374,8 @@ def extract(
         "format": sh.FORMAT, "version": sh.VERSION,
         "index_fingerprint": videos.fingerprint, "model_digest": model_digest(model),
         "model": model_info or {"class": type(model).__name__}, "config": config or {},
+        "transforms": {"config": transforms_config,
+                       "video": _callable_name(video_transform), "audio": _callable_name(audio_transform)},
         "layers": {m: list(v) for m, v in layer_map.items()}, "modalities": list(modalities),
         "clips_per_video": clips_per_video, "spec": asdict(spec), "dtype": dtype, "shard_size": shard_size,
         "num_videos": n_videos, "num_shards": num_shards,
@@ -380,7 +395,7 @@ def extract(
         model = model.to(device).eval()
         vt, at = video_transform, audio_transform
         if ("video" in modalities and vt is None) or ("audio" in modalities and at is None):
-            dvt, dat = default_transforms(spec, device)
+            dvt, dat = default_transforms(spec, device, transforms_config)
             vt, at = vt or dvt, at or dat
         ranges = [(k, k * shard_size, min((k + 1) * shard_size, n_videos)) for k in pending]
         dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend)
@@ -430,6 +445,12 @@ def extract(
     report.complete = all_done
     barrier()
     return report
+
+
+def _callable_name(fn) -> str | None:
+    if fn is None:
+        return None
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
 
 def _needs_spawn() -> bool:
