@@ -320,7 +320,7 @@ def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, a
     no padding: each item appears exactly once)."""
     sampler = EvalShardSampler(len(dataset), num_replicas=du.world_size(), rank=du.rank())
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                        collate_fn=_collate())
+                        collate_fn=_collate(), generator=torch.Generator().manual_seed(0))
     model.eval()
     vs, as_, ids = [], [], []
     for batch in loader:
@@ -373,8 +373,10 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
         ctx.train_set.set_epoch(progress.epoch)
     loader = DataLoader(ctx.train_set, batch_size=ctx.batch_size, sampler=ctx.sampler, drop_last=True,
                         num_workers=cfg["data"].get("num_workers", 0), collate_fn=_collate(),
-                        pin_memory=ctx.device.type == "cuda",
-                        persistent_workers=False)
+                        pin_memory=ctx.device.type == "cuda", persistent_workers=False,
+                        # own generator: creating an iterator must not draw from the global RNG,
+                        # or a resumed run (one extra iterator) would diverge from an uninterrupted one
+                        generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
     ctx.model.train()
     total = ctx.sampler.batches_per_epoch
     bar = None
