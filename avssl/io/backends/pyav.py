@@ -13,6 +13,7 @@ import numpy as np
 from . import _common as C
 
 NAME = "pyav"
+SKIP_MARGIN = 0.5  # s
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,17 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool):
             cache_key, cache_img = key, convert(frame)
         return cache_img
 
+    # Between the keyframe and the clip only reference frames are needed to reach it: skipping
+    # non-reference (B) frames there saves their decoding; full decoding resumes SKIP_MARGIN
+    # seconds before the first needed time, well beyond the decoder's reordering delay.
+    cc = vs.codec_context
+    skipping = check_first and times[order[0]] - SKIP_MARGIN > 0
+    if skipping:
+        cc.skip_frame = "NONREF"
     for frame in container.decode(vs):
+        if skipping and frame.pts is not None and float(frame.pts * vs.time_base) - origin >= times[order[0]] - SKIP_MARGIN:
+            cc.skip_frame = "DEFAULT"
+            skipping = False
         if frame.pts is not None:
             ft = float(frame.pts * vs.time_base) - origin
         else:  # no timestamp (rare, some AVI): assume a constant rate after the previous frame
@@ -107,6 +118,8 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool):
         if k == len(order):
             break
         prev, prev_time = frame, ft
+    if skipping:
+        cc.skip_frame = "DEFAULT"
     if prev is None:
         raise av.error.InvalidDataError(0, "no decodable video frame")
     while k < len(order):  # past the last frame: repeat it (padding rule)

@@ -1,0 +1,197 @@
+"""Samples/s of the reference training sample (8 frames @ 16 fps, short side 128, + 2 s of 24 kHz
+mono audio) on ONE core, per read_clip backend, against three baselines on the same files:
+
+  naive      PyAV decoding from the start of the file up to the clip (no seek)
+  avid-style PyAV seek, then every decoded frame converted to a PIL image, resized with PIL
+             (the pattern of the public AVID-CMA loader), audio by PyAV seek + decode
+  ffmpeg-cli the ffmpeg command line (-ss before -i, fps + scale filters, rawvideo pipe) for
+             the frames and a second call for the audio: the practical floor of a subprocess
+
+Videos: 854x480 30 fps H.264 (x264 default keyframe interval) + AAC stereo 48 kHz, 10 s and
+60 s, generated here (moving textured pattern). Usage:
+
+    OMP_NUM_THREADS=1 python benchmarks/clip_reading.py [--samples 16] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from avssl.io import ClipSpec, available_backends, read_clip  # noqa: E402
+
+SPEC = ClipSpec(num_frames=8, fps=16.0, frame_size=128, audio_rate=24000, audio_channels=1, audio_duration=2.0)
+
+
+def make_video(path: Path, seconds: int, w: int = 854, h: int = 480, fps: int = 30) -> Path:
+    """Stream-encode a moving textured pattern + a tone/noise track (no whole-video array in memory)."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    yy, xx = np.mgrid[0:h, 0:w]
+    tmp = path.with_suffix(".tmp.mp4")
+    with av.open(str(tmp), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"preset": "veryfast", "crf": "23"}  # x264 default keyframe interval (250)
+        as_ = out.add_stream("aac", rate=48000)
+        as_.layout = "stereo"
+        for i in range(seconds * fps):
+            dx, dy = (3 * i) % 8, (2 * i) % 8
+            img = texture[dy : dy + h, dx : dx + w].copy()
+            img[..., 0] = ((xx + 4 * i) % 256).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+        t = np.arange(seconds * 48000) / 48000
+        wav = (0.3 * np.sin(2 * np.pi * (440 + 40 * np.floor(t)) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+        for s0 in range(0, wav.size, 1024):
+            chunk = np.ascontiguousarray(np.stack([wav[s0 : s0 + 1024]] * 2))
+            af = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            af.sample_rate, af.pts, af.time_base = 48000, s0, Fraction(1, 48000)
+            for p in as_.encode(af):
+                out.mux(p)
+        for p in as_.encode():
+            out.mux(p)
+    os.replace(tmp, path)
+    return path
+
+
+def _size(h, w, short=128):
+    return (short, round(w * short / h)) if h <= w else (round(h * short / w), short)
+
+
+def _audio_pyav(container, a0: float) -> torch.Tensor:
+    """Baseline audio: seek, decode the window, mean to mono, torchaudio resample (as AVID's loader)."""
+    import torchaudio.functional as AF
+
+    ast = container.streams.audio[0]
+    container.seek(int(max(a0 - 0.1, 0) / ast.time_base), stream=ast)
+    chunks, t_first = [], None
+    for f in container.decode(ast):
+        if t_first is None:
+            t_first = f.time
+        chunks.append(f.to_ndarray())
+        if f.time > a0 + SPEC.audio_duration:
+            break
+    x = torch.from_numpy(np.concatenate(chunks, 1)).mean(0, keepdim=True)
+    rate = ast.rate
+    i0 = int(round((a0 - t_first) * rate))
+    x = x[:, max(i0, 0) : max(i0, 0) + int(SPEC.audio_duration * rate)]
+    return AF.resample(x, rate, SPEC.audio_rate)
+
+
+def naive_reader(path: Path, start: float):
+    """Decode from the first frame, no seek; convert only the needed frames."""
+    times = start + np.arange(SPEC.num_frames) / SPEC.fps
+    out, k = [], 0
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        vs.codec_context.thread_count = 1
+        h, w = _size(vs.codec_context.height, vs.codec_context.width)
+        prev = None
+        for f in c.decode(vs):
+            while k < len(times) and f.time > times[k] + 1e-4:
+                out.append(prev.to_ndarray(format="rgb24", width=w, height=h))
+                k += 1
+            if k == len(times):
+                break
+            prev = f
+        wav = _audio_pyav(c, start + SPEC.video_duration / 2 - SPEC.audio_duration / 2)
+    return np.stack(out), wav
+
+
+def avid_style_reader(path: Path, start: float):
+    """PyAV seek, every decoded frame -> PIL image, keep the needed ones, PIL resize."""
+    from PIL import Image
+
+    times = start + np.arange(SPEC.num_frames) / SPEC.fps
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        vs.codec_context.thread_count = 1
+        c.seek(int(start / vs.time_base), stream=vs)
+        frames, ftimes = [], []
+        for f in c.decode(vs):
+            frames.append(f.to_image())
+            ftimes.append(f.time)
+            if f.time >= times[-1]:
+                break
+        ftimes = np.array(ftimes)
+        idx = np.clip(np.searchsorted(ftimes, times + 1e-4, side="right") - 1, 0, len(frames) - 1)
+        h, w = _size(frames[0].height, frames[0].width)
+        video = np.stack([np.asarray(frames[i].resize((w, h), Image.BILINEAR)) for i in idx])
+        wav = _audio_pyav(c, start + SPEC.video_duration / 2 - SPEC.audio_duration / 2)
+    return video, wav
+
+
+def ffmpeg_cli_reader(path: Path, start: float):
+    h, w = _size(480, 854)
+    vcmd = ["ffmpeg", "-v", "error", "-threads", "1", "-ss", f"{start:.4f}", "-i", str(path), "-frames:v", str(SPEC.num_frames),
+            "-vf", f"fps={SPEC.fps},scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-threads", "1", "-"]
+    raw = subprocess.run(vcmd, capture_output=True, check=True).stdout
+    a0 = max(start + SPEC.video_duration / 2 - SPEC.audio_duration / 2, 0)
+    acmd = ["ffmpeg", "-v", "error", "-ss", f"{a0:.4f}", "-i", str(path), "-t", str(SPEC.audio_duration), "-vn",
+            "-ac", "1", "-ar", str(SPEC.audio_rate), "-f", "f32le", "-"]
+    wav = np.frombuffer(subprocess.run(acmd, capture_output=True, check=True).stdout, np.float32)
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3), wav
+
+
+def time_reader(fn, path: Path, starts) -> float:
+    fn(path, float(starts[0]))  # warm-up (imports, file cache)
+    t0 = time.perf_counter()
+    for s in starts:
+        fn(path, float(s))
+    return len(starts) / (time.perf_counter() - t0)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=int, default=16, help="clips timed per reader and file")
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "avssl_bench_clip_reading"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    wd = Path(args.workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    t_make = time.perf_counter()
+    files = {d: make_video(wd / f"h264_480p_{d}s.mp4", d) for d in (10, 60)}
+    print(f"# test videos ready in {time.perf_counter() - t_make:.1f} s ({wd})", flush=True)
+
+    readers = {f"read_clip[{b}]": (lambda p, s, b=b: read_clip(p, s, SPEC, backend=b)) for b in available_backends()}
+    readers.update({"naive (decode from start)": naive_reader, "avid-style (PyAV seek + PIL)": avid_style_reader,
+                    "ffmpeg-cli (subprocess)": ffmpeg_cli_reader})
+    rows = {}
+    for d, path in files.items():
+        rng = np.random.default_rng(d)
+        starts = rng.uniform(0, d - 2.0, args.samples)
+        for name, fn in readers.items():
+            n = args.samples if not name.startswith("naive") else max(2, args.samples // (d // 5))
+            rows[(name, d)] = time_reader(fn, path, starts[:n])
+            print(f"{name:32s} {d:3d} s video: {rows[(name, d)]:7.1f} samples/s", flush=True)
+
+    print("\n| reader | 10 s video (samples/s) | 60 s video (samples/s) | cost 60 s / 10 s | vs avid-style (60 s) |")
+    print("|---|---:|---:|---:|---:|")
+    avid60 = rows[("avid-style (PyAV seek + PIL)", 60)]
+    for name in readers:
+        r10, r60 = rows[(name, 10)], rows[(name, 60)]
+        print(f"| {name} | {r10:.1f} | {r60:.1f} | {r10 / r60:.2f}x | {r60 / avid60:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
