@@ -186,7 +186,9 @@ def build_batch_transforms(cfg: dict, train: bool) -> BatchTransforms:
 
     tcfg = cfg["transforms"]
     video_tf = VideoAugment(**tcfg["video"], train=train)
-    audio_tf = LogSpectrogram(**tcfg["audio"])
+    audio_kw = dict(tcfg["audio"])
+    audio_kw.setdefault("sample_rate", cfg["data"]["spec"]["audio_rate"])
+    audio_tf = LogSpectrogram(**audio_kw)
     return BatchTransforms(video_tf, audio_tf)
 
 
