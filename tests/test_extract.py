@@ -182,7 +182,7 @@ def audio_tf(x):  # [B,1,S] -> [B,1,F,T]
 
 KW = dict(clips_per_video=N_CLIPS, layers=("proj", "conv2"), spec=SPEC, batch_size=5, num_workers=0,
           device="cpu", shard_size=2, dtype="float32", video_transform=video_tf, audio_transform=audio_tf,
-          progress=False)
+          progress=False, index_failures=[("/elsewhere/notes.txt", "not-a-video", "tty demuxer")])
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,8 @@ def test_extraction_rows_pooling_and_failed_file(media, reference):
     out, rep = reference
     assert rep.complete and rep.computed_shards == [0, 1, 2] and rep.failed == 1 and rep.videos == 5
     failed = sh.read_table(out / "failed.csv", "failed")
-    assert failed["path"].tolist() == [media.path[2]] and failed["reason"].tolist() == ["corrupt"]
+    assert failed["path"].tolist() == ["/elsewhere/notes.txt", media.path[2]]
+    assert failed["reason"].tolist() == ["not-a-video", "corrupt"] and failed["video_id"].tolist() == [-1, media.id[2]]
     vemb, vt = sh.load_collection(out, "video", "video", "proj")
     cemb, ct = sh.load_collection(out, "clip", "video", "proj")
     good = [i for i in range(len(media)) if i != 2]

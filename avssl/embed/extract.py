@@ -341,6 +341,7 @@ def extract(
     max_shards: int | None = None,
     on_shard_done: Callable[[int], None] | None = None,
     progress: bool = True,
+    index_failures=None,
 ) -> ExtractReport:
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
@@ -349,7 +350,9 @@ def extract(
     clips_per_video`` videos, at least one). ``amp`` applies on CUDA only (float16 autocast).
     ``max_shards`` stops after computing that many shards on this rank (e.g. to cut a long job
     in pieces); ``on_shard_done(shard)`` is called after each shard is on disk. Bad files go to
-    ``failed.csv`` with their reason and are skipped. Returns this rank's `ExtractReport`.
+    ``failed.csv`` with their reason and are skipped; ``index_failures`` (the indexer's report,
+    or ``(path, reason, detail)`` rows) adds the files that never made it into the index
+    (``video_id`` -1). Returns this rank's `ExtractReport`.
     """
     t0 = time.perf_counter()
     spec = spec or ClipSpec()
@@ -382,6 +385,11 @@ def extract(
         "arrays": [sh.array_name(lv, m, ly) for lv in sh.LEVELS for m in modalities for ly in layer_map[m]],
     })
     _check_or_write_meta(out_dir, meta, rank, barrier, overwrite)
+    if rank == 0:
+        pre = failures_table(index_failures)
+        tmp = out_dir / f".{sh.INDEX_FAILED}.{os.getpid()}.tmp"
+        sh.write_table(tmp, pre, "failed")
+        os.replace(tmp, out_dir / sh.INDEX_FAILED)
 
     mine = [k for k in range(num_shards) if k % world == rank]
     done = set(sh.done_shards(out_dir))
@@ -445,6 +453,36 @@ def extract(
     report.complete = all_done
     barrier()
     return report
+
+
+def failures_table(index_failures) -> dict[str, np.ndarray]:
+    """failed-table rows (video_id -1) for files the indexer rejected.
+
+    Accepts None, ``(path, reason[, detail])`` rows, or a report object holding such records
+    in ``failures`` / ``bad`` / ``errors`` (records may be tuples, dicts or objects with
+    ``path`` / ``reason`` / ``detail``).
+    """
+    if index_failures is None:
+        return sh.empty_table("failed")
+    rows = index_failures
+    for attr in ("failures", "bad", "errors", "bad_files"):
+        if hasattr(index_failures, attr):
+            rows = getattr(index_failures, attr)
+            break
+    if isinstance(rows, Mapping):  # {path: reason}
+        rows = list(rows.items())
+    out = []
+    for r in rows:
+        if isinstance(r, Mapping):
+            out.append((str(r["path"]), str(r.get("reason", "error")), str(r.get("detail", ""))))
+        elif isinstance(r, (tuple, list)):
+            out.append((str(r[0]), str(r[1]) if len(r) > 1 else "error", str(r[2]) if len(r) > 2 else ""))
+        else:
+            out.append((str(r.path), str(getattr(r, "reason", "error")), str(getattr(r, "detail", "") or "")))
+    return {"video_id": np.full(len(out), -1, dtype=np.int64),
+            "path": np.array([o[0] for o in out], dtype=object),
+            "reason": np.array([o[1] for o in out], dtype=object),
+            "detail": np.array([o[2] for o in out], dtype=object)}
 
 
 def _callable_name(fn) -> str | None:

@@ -9,7 +9,9 @@
           video-audio-proj.npy    [videos in shard, D]
           clips.csv  videos.csv  failed.csv
           done.json               written last; the directory is renamed into place after it
-      clips.csv  videos.csv  failed.csv   merged tables (written by `finalize`)
+      index_failed.csv            files the indexer rejected (video_id -1)
+      clips.csv  videos.csv  failed.csv   merged tables (written by `finalize`; failed.csv
+                                  = index_failed.csv + every shard's decoding failures)
 
 Per-clip table columns: ``video_id, path, clip_index, clip_start, clip_end, shard, row``
 (``row`` = row in that shard's arrays). Per-video: ``video_id, path, num_clips, shard, row``.
@@ -33,6 +35,7 @@ FORMAT = "avssl-embeddings"
 VERSION = 1
 SHARDS_DIRNAME = "shards"
 DONE_MARKER = "done.json"
+INDEX_FAILED = "index_failed.csv"  # files the indexer rejected (never in any shard)
 LEVELS = ("clip", "video")
 
 CLIP_COLUMNS = {
@@ -233,7 +236,10 @@ def finalize(out_dir, num_shards: int | None = None) -> dict[str, int]:
             raise CollectionError(f"{out_dir}: shards not done yet: {missing[:10]}{'...' if len(missing) > 10 else ''}")
     counts = {}
     for kind in TABLES:
-        t = concat_tables([read_shard_table(out_dir, s, kind) for s in done], kind)
+        parts = [read_shard_table(out_dir, s, kind) for s in done]
+        if kind == "failed" and (out_dir / INDEX_FAILED).exists():
+            parts.insert(0, read_table(out_dir / INDEX_FAILED, "failed"))
+        t = concat_tables(parts, kind)
         tmp = out_dir / f".{kind}.csv.{os.getpid()}.tmp"
         write_table(tmp, t, kind)
         os.replace(tmp, out_dir / f"{kind}.csv")

@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Extract per-clip and per-video embeddings of a collection into shards (Hydra).
+
+    python tools/extract.py input=videos/ checkpoint=runs/pretrain out_dir=emb/x
+    torchrun --nproc_per_node=2 tools/extract.py input=videos/ checkpoint=runs/pretrain
+See configs/extract.yaml for every option; load the result with avssl.embed.load_collection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("extract")
+
+
+def _container(x):
+    return OmegaConf.to_container(x, resolve=True) if OmegaConf.is_config(x) else x
+
+
+def collection_source(cfg: DictConfig):
+    """What to index: a folder, a list of paths from a text file, or the embedded world's videos."""
+    if not cfg.input:
+        raise SystemExit("nothing to do: give input=<folder | list.txt | world>")
+    if cfg.input == "world":
+        from avssl.synth import generate as synth
+
+        w = cfg.world
+        if int(os.environ.get("RANK", 0)) == 0:
+            synth.generate_world(w.dir, preset=w.preset, seed=w.seed, workers=w.workers, progress=cfg.progress)
+        _barrier()
+        world = synth.load_world(w.dir)
+        return [str(p) for p in world.video_paths(None if w.split == "all" else w.split)]
+    p = Path(cfg.input)
+    if p.is_file() and p.suffix == ".txt":
+        return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    return str(p)
+
+
+def _barrier():
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def init_distributed(device_cfg: str) -> torch.device:
+    """Join the torchrun process group when launched by torchrun; pick this rank's device."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    cuda = torch.cuda.is_available() and device_cfg in ("auto", "cuda")
+    if device_cfg == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("device=cuda but no CUDA device is available")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def main_impl(cfg: DictConfig) -> dict:
+    from avssl.data.index import build_index
+    from avssl.embed import extract as run_extract
+    from avssl.embed.api import load_model, spec_from
+
+    device = init_distributed(cfg.device)
+    source = collection_source(cfg)
+    index_kw = {"workers": cfg.index_workers}
+    if cfg.index_cache:
+        index_kw["cache"] = cfg.index_cache
+    manifest, index_report = build_index(source, **index_kw)
+    model, info = load_model(cfg.checkpoint, _container(cfg.model), device=device, seed=cfg.seed)
+    spec = spec_from(_container(cfg.spec)) or spec_from(info.get("spec"))
+    if spec is None:
+        from avssl.io.types import ClipSpec
+
+        spec = ClipSpec()
+    transforms = _container(cfg.transforms) or info.get("transforms")
+    layers = _container(cfg.layers)
+    report = run_extract(
+        manifest, model, cfg.out_dir, clips_per_video=cfg.clips_per_video, layers=layers,
+        modalities=tuple(cfg.modalities), spec=spec, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+        device=device, amp=cfg.amp, shard_size=cfg.shard_size, dtype=cfg.dtype, backend=cfg.backend,
+        transforms_config=transforms, model_info=info, config=_container(cfg), overwrite=cfg.overwrite,
+        max_shards=cfg.max_shards, progress=cfg.progress, index_failures=index_report,
+    )
+    summary = {k: v for k, v in vars(report).items()}
+    summary["videos_per_s"] = report.videos_per_s
+    log.info("rank %d/%d: %d shards computed, %d skipped (done before), %d videos, %d failed, %.1f videos/s%s",
+             report.rank, report.world_size, len(report.computed_shards), len(report.skipped_shards), report.videos,
+             report.failed, report.videos_per_s, "; collection complete" if report.complete else "")
+    if report.complete and report.rank == 0:
+        (Path(cfg.out_dir) / "extract_report.json").write_text(json.dumps(summary, indent=1, default=str))
+    return summary
+
+
+@hydra.main(config_path="../configs", config_name="extract", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        main_impl(cfg)
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
