@@ -353,3 +353,48 @@ def test_api_waveform_equals_audio_file(tmp_path):
         embed_audio(wav, **kw)
     with pytest.raises(ValueError, match="no model"):
         embed_audio(wav, rate=rate, model=None, spec=SPEC, transform=audio_tf)
+
+
+# ------------------------------------------------------------------ retrieval over a collection
+
+
+def _tool(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_retrieve_tool_table_and_embedding_query(reference, tmp_path, capsys):
+    from avssl.embed.api import collection_retrieval, query_collection
+    from avssl.embed.retrieval import cross_modal_retrieval
+
+    out, _ = reference
+    v, vt = sh.load_collection(out, "video", "video", "proj")
+    a, _ = sh.load_collection(out, "video", "audio", "proj")
+    res = collection_retrieval(out, level="video", device="cpu")
+    direct = cross_modal_retrieval(torch.from_numpy(v), torch.from_numpy(a), device="cpu")
+    assert res["a2v"] == direct["a2v"] and res["num_videos"] == 5 and res["chance"]["R@1"] == pytest.approx(0.2)
+    clip_res = collection_retrieval(out, level="clip", device="cpu")
+    assert clip_res["a2v"]["num_queries"] == 5 * N_CLIPS
+
+    rows = query_collection(out, embedding=a[3], query_modality="audio", k=5, device="cpu")
+    scores = torch.from_numpy(v) @ torch.from_numpy(a[3])
+    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+    assert [r["path"] for r in rows] == vt["path"][order].tolist()
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
+
+    tool = _tool("retrieve")
+    js = tmp_path / "table.json"
+    assert tool.main(["table", str(out), str(out), "--names", "a", "b", "--json", str(js)]) == 0
+    printed = capsys.readouterr().out
+    assert "| a | audio→video |" in printed and "| b | video→audio |" in printed
+    assert json.loads(js.read_text())["a"]["a2v"]["R@1"] == pytest.approx(direct["a2v"]["R@1"])
+    np.save(tmp_path / "q.npy", a[3])
+    assert tool.main(["query", str(out), "--embedding", str(tmp_path / "q.npy"), "-k", "2", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [r["path"] for r in got] == vt["path"][order[:2]].tolist()

@@ -273,3 +273,95 @@ def _windows(wav: torch.Tensor, rate: int, spec: ClipSpec, n: int) -> torch.Tens
         seg = wav[:, int(round(s * spec.audio_rate)):][:, :length]
         out[i, :, : seg.shape[1]] = seg
     return out
+
+
+# ------------------------------------------------------------------------------ collections
+
+
+def collection_model(out_dir, device="cpu") -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model an extracted collection was made with; refuse other weights.
+
+    Works for checkpoints and for seeded random initialisations (same seed, same weights).
+    Returns ``(model, meta)``.
+    """
+    from .extract import model_digest
+    from .shards import CollectionMismatch, read_meta
+
+    meta = read_meta(out_dir)
+    info = meta.get("model") or {}
+    if "model_config" not in info:
+        raise CollectionMismatch(f"{out_dir}: meta.json does not say how to rebuild its model (extracted from a "
+                                 "Python object); embed queries yourself and use nearest()")
+    model, _ = load_model(info.get("checkpoint"), info["model_config"], device=device, seed=info.get("seed") or 0)
+    if model_digest(model) != meta["model_digest"]:
+        raise CollectionMismatch(f"{out_dir}: the rebuilt model's weights differ from those used for extraction "
+                                 f"(checkpoint {info.get('checkpoint')} changed?)")
+    return model, meta
+
+
+def query_collection(
+    out_dir,
+    *,
+    file=None,
+    embedding=None,
+    query_modality: str = "audio",
+    target_modality: str | None = None,
+    level: str = "video",
+    layer: str = PROJ,
+    k: int = 10,
+    device=None,
+) -> list[dict]:
+    """Nearest collection items to a query file (embedded with the collection's own model) or
+    to a given embedding ``[D]``. Default target: the other modality (cross-modal search).
+    Returns ``[{"rank", "score", "video_id", "path", ("clip_index", "clip_start")}]``."""
+    from .retrieval import nearest
+    from .shards import load_collection
+
+    if (file is None) == (embedding is None):
+        raise ValueError("give exactly one of file= or embedding=")
+    target_modality = target_modality or ("video" if query_modality == "audio" else "audio")
+    emb, table = load_collection(out_dir, level, target_modality, layer, mmap=True)
+    if file is not None:
+        dev = _device(device)
+        model, meta = collection_model(out_dir, dev)
+        spec = spec_from(meta["spec"])
+        tcfg = (meta.get("transforms") or {}).get("config")
+        kw = dict(clips_per_video=meta["clips_per_video"], spec=spec, layer=layer, device=dev, pool=level == "video")
+        vt, at = default_transforms(spec, dev, tcfg)
+        q = embed_video(file, model, transform=vt, **kw) if query_modality == "video" else \
+            embed_audio(str(file), model=model, transform=at, **kw)
+    else:
+        q = torch.as_tensor(np.asarray(embedding) if not isinstance(embedding, torch.Tensor) else embedding).float()
+    q = q.reshape(-1, emb.shape[1])
+    scores, idx = nearest(q, torch.from_numpy(np.asarray(emb)), k=k, normalize=False, device=device)
+    results = []
+    for qi in range(q.shape[0]):
+        for r, (s, i) in enumerate(zip(scores[qi].tolist(), idx[qi].tolist()), 1):
+            row = {"query": qi, "rank": r, "score": s, "video_id": int(table["video_id"][i]), "path": table["path"][i]}
+            if level == "clip":
+                row.update(clip_index=int(table["clip_index"][i]), clip_start=float(table["clip_start"][i]))
+            results.append(row)
+    return results
+
+
+def collection_retrieval(out_dir, *, level: str = "video", layer: str = PROJ, ks=(1, 5, 10),
+                         ties: str = "pessimistic", device=None) -> dict:
+    """Audio->video and video->audio metrics over an extracted collection.
+
+    ``level="video"``: pooled rows, the positive is the same video. ``level="clip"``: every
+    clip row is a query and any clip of the same video counts as a hit.
+    """
+    from .retrieval import cross_modal_retrieval
+    from .shards import load_collection
+
+    v, table = load_collection(out_dir, level, "video", layer)
+    a, table_a = load_collection(out_dir, level, "audio", layer)
+    if not np.array_equal(table["video_id"], table_a["video_id"]):
+        raise ValueError(f"{out_dir}: video and audio rows are not paired")
+    ids = torch.from_numpy(table["video_id"]) if level == "clip" else None
+    res = cross_modal_retrieval(torch.from_numpy(np.asarray(v)), torch.from_numpy(np.asarray(a)), ids, ks=ks,
+                                ties=ties, normalize=layer != PROJ, device=device)
+    n_videos = len(np.unique(table["video_id"]))
+    res["num_videos"] = n_videos
+    res["chance"] = {f"R@{k}": min(k / n_videos, 1.0) for k in ks}
+    return res
