@@ -14,13 +14,11 @@ from .read import read_clip
 from .types import Clip, ClipSpec, MediaInfo
 
 
-def __getattr__(name):
-    # probe lives in avssl/io/probe.py (written separately); imported on first use.
-    if name == "probe":
-        from .probe import probe
-
-        return probe
-    raise AttributeError(f"module 'avssl.io' has no attribute {name!r}")
+try:  # probe lives in avssl/io/probe.py (written separately)
+    from .probe import probe
+except ModuleNotFoundError as e:  # only tolerate that module being absent, not its own import errors
+    if e.name != f"{__name__}.probe":
+        raise
 
 
 __all__ = [
