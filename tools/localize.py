@@ -20,58 +20,38 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger("localize")
 
 
-def build_model(cfg: DictConfig) -> torch.nn.Module:
-    """The AVModel: from the checkpoint's stored config (weights loaded) or from ``cfg.model``."""
-    from hydra.utils import instantiate
+def build_inputs(cfg: DictConfig):
+    """``(model, spec, video_transform, audio_transform, info)``.
 
-    state, model_cfg = None, cfg.model
-    if cfg.checkpoint:
-        from avssl.engine.checkpoint import CheckpointManager, load_checkpoint
+    The model comes from the checkpoint (its stored model config, weights, clip spec and
+    transforms win) or, without one, from ``cfg.model`` with random weights (seeded).
+    ``cfg.clip`` / ``cfg.transforms`` override what the checkpoint stored.
+    """
+    from avssl.embed.api import load_model, spec_from
+    from avssl.io.types import ClipSpec
+    from avssl.localization.defaults import localization_inputs
 
-        p = Path(cfg.checkpoint)
-        state = CheckpointManager(p).load() if p.is_dir() else load_checkpoint(p)
-        stored = (state.get("config") or {}).get("model")
-        model_cfg = OmegaConf.create(stored) if stored else model_cfg
-    if model_cfg is None:
-        raise SystemExit("no model: give checkpoint=... or model=... (a Hydra config with _target_)")
-    torch.manual_seed(int(cfg.seed))
-    model = instantiate(model_cfg)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        log.info("loaded weights from %s", cfg.checkpoint)
-    else:
-        log.info("random initialisation (seed %d)", cfg.seed)
-    return model.to(cfg.device).eval()
-
-
-def build_transforms(cfg: DictConfig):
-    """(video_transform, audio_transform): instantiated from cfg, else the library's eval defaults."""
-    from hydra.utils import instantiate
-
-    from avssl.localization.defaults import default_transforms
-
-    video_t, audio_t = default_transforms(cfg.clip, device=cfg.device)
-    if cfg.transforms.video is not None:
-        video_t = instantiate(cfg.transforms.video)
-    if cfg.transforms.audio is not None:
-        audio_t = instantiate(cfg.transforms.audio)
-    return video_t, audio_t
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True) if cfg.model is not None else None
+    model, info = load_model(cfg.checkpoint, model_cfg, device=cfg.device, seed=int(cfg.seed))
+    log.info("model: %s weights (%s)", info["weights"], cfg.checkpoint or f"seed {cfg.seed}")
+    spec_cfg = OmegaConf.to_container(cfg.clip, resolve=True) if cfg.clip is not None else info.get("spec")
+    spec = spec_from(spec_cfg) or ClipSpec()
+    tcfg = OmegaConf.to_container(cfg.transforms, resolve=True) if cfg.transforms is not None else info.get("transforms")
+    spec, video_t, audio_t = localization_inputs(spec, tcfg, cfg.device)
+    return model, spec, video_t, audio_t, info
 
 
 def main_impl(cfg: DictConfig) -> dict:
     if not cfg.input and not cfg.annotations:
         raise SystemExit("nothing to do: give input=<video or folder> and/or annotations=<set>")
-    from avssl.io.types import ClipSpec
     from avssl.localization import evaluate as ev
     from avssl.localization.run import find_videos, localize_files
 
     torch.set_grad_enabled(False)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clip_spec = ClipSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in OmegaConf.to_container(cfg.clip).items()})
-    model = build_model(cfg)
-    video_t, audio_t = build_transforms(cfg)
-    report: dict = {"config": OmegaConf.to_container(cfg, resolve=True)}
+    model, clip_spec, video_t, audio_t, info = build_inputs(cfg)
+    report: dict = {"config": OmegaConf.to_container(cfg, resolve=True), "model": info, "clip_spec": clip_spec.__dict__}
 
     if cfg.input:
         paths = find_videos(cfg.input)
