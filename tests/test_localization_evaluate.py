@@ -83,3 +83,49 @@ def test_clip_start_for():
     assert ev.clip_start_for(0.1, 3.0, 0.5) == 0.0
     assert ev.clip_start_for(2.9, 3.0, 0.5) == 2.5
     assert ev.clip_start_for(0.2, 0.3, 0.5) == 0.0
+
+
+def _fake_world(root):
+    """Three clips in the generated world's ground-truth layout (gt.csv + gt/<id>.json)."""
+    import json as _json
+
+    def clip(cid, cls, sounding, objects, silent=False):
+        return {"clip_id": cid, "split": "test", "path": f"videos/{cid}.mp4", "width": 100, "height": 50,
+                "num_frames": 5, "frame_times": [i / 10 for i in range(5)], "source_class": cls,
+                "silent": silent, "offscreen": sounding is None and not silent, "sounding_object": sounding,
+                "objects": objects}
+
+    def obj(cls, sounding, box):
+        return {"class": cls, "sounding": sounding, "boxes": [box] * 5}
+
+    clips = [
+        clip("a", "drum", 0, [obj("drum", True, [10, 5, 30, 25]), obj("bell", False, [60, 10, 90, 40])]),
+        clip("b", "bell", 0, [obj("bell", True, [0, 0, 50, 50])]),
+        clip("c", "horn", None, [obj("drum", False, [-1, -1, -1, -1])], silent=True),
+    ]
+    (root / "gt").mkdir(parents=True)
+    for c in clips:
+        (root / "gt" / f"{c['clip_id']}.json").write_text(_json.dumps(c))
+    with open(root / "gt.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["clip_id", "split"])
+        w.writeheader()
+        w.writerows({"clip_id": c["clip_id"], "split": c["split"]} for c in clips)
+
+
+def test_items_from_world_layout(tmp_path):
+    _fake_world(tmp_path)
+    items = {it.item_id: it for it in ev.items_from_world(tmp_path, "test")}
+    assert set(items) == {"a@2", "b@2", "c@2"}
+    a = items["a@2"]
+    assert a.has_source and a.time == pytest.approx(0.2) and a.label == "drum"
+    assert a.boxes == [[0.1, 0.1, 0.3, 0.5]]  # pixels / (100, 50)
+    assert not items["c@2"].has_source and items["c@2"].label == "silent"
+    assert len(ev.items_from_world(tmp_path, "test", frames=3)) == 9
+    # mismatched: clip a's silent bell distractor gets clip b's bell sound; GT = the distractor
+    (m,) = ev.items_from_world(tmp_path, "test", mismatched=True)
+    assert m.video_path.endswith("a.mp4") and m.audio_path.endswith("b.mp4")
+    assert m.boxes == [[0.6, 0.2, 0.9, 0.8]] and m.label == "bell" and m.audio_time == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        ev.items_from_world(tmp_path, "train")
+    with pytest.raises(ValueError):
+        ev.load_items(tmp_path, "vggss")  # needs media_root
