@@ -128,6 +128,14 @@ def test_track_follows_sound_over_a_file(tmp_path):
     assert 8 <= _peak(early)[0] < 24 and 8 <= _peak(early)[1] < 24  # low tone -> red
     assert 40 <= _peak(late)[0] < 56 and 40 <= _peak(late)[1] < 56  # high tone -> blue
 
+    from avssl.localization.run import file_frame_heatmaps
+
+    times, maps = file_frame_heatmaps(tr, src)
+    assert len(times) == 48 and maps.shape == (48, 64, 64)  # every frame of the 3 s, 16 fps file
+    np.testing.assert_allclose(times, np.arange(48) / 16, atol=1e-3)
+    assert maps.min() >= 0 and maps.max() <= 1
+    assert 8 <= _peak(maps[2].numpy())[0] < 24 and 40 <= _peak(maps[45].numpy())[0] < 56
+
 
 def test_localize_file_products_and_mismatched_audio(tmp_path):
     import av

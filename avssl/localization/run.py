@@ -55,6 +55,28 @@ def looped_audio(wav: np.ndarray, rate: int, duration: float, span: float) -> np
     return np.tile(base, (1, reps))[:, : int(round(duration * rate))]
 
 
+def video_frame_times(path: str | os.PathLike) -> np.ndarray:
+    """Presentation times (s, media timeline: 0 = first frame) of every video frame, sorted,
+    from the packets alone (no decoding)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        pts = sorted(p.pts for p in c.demux(v) if p.pts is not None)
+    t = np.asarray(pts, dtype=np.float64) * float(v.time_base)
+    return t - t[0] if t.size else t
+
+
+def file_frame_heatmaps(track: HeatmapTrack, path: str | os.PathLike, size=None, norm: str = "global"):
+    """``(times [N], maps [N, H, W] in [0, 1])``: a heatmap for every frame of ``path``
+    (``size`` defaults to the displayed frame size) from its ``video_heatmap_track``."""
+    from avssl.io.probe import probe
+
+    times = video_frame_times(path)
+    if size is None:
+        info = probe(path)
+        size = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
+    return times, track.frame_maps(times, size, norm=norm)
+
+
 @dataclass
 class FileProducts:
     path: str
