@@ -1,6 +1,16 @@
 """Sound-source localization: heatmaps from the shared embedding space, the field's metrics
 (cIoU, AUC, open-set AP / max-F1), ground-truth maps, overlays and MP4s, evaluation."""
 
+from avssl.localization.evaluate import (
+    EvaluationResult,
+    LocalizationItem,
+    evaluate,
+    infer_heatmaps,
+    items_from_world,
+    load_items,
+    score,
+    summary_table,
+)
 from avssl.localization.gt import flickr_gt_map, gt_map, scale_boxes, vggss_gt_map
 from avssl.localization.heatmap import (
     HeatmapTrack,
@@ -40,8 +50,20 @@ from avssl.localization.overlay import (
     save_overlay,
     write_heatmap_video,
 )
+from avssl.localization.run import file_frame_heatmaps, localize_file, localize_files
 
 __all__ = [
+    "EvaluationResult",
+    "LocalizationItem",
+    "evaluate",
+    "file_frame_heatmaps",
+    "infer_heatmaps",
+    "items_from_world",
+    "load_items",
+    "localize_file",
+    "localize_files",
+    "score",
+    "summary_table",
     "HeatmapTrack",
     "Heatmaps",
     "LocalizationSummary",
