@@ -1,0 +1,133 @@
+"""`AVClipDataset`: one synchronized audio-video clip per item, read from a `Manifest`.
+
+Train mode draws a random clip start and a uniform A/V offset in [-av_jitter, av_jitter]
+from `np.random.default_rng([seed, epoch, item])`, so every item is reproducible and
+independent of worker count/order; call `set_epoch(e)` once per epoch. Eval mode gives
+`clips_per_video` evenly spaced clips per video, each a separate item.
+
+A file that fails at read time (`MediaError`) yields None and a logged warning;
+`avssl.data.collate.collate_skip_bad` drops it and counts it. The dataset holds only the
+columnar manifest and a few scalars, so it pickles small into DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avssl.data.index import MISSING_AUDIO_POLICIES, Manifest
+from avssl.io.errors import MediaError, NoAudioStream
+from avssl.io.read import read_clip
+from avssl.io.sampling import eval_clip_starts, train_clip_start
+from avssl.io.types import ClipSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AVClipDataset"]
+
+
+class AVClipDataset(Dataset):
+    """Items: {"video": uint8 [T,H,W,3], "audio": float32 [C,S], "index": manifest id (int),
+    "clip_index": int, "start": float (s), "av_offset": float (s), "label": int (if labels)}.
+
+    `labels`: array-like aligned with manifest rows, or a dict {id: label}.
+    `missing_audio`: 'zeros' (silence for videos without audio), 'skip' (such videos are
+    left out of the dataset) or 'error' (raise at construction).
+    """
+
+    def __init__(self, manifest: Manifest, spec: ClipSpec, mode: str = "train", clips_per_video: int = 1,
+                 av_jitter: float = 0.0, missing_audio: str = "zeros", backend: str | None = None,
+                 seed: int = 0, labels=None, root: str | None = None):
+        if mode not in ("train", "eval"):
+            raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
+        if missing_audio not in MISSING_AUDIO_POLICIES:
+            raise ValueError(f"missing_audio must be one of {MISSING_AUDIO_POLICIES}, got {missing_audio!r}")
+        if int(clips_per_video) < 1:
+            raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
+        if av_jitter < 0:
+            raise ValueError(f"av_jitter must be >= 0, got {av_jitter}")
+        self.manifest = manifest
+        self.spec = spec
+        self.mode = mode
+        self.clips_per_video = int(clips_per_video)
+        self.av_jitter = float(av_jitter)
+        self.missing_audio = missing_audio
+        self.backend = backend
+        self.seed = int(seed)
+        self.epoch = 0
+        self.root = root if root is not None else manifest.root
+        rows = np.arange(len(manifest), dtype=np.int64)
+        silent = ~manifest.has_audio
+        if silent.any():
+            if missing_audio == "error":
+                first = int(np.flatnonzero(silent)[0])
+                raise NoAudioStream(manifest.path(first), f"{int(silent.sum())} videos without audio, missing_audio='error'")
+            if missing_audio == "skip":
+                log.warning("AVClipDataset: leaving out %d videos without audio (missing_audio='skip')", int(silent.sum()))
+                rows = rows[~silent]
+        self.rows = rows
+        self.labels = None
+        if labels is not None:
+            if isinstance(labels, dict):
+                self.labels = np.array([labels[int(i)] for i in manifest.id], dtype=np.int64)
+            else:
+                self.labels = np.asarray(labels, dtype=np.int64)
+                if self.labels.shape != (len(manifest),):
+                    raise ValueError(f"labels must have one entry per manifest row ({len(manifest)}), got {self.labels.shape}")
+        # Clips must cover the longer of the video and audio windows.
+        self._clip_span = max(spec.video_duration, spec.audio_duration)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.clips_per_video
+
+    def _path(self, row: int) -> str:
+        import os
+
+        p = self.manifest.path(row)
+        return p if self.root is None or os.path.isabs(p) else os.path.join(self.root, p)
+
+    def sample_plan(self, idx: int) -> tuple[int, int, float, float]:
+        """(row, clip_index, start, av_offset) of item `idx`: pure function of seed, epoch, idx."""
+        if not 0 <= idx < len(self):
+            raise IndexError(f"item {idx} out of range ({len(self)})")
+        row = int(self.rows[idx // self.clips_per_video])
+        clip_index = idx % self.clips_per_video
+        duration = float(self.manifest.duration[row])
+        if self.mode == "train":
+            rng = np.random.default_rng([self.seed, self.epoch, idx])
+            start = train_clip_start(duration, self.spec.video_duration, rng)
+            offset = float(rng.uniform(-self.av_jitter, self.av_jitter)) if self.av_jitter > 0 else 0.0
+        else:
+            start = float(eval_clip_starts(duration, self.spec.video_duration, self.clips_per_video)[clip_index])
+            offset = 0.0
+        return row, clip_index, start, offset
+
+    def __getitem__(self, idx: int):
+        row, clip_index, start, offset = self.sample_plan(idx)
+        path = self._path(row)
+        has_audio = bool(self.manifest.has_audio[row])
+        try:
+            clip = read_clip(path, start, self.spec, backend=self.backend, av_offset=offset, audio=has_audio)
+        except MediaError as e:
+            log.warning("AVClipDataset: skipping item %d (id %d): %s", idx, int(self.manifest.id[row]), e)
+            return None
+        audio = clip.audio
+        if audio is None:  # missing_audio='zeros': silence of the requested shape
+            audio = torch.zeros(self.spec.audio_channels, self.spec.audio_samples, dtype=torch.float32)
+        item = {
+            "video": clip.video,
+            "audio": audio,
+            "index": int(self.manifest.id[row]),
+            "clip_index": clip_index,
+            "start": float(start),
+            "av_offset": offset,
+        }
+        if self.labels is not None:
+            item["label"] = int(self.labels[row])
+        return item

@@ -1,0 +1,356 @@
+"""The dataset index: a columnar `Manifest` of probed videos plus an `IndexReport` of bad files.
+
+A training video's identity is its manifest `id` (int64): memory banks, CMA positive sets,
+checkpoints and embedding shards key on it and compare `Manifest.fingerprint()`.
+
+Columns are numpy arrays and the paths one packed UTF-8 buffer + offsets, so a manifest of
+10^6 videos is a handful of arrays (no per-video Python objects) that pickles small into
+each DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from avssl.io.errors import MediaError, NoAudioStream
+from avssl.io.probe import VIDEO_EXTENSIONS, probe
+
+__all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "MISSING_AUDIO_POLICIES"]
+
+MISSING_AUDIO_POLICIES = ("skip", "zeros", "error")
+
+# column name -> dtype (path is stored separately as packed bytes)
+_COLUMNS = {
+    "id": np.int64,
+    "duration": np.float64,
+    "fps": np.float64,
+    "num_frames": np.int64,
+    "width": np.int32,
+    "height": np.int32,
+    "rotation": np.int16,
+    "video_start": np.float64,
+    "has_audio": np.bool_,
+    "audio_rate": np.int32,
+    "audio_channels": np.int16,
+    "audio_start": np.float64,
+}
+
+
+class Manifest:
+    """Columnar table of videos. `m.id`, `m.duration`, ... are numpy arrays; `m.path(i)` a str.
+
+    Paths are stored as given (relative to `root` when the index was built with one);
+    `m.resolve(i)` joins them with `root`.
+    """
+
+    def __init__(self, columns: dict[str, np.ndarray], path_bytes: np.ndarray, path_offsets: np.ndarray,
+                 root: str | None = None):
+        n = len(path_offsets) - 1
+        for name, dtype in _COLUMNS.items():
+            col = np.ascontiguousarray(columns[name], dtype=dtype)
+            if col.shape != (n,):
+                raise ValueError(f"column {name!r} has shape {col.shape}, expected ({n},)")
+            setattr(self, name, col)
+        self._path_bytes = np.ascontiguousarray(path_bytes, dtype=np.uint8)
+        self._path_offsets = np.ascontiguousarray(path_offsets, dtype=np.int64)
+        self.root = None if root is None else str(root)
+        if len(np.unique(self.id)) != n:
+            raise ValueError("manifest ids must be unique")
+
+    # construction -----------------------------------------------------------------
+    @classmethod
+    def from_rows(cls, rows: list[dict], root: str | None = None) -> "Manifest":
+        """Build from dicts holding `path` and every column (used by build_index and tests)."""
+        cols = {name: np.array([r[name] for r in rows], dtype=dtype) for name, dtype in _COLUMNS.items()}
+        encoded = [r["path"].encode("utf-8") for r in rows]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(b) for b in encoded])
+        buf = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
+        return cls(cols, buf, offsets, root)
+
+    # access -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._path_offsets) - 1
+
+    def path(self, i: int) -> str:
+        a, b = self._path_offsets[i], self._path_offsets[i + 1]
+        return self._path_bytes[a:b].tobytes().decode("utf-8")
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path(i) for i in range(len(self))]
+
+    def resolve(self, i: int) -> str:
+        p = self.path(i)
+        return p if self.root is None or os.path.isabs(p) else os.path.join(self.root, p)
+
+    def row(self, i: int) -> dict:
+        """One video as a plain dict (path + every column as Python scalars)."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"row {i} out of range for manifest of {len(self)}")
+        i = i % len(self)
+        out = {"path": self.path(i)}
+        out.update({name: getattr(self, name)[i].item() for name in _COLUMNS})
+        return out
+
+    def __getitem__(self, i: int) -> dict:
+        return self.row(i)
+
+    def position_of(self, ids) -> np.ndarray:
+        """Row positions of the given ids (KeyError if one is absent)."""
+        order = np.argsort(self.id, kind="stable")
+        ids = np.asarray(ids, dtype=np.int64)
+        pos = np.searchsorted(self.id, ids, sorter=order)
+        pos = np.clip(pos, 0, len(self) - 1)
+        rows = order[pos]
+        if len(self) == 0 or not np.array_equal(self.id[rows], ids):
+            raise KeyError("some ids are not in the manifest")
+        return rows
+
+    def select(self, rows) -> "Manifest":
+        """A new manifest with the given row positions (ids kept)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Manifest.from_rows([self.row(int(i)) for i in rows], self.root)
+
+    def fingerprint(self) -> str:
+        """Stable hash of (id, path) pairs in row order: memory banks and checkpoints store it."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.id, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(self._path_offsets, dtype="<i8").tobytes())
+        h.update(self._path_bytes.tobytes())
+        return h.hexdigest()[:16]
+
+    # persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
+        arrays = {name: getattr(self, name) for name in _COLUMNS}
+        np.savez(tmp, path_bytes=self._path_bytes, path_offsets=self._path_offsets,
+                 root=np.array("" if self.root is None else self.root), **arrays)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Manifest":
+        with np.load(path, allow_pickle=False) as z:
+            root = str(z["root"]) or None
+            return cls({name: z[name] for name in _COLUMNS}, z["path_bytes"], z["path_offsets"], root)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Manifest) and self.fingerprint() == other.fingerprint() and all(
+            np.array_equal(getattr(self, n), getattr(other, n)) for n in _COLUMNS)
+
+    def __repr__(self) -> str:
+        return f"Manifest({len(self)} videos, fingerprint={self.fingerprint()}, root={self.root!r})"
+
+
+@dataclass
+class BadFile:
+    path: str
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class IndexReport:
+    """What indexing found: bad files with reasons, and how much work a run did."""
+
+    total: int = 0
+    indexed: int = 0
+    bad: list[BadFile] = field(default_factory=list)
+    no_audio: list[str] = field(default_factory=list)
+    probed: int = 0  # files probed in this run (the rest came from the cache)
+    cached: int = 0
+    missing_audio: str = "zeros"
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for b in self.bad:
+            out[b.reason] = out.get(b.reason, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts().items())) or "none"
+        return (f"indexed {self.indexed}/{self.total} files (probed {self.probed}, cached {self.cached}); "
+                f"left out {len(self.bad)} ({reasons}); without audio {len(self.no_audio)} "
+                f"(policy {self.missing_audio})")
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "reason", "detail"])
+            for b in self.bad:
+                w.writerow([b.path, b.reason, b.detail])
+        return path
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"total": self.total, "indexed": self.indexed, "probed": self.probed, "cached": self.cached,
+                "missing_audio": self.missing_audio, "counts": self.counts(), "no_audio": self.no_audio,
+                "bad": [vars(b) for b in self.bad]}
+        path.write_text(json.dumps(data, indent=1))
+        return path
+
+
+def list_videos(source, root: str | os.PathLike | None = None) -> list[str]:
+    """Paths named by `source`: a folder (recursive, video extensions), a text file list, or a list.
+
+    Returned paths are relative to `root` when given (and under it), else as found.
+    """
+    src_is_dir = False
+    if isinstance(source, (str, os.PathLike)):
+        src = Path(source)
+        src_is_dir = src.is_dir()
+        if src.is_dir():
+            found = sorted(str(p) for p in src.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        elif src.is_file():
+            lines = [ln.strip() for ln in src.read_text().splitlines()]
+            found = [ln for ln in lines if ln and not ln.startswith("#")]
+        else:
+            raise FileNotFoundError(f"index source {src} is neither a folder nor a list file")
+    else:
+        found = [str(p) for p in source]
+    if root is not None:
+        r = Path(root).resolve()
+        rel = []
+        for p in found:
+            ap = Path(p).resolve() if os.path.isabs(p) or src_is_dir else None
+            rel.append(str(ap.relative_to(r)) if ap is not None and ap.is_relative_to(r) else p)
+        found = rel
+    return found
+
+
+def _probe_one(full_path: str) -> tuple[str, dict | None, tuple[str, str] | None]:
+    # Runs in worker processes: returns plain data only (errors as (reason, detail)).
+    try:
+        info = probe(full_path)
+    except MediaError as e:
+        return full_path, None, (e.reason, e.detail or str(e))
+    keys = ("duration", "fps", "num_frames", "width", "height", "rotation", "video_start", "has_audio",
+            "audio_rate", "audio_channels", "audio_start")
+    return full_path, {k: getattr(info, k) for k in keys}, None
+
+
+def _load_cache(path: Path) -> dict:
+    if path.exists():
+        data = json.loads(path.read_text())
+        if data.get("version") == 1:
+            return data
+    return {"version": 1, "next_id": 0, "files": {}}
+
+
+def _save_cache(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2,
+                root: str | os.PathLike | None = None, missing_audio: str = "zeros",
+                progress: bool = True) -> tuple[Manifest, IndexReport]:
+    """Probe every video of `source` (see `list_videos`) and return `(Manifest, IndexReport)`.
+
+    `cache`: a JSON file keyed by path with each file's size and mtime; a re-run probes only
+    new or changed files and keeps every known file's id. New files get ids never used before
+    (the cache remembers the next free id), so ids are stable across re-runs. Without a cache
+    ids are 0..n-1 in path order.
+    Bad files (missing, zero-byte, truncated, not-a-video, no-video-stream, corrupt) are left
+    out and listed in the report with their reason. Files without audio follow `missing_audio`:
+    'skip' (left out, listed with reason 'no-audio'), 'zeros' (kept; the dataset returns
+    silence) or 'error' (raise `NoAudioStream`). `report.probed` counts the files probed now.
+    """
+    if missing_audio not in MISSING_AUDIO_POLICIES:
+        raise ValueError(f"missing_audio must be one of {MISSING_AUDIO_POLICIES}, got {missing_audio!r}")
+    paths = list_videos(source, root)
+    seen = set()
+    paths = [p for p in paths if not (p in seen or seen.add(p))]
+    cache_path = Path(cache) if cache is not None else None
+    state = _load_cache(cache_path) if cache_path else {"version": 1, "next_id": 0, "files": {}}
+    files = state["files"]
+
+    def full(p: str) -> str:
+        return p if root is None or os.path.isabs(p) else os.path.join(str(root), p)
+
+    report = IndexReport(total=len(paths), missing_audio=missing_audio)
+    results: dict[str, tuple[dict | None, tuple[str, str] | None]] = {}
+    todo = []
+    stats = {}
+    for p in paths:
+        try:
+            st = os.stat(full(p))
+        except FileNotFoundError:
+            results[p] = (None, ("missing", "no such file"))
+            continue
+        stats[p] = (st.st_size, st.st_mtime_ns)
+        entry = files.get(p)
+        if entry is not None and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+            results[p] = (entry.get("info"), tuple(entry["error"]) if entry.get("error") else None)
+            report.cached += 1
+        else:
+            todo.append(p)
+
+    if todo:
+        by_full = {full(p): p for p in todo}
+        bar = tqdm(total=len(todo), desc="probing videos", unit="file", disable=not progress)
+        if workers and workers > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+                chunks = max(1, min(64, len(todo) // (4 * int(workers))))
+                for fp, info, err in pool.map(_probe_one, list(by_full), chunksize=chunks):
+                    results[by_full[fp]] = (info, err)
+                    bar.update(1)
+        else:
+            for fp in by_full:
+                _, info, err = _probe_one(fp)
+                results[by_full[fp]] = (info, err)
+                bar.update(1)
+        bar.close()
+        report.probed = len(todo)
+
+    rows = []
+    for p in paths:
+        info, err = results[p]
+        entry = files.get(p)
+        if p in stats:
+            if entry is None:
+                entry = files[p] = {"id": None}
+            entry.update(size=stats[p][0], mtime_ns=stats[p][1], info=info, error=list(err) if err else None)
+        if err is not None:
+            report.bad.append(BadFile(p, err[0], err[1]))
+            continue
+        if not info["has_audio"]:
+            if missing_audio == "error":
+                raise NoAudioStream(full(p), "missing_audio='error'")
+            report.no_audio.append(p)
+            if missing_audio == "skip":
+                report.bad.append(BadFile(p, "no-audio", "left out by missing_audio='skip'"))
+                continue
+        rows.append(dict(info, path=p))
+
+    if cache_path:
+        for r in rows:
+            entry = files[r["path"]]
+            if entry.get("id") is None:
+                entry["id"] = state["next_id"]
+                state["next_id"] += 1
+            r["id"] = entry["id"]
+        _save_cache(cache_path, state)
+    else:
+        for i, r in enumerate(rows):
+            r["id"] = i
+    report.indexed = len(rows)
+    manifest = Manifest.from_rows(rows, None if root is None else str(root))
+    return manifest, report
