@@ -132,22 +132,29 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
         train_src, eval_src = _world_sources(data_cfg, dist_info)
     else:
         train_src, eval_src = data_cfg["train_source"], data_cfg.get("eval_source")
-    index_kw = {"workers": data_cfg.get("index_workers", 1)}
+    missing_audio = data_cfg.get("missing_audio", "zeros")
+    index_kw = {"workers": data_cfg.get("index_workers", 1), "missing_audio": missing_audio,
+                "progress": dist_info.rank == 0 and data_cfg.get("progress", True)}
     if data_cfg.get("index_cache"):
         index_kw["cache"] = data_cfg["index_cache"]
     train_manifest, train_report = build_index(train_src, **index_kw)
+    if len(train_manifest) < 2:
+        raise ValueError(f"need at least 2 indexed training videos, got {len(train_manifest)} "
+                         f"({train_report.summary()})")
     spec = _clip_spec(data_cfg["spec"])
     train_set = AVClipDataset(
         train_manifest, spec, mode="train", clips_per_video=data_cfg.get("clips_per_video", 1),
-        av_jitter=data_cfg.get("av_jitter", 0.0), missing_audio=data_cfg.get("missing_audio", "zero"),
+        av_jitter=data_cfg.get("av_jitter", 0.0), missing_audio=missing_audio,
         seed=cfg["seed"],
     )
     eval_set = None
     if eval_src and cfg.get("eval", {}).get("enabled", True):
-        eval_manifest, _ = build_index(eval_src, workers=index_kw["workers"])
+        eval_manifest, _ = build_index(eval_src, **{k: v for k, v in index_kw.items() if k != "cache"})
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
-                                 missing_audio=data_cfg.get("missing_audio", "zero"), seed=cfg["seed"])
-    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), len(train_manifest),
+                                 missing_audio=missing_audio, seed=cfg["seed"])
+    # memory-bank slot = manifest id; ids need not be contiguous (a cache keeps ids of removed files)
+    num_slots = int(train_manifest.id.max()) + 1
+    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots,
                       notes={"index_report": train_report})
 
 
@@ -403,7 +410,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             progress.dropped_samples += ctx.batch_size
             timer.end_step()
             continue
-        dropped = int(batch.get("num_dropped", 0)) if isinstance(batch, dict) else 0
+        dropped = int(batch.get("dropped", 0))  # counted by collate_skip_bad (also inside workers)
         progress.dropped_samples += dropped
 
         with timer.phase("transform"):
@@ -546,8 +553,9 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     try:
         # ---- data
         data = build_data(cfg, dist_info)
-        logger.info("train videos: %d (index fingerprint %s); held-out clips: %s", data.num_train_videos,
-                    data.fingerprint, len(data.eval_set) if data.eval_set is not None else 0)
+        logger.info("train videos: %d indexed, %d memory slots (index fingerprint %s); %s; held-out clips: %s",
+                    len(data.train_set.manifest), data.num_train_videos, data.fingerprint,
+                    data.notes["index_report"].summary(), len(data.eval_set) if data.eval_set is not None else 0)
         batch_size = cfg["data"]["batch_size"]  # per rank
         sampler = ResumableDistributedSampler(len(data.train_set), batch_size, num_replicas=dist_info.world_size,
                                               rank=dist_info.rank, seed=cfg["seed"], drop_last=True)
