@@ -43,6 +43,7 @@ def files(tmp_path_factory):
     f["odd"] = M.write_coded(d / "odd.webm", seconds=2, fps=24, size=(75, 133), audio_rate=None)
     f["surround"] = M.write_coded(d / "surround.mp4", seconds=2, fps=24, size=(72, 128), audio_rate=44100,
                                   channel_gains=(1.0, 0.9, 0.8, 0.0, 0.6, 0.5))
+    f["avi"] = M.write_coded(d / "mpeg4.avi", seconds=2, fps=25, audio_rate=44100)  # MPEG-4 part 2 + PCM
     f["vfr"] = M.write_vfr(d / "vfr.mp4", seconds=3)
     f["short"] = M.write_coded(d / "short.mp4", seconds=0.25, fps=20, audio_rate=24000)
     f["big"] = M.write_coded(d / "big.mp4", seconds=0.4, fps=10, size=(2160, 3840), audio_rate=None, preset="ultrafast")
@@ -59,7 +60,8 @@ def check_frames(clip, media):
 # --------------------------------------------------------------------------- video
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name,start", [("h264", 0.0), ("h264", 2.93), ("h264", 4.61), ("vp9", 1.3),
-                                        ("vfr", 0.0), ("vfr", 1.07), ("odd", 0.45), ("surround", 1.2), ("mono44", 3.1)])
+                                        ("vfr", 0.0), ("vfr", 1.07), ("odd", 0.45), ("surround", 1.2), ("mono44", 3.1),
+                                        ("avi", 0.7)])
 def test_frames_at_requested_times(files, backend, name, start):
     media = files[name]
     clip = read_clip(media.path, start, SPEC, backend=backend, audio=False)
