@@ -16,6 +16,7 @@ def _tables(ids, clips_per_video, shard, start=0.0):
         "clip_index": np.tile(np.arange(clips_per_video), n),
         "clip_start": np.tile(np.arange(clips_per_video) / 3.0 + start, n),  # non-terminating decimals
         "clip_end": np.tile(np.arange(clips_per_video) / 3.0 + start + 0.5, n),
+        "has_audio": np.ones(n * clips_per_video, dtype=np.int64),
         "shard": np.full(n * clips_per_video, shard),
         "row": np.arange(n * clips_per_video),
     }
@@ -23,6 +24,7 @@ def _tables(ids, clips_per_video, shard, start=0.0):
         "video_id": np.asarray(ids, dtype=np.int64),
         "path": np.array([f"/data/v,{i}\u00e9.mp4" for i in ids], dtype=object),
         "num_clips": np.full(n, clips_per_video),
+        "has_audio": np.ones(n, dtype=np.int64),
         "shard": np.full(n, shard),
         "row": np.arange(n),
     }
@@ -135,6 +137,9 @@ def _write_media(folder, n=5, seed=0):
     bad.write_bytes(good[:200] + bytes(rng.integers(0, 255, 3000, dtype=np.uint8)))  # header kept, rest garbage
     paths.insert(2, str(bad))
     durations.insert(2, 2.0)
+    silent = write_av(folder / "no_sound.mp4", np.full((16, 24, 32, 3), 90, np.uint8), 8.0, None)
+    paths.append(str(silent))
+    durations.append(2.0)
     ids = np.arange(100, 100 + len(paths), dtype=np.int64)
     return ex.VideoList(ids, np.array(paths, dtype=object), np.array(durations), "test-index-v1")
 
@@ -208,7 +213,7 @@ def _all_arrays(out):
 
 def test_extraction_rows_pooling_and_failed_file(media, reference):
     out, rep = reference
-    assert rep.complete and rep.computed_shards == [0, 1, 2] and rep.failed == 1 and rep.videos == 5
+    assert rep.complete and rep.computed_shards == [0, 1, 2, 3] and rep.failed == 1 and rep.videos == 6
     failed = sh.read_table(out / "failed.csv", "failed")
     assert failed["path"].tolist() == ["/elsewhere/notes.txt", media.path[2]]
     assert failed["reason"].tolist() == ["not-a-video", "corrupt"] and failed["video_id"].tolist() == [-1, media.id[2]]
@@ -216,6 +221,8 @@ def test_extraction_rows_pooling_and_failed_file(media, reference):
     cemb, ct = sh.load_collection(out, "clip", "video", "proj")
     good = [i for i in range(len(media)) if i != 2]
     assert vt["video_id"].tolist() == media.id[good].tolist()
+    assert vt["has_audio"].tolist() == [1, 1, 1, 1, 1, 0]  # the silent file is kept, flagged
+    assert ct["has_audio"].tolist() == [1] * 15 + [0] * 3
     assert vt["path"].tolist() == media.path[good].tolist()
     assert ct["video_id"].tolist() == np.repeat(media.id[good], N_CLIPS).tolist()
     from avssl.io.sampling import eval_clip_starts
@@ -229,7 +236,7 @@ def test_extraction_rows_pooling_and_failed_file(media, reference):
     # backbone layer: pooled channels, per-video = plain mean
     bc, _ = sh.load_collection(out, "clip", "audio", "conv2")
     bv, _ = sh.load_collection(out, "video", "audio", "conv2")
-    assert bc.shape == (5 * N_CLIPS, 8) and np.allclose(bv, bc.reshape(5, N_CLIPS, 8).mean(1), atol=1e-6)
+    assert bc.shape == (6 * N_CLIPS, 8) and np.allclose(bv, bc.reshape(6, N_CLIPS, 8).mean(1), atol=1e-6)
     # the stored clip embedding is what the model gives on the decoded clip
     from avssl.io import read_clip
 
@@ -251,7 +258,7 @@ def test_two_processes_give_the_rows_of_one(media, reference, tmp_path):
     from avssl.engine.distributed import run_distributed
 
     shards_per_rank = run_distributed(_two_rank_extract, 2, media, str(tmp_path))
-    assert shards_per_rank == [[0, 2], [1]]
+    assert shards_per_rank == [[0, 2], [1, 3]]
     ref_arrays, got_arrays = _all_arrays(reference[0]), _all_arrays(tmp_path)
     assert set(ref_arrays) == set(got_arrays)
     for name, (ref_emb, ref_table) in ref_arrays.items():
@@ -283,11 +290,11 @@ def test_resume_recomputes_nothing_finished(media, reference, tmp_path):
     assert sh.done_shards(tmp_path) == [0, 1]
     assert not (tmp_path / "videos.csv").exists()
     last = ex.extract(media, TinyAV(), tmp_path, **KW)
-    assert last.skipped_shards == [0, 1] and last.computed_shards == [2] and last.complete
+    assert last.skipped_shards == [0, 1] and last.computed_shards == [2, 3] and last.complete
     assert (sh.shards_dir(tmp_path) / "shard_00000" / sh.DONE_MARKER).stat().st_mtime_ns == stamp
     assert not list(sh.shards_dir(tmp_path).glob(".*"))
     again = ex.extract(media, TinyAV(), tmp_path, **KW)
-    assert again.computed_shards == [] and again.skipped_shards == [0, 1, 2]
+    assert again.computed_shards == [] and again.skipped_shards == [0, 1, 2, 3]
     for name, (ref_emb, ref_table) in _all_arrays(reference[0]).items():
         emb, table = sh.load_collection(tmp_path, *name.split("-", 2))
         assert np.array_equal(emb, ref_emb) and table["video_id"].tolist() == ref_table["video_id"].tolist()
@@ -377,15 +384,16 @@ def test_retrieve_tool_table_and_embedding_query(reference, tmp_path, capsys):
     v, vt = sh.load_collection(out, "video", "video", "proj")
     a, _ = sh.load_collection(out, "video", "audio", "proj")
     res = collection_retrieval(out, level="video", device="cpu")
-    direct = cross_modal_retrieval(torch.from_numpy(v), torch.from_numpy(a), device="cpu")
+    direct = cross_modal_retrieval(torch.from_numpy(v[:5]), torch.from_numpy(a[:5]), device="cpu")
     assert res["a2v"] == direct["a2v"] and res["num_videos"] == 5 and res["chance"]["R@1"] == pytest.approx(0.2)
+    assert res["excluded_without_audio"] == 1
     clip_res = collection_retrieval(out, level="clip", device="cpu")
     assert clip_res["a2v"]["num_queries"] == 5 * N_CLIPS
 
     rows = query_collection(out, embedding=a[3], query_modality="audio", k=5, device="cpu")
     scores = torch.from_numpy(v) @ torch.from_numpy(a[3])
     order = torch.sort(scores, descending=True, stable=True).indices.tolist()
-    assert [r["path"] for r in rows] == vt["path"][order].tolist()
+    assert [r["path"] for r in rows] == vt["path"][order[:5]].tolist()
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
 
     tool = _tool("retrieve")
@@ -398,3 +406,27 @@ def test_retrieve_tool_table_and_embedding_query(reference, tmp_path, capsys):
     assert tool.main(["query", str(out), "--embedding", str(tmp_path / "q.npy"), "-k", "2", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in got] == vt["path"][order[:2]].tolist()
+
+
+def test_folder_input_is_indexed_and_rejects_are_listed(media, tmp_path):
+    from pathlib import Path
+
+    from avssl.data.index import build_index
+
+    import shutil
+
+    folder = shutil.copytree(Path(media.path[0]).parent, tmp_path / "media")
+    (folder / "notes.txt").write_text("not a video")  # list_videos should skip non-video names
+    (folder / "empty.mp4").write_bytes(b"")
+    out = tmp_path / "emb"
+    rep = ex.extract(str(folder), TinyAV(), out, **{**KW, "index_failures": None})
+    manifest, report = build_index(str(folder), workers=1, progress=False)
+    assert rep.complete
+    assert sh.read_meta(out)["index_fingerprint"] == manifest.fingerprint()
+    failed = sh.read_table(out / "failed.csv", "failed")
+    names = sorted(Path(p).name for p in failed["path"])
+    assert names == ["broken.mp4", "empty.mp4"]  # each bad file listed once, by the index or the decoder
+    assert dict(zip((Path(p).name for p in failed["path"]), failed["reason"]))["empty.mp4"] == "zero-byte"
+    _, vt = sh.load_collection(out, "video", "video", "proj")
+    assert sorted(Path(p).name for p in vt["path"]) == ["no_sound.mp4"] + [f"v{i}.mp4" for i in range(5)]
+    assert vt["video_id"].tolist() == sorted(vt["video_id"].tolist())

@@ -358,10 +358,13 @@ def collection_retrieval(out_dir, *, level: str = "video", layer: str = PROJ, ks
     a, table_a = load_collection(out_dir, level, "audio", layer)
     if not np.array_equal(table["video_id"], table_a["video_id"]):
         raise ValueError(f"{out_dir}: video and audio rows are not paired")
-    ids = torch.from_numpy(table["video_id"]) if level == "clip" else None
-    res = cross_modal_retrieval(torch.from_numpy(np.asarray(v)), torch.from_numpy(np.asarray(a)), ids, ks=ks,
+    keep = table["has_audio"] == 1  # silent files embed silence: no audio to retrieve by
+    v, a = np.asarray(v)[keep], np.asarray(a)[keep]
+    ids = torch.from_numpy(table["video_id"][keep]) if level == "clip" else None
+    res = cross_modal_retrieval(torch.from_numpy(v), torch.from_numpy(a), ids, ks=ks,
                                 ties=ties, normalize=layer != PROJ, device=device)
-    n_videos = len(np.unique(table["video_id"]))
+    n_videos = len(np.unique(table["video_id"][keep]))
     res["num_videos"] = n_videos
+    res["excluded_without_audio"] = int(len(np.unique(table["video_id"][~keep])))
     res["chance"] = {f"R@{k}": min(k / n_videos, 1.0) for k in ks}
     return res

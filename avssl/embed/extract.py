@@ -37,6 +37,7 @@ from . import shards as sh
 
 PROJ = "proj"
 MODALITIES = ("video", "audio")
+MISSING_AUDIO = ("zeros", "fail")
 
 
 # ------------------------------------------------------------------------------ the collection
@@ -65,18 +66,23 @@ def _column(manifest, name):
     return np.asarray(col)
 
 
-def as_video_list(collection, *, workers: int = 0) -> VideoList:
-    """A Manifest (or anything with ``id, path, duration`` columns), a folder or a file list."""
+def as_video_list(collection, *, workers: int = 0) -> tuple[VideoList, object]:
+    """``(VideoList, index report or None)`` from a Manifest (or anything with ``id, path,
+    duration`` columns), a folder or a list of files (indexed here; the report lists rejects)."""
+    report = None
     if isinstance(collection, VideoList):
-        return collection
+        return collection, None
     if isinstance(collection, (str, os.PathLike)) or (
         isinstance(collection, Sequence) and collection and isinstance(collection[0], (str, os.PathLike))
     ):
         from avssl.data.index import build_index  # the indexer owns folder walking and probing
 
-        collection, report = build_index(collection, workers=workers)
+        collection, report = build_index(collection, workers=max(1, workers), progress=False)
     ids = _column(collection, "id").astype(np.int64)
-    paths = np.array([str(p) for p in _column(collection, "path")], dtype=object)
+    if callable(getattr(collection, "resolve", None)):  # avssl.data.index.Manifest: paths joined with its root
+        paths = np.array([collection.resolve(i) for i in range(len(ids))], dtype=object)
+    else:
+        paths = np.array([str(p) for p in _column(collection, "path")], dtype=object)
     durations = _column(collection, "duration").astype(np.float64)
     if len(np.unique(ids)) != len(ids):
         raise ValueError("collection ids are not unique")
@@ -86,7 +92,7 @@ def as_video_list(collection, *, workers: int = 0) -> VideoList:
         for i, p in zip(ids.tolist(), paths.tolist()):
             h.update(f"{i}\0{p}\0".encode())
         fp = "paths-sha256:" + h.hexdigest()
-    return VideoList(ids, paths, durations, str(fp))
+    return VideoList(ids, paths, durations, str(fp)), report
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -101,10 +107,13 @@ class VideoClipsDataset(Dataset):
     ``{"pos", "error": (reason, detail)}``.
     """
 
-    def __init__(self, videos: VideoList, spec: ClipSpec, clips_per_video: int, modalities, backend=None):
+    def __init__(self, videos: VideoList, spec: ClipSpec, clips_per_video: int, modalities, backend=None,
+                 missing_audio: str = "zeros"):
+        if missing_audio not in MISSING_AUDIO:
+            raise ValueError(f"missing_audio must be one of {MISSING_AUDIO}, got {missing_audio!r}")
         self.videos, self.spec, self.n = videos, spec, int(clips_per_video)
         self.want_video, self.want_audio = "video" in modalities, "audio" in modalities
-        self.backend = backend
+        self.backend, self.missing_audio = backend, missing_audio
 
     def __len__(self) -> int:
         return len(self.videos)
@@ -114,23 +123,36 @@ class VideoClipsDataset(Dataset):
 
         return eval_clip_starts(float(self.videos.duration[pos]), self.spec.video_duration, self.n)
 
-    def __getitem__(self, pos: int) -> dict:
+    def _read(self, path, starts, audio: bool):
         from avssl.io import read_clip
 
+        return [read_clip(path, s, self.spec, backend=self.backend, video=self.want_video, audio=audio) for s in starts]
+
+    def __getitem__(self, pos: int) -> dict:
+        from avssl.io.errors import NoAudioStream
+
         path = self.videos.path[pos]
+        has_audio = True
         try:
             starts = self.clip_starts(pos)
-            clips = [read_clip(path, s, self.spec, backend=self.backend, video=self.want_video, audio=self.want_audio)
-                     for s in starts]
+            try:
+                clips = self._read(path, starts, self.want_audio)
+            except NoAudioStream:
+                if self.missing_audio != "zeros" or not self.want_video:
+                    raise
+                has_audio = False  # silence, as the index's 'zeros' policy does; flagged in the tables
+                clips = self._read(path, starts, False)
         except MediaError as e:
             return {"pos": pos, "error": (e.reason, e.detail or str(e))}
         except Exception as e:  # noqa: BLE001 - a bad file must be listed, never stop the run
             return {"pos": pos, "error": ("error", f"{type(e).__name__}: {e}")}
-        item = {"pos": pos, "starts": torch.from_numpy(np.asarray(starts, dtype=np.float64))}
+        item = {"pos": pos, "starts": torch.from_numpy(np.asarray(starts, dtype=np.float64)),
+                "has_audio": torch.tensor(has_audio)}
         if self.want_video:
             item["video"] = torch.stack([c.video for c in clips])
         if self.want_audio:
-            item["audio"] = torch.stack([c.audio for c in clips])
+            item["audio"] = (torch.stack([c.audio for c in clips]) if has_audio else
+                             torch.zeros(len(starts), self.spec.audio_channels, self.spec.audio_samples))
         return item
 
 
@@ -138,7 +160,7 @@ def _collate(items: list[dict]) -> dict:
     good = [it for it in items if "error" not in it]
     out = {"failed": [(it["pos"], *it["error"]) for it in items if "error" in it],
            "pos": [it["pos"] for it in good]}
-    for key in ("starts", "video", "audio"):
+    for key in ("starts", "has_audio", "video", "audio"):
         if good and key in good[0]:
             try:
                 out[key] = torch.stack([it[key] for it in good])
@@ -280,7 +302,8 @@ class ExtractReport:
         return (self.videos + self.failed) / self.seconds if self.seconds > 0 else float("nan")
 
 
-_IDENTITY_KEYS = ("index_fingerprint", "model_digest", "transforms", "layers", "modalities", "clips_per_video", "spec", "dtype",
+_IDENTITY_KEYS = ("index_fingerprint", "model_digest", "transforms", "layers", "modalities", "clips_per_video", "spec",
+                  "missing_audio", "dtype",
                   "shard_size", "num_videos", "num_shards")
 
 
@@ -342,6 +365,7 @@ def extract(
     on_shard_done: Callable[[int], None] | None = None,
     progress: bool = True,
     index_failures=None,
+    missing_audio: str = "zeros",
 ) -> ExtractReport:
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
@@ -352,7 +376,9 @@ def extract(
     in pieces); ``on_shard_done(shard)`` is called after each shard is on disk. Bad files go to
     ``failed.csv`` with their reason and are skipped; ``index_failures`` (the indexer's report,
     or ``(path, reason, detail)`` rows) adds the files that never made it into the index
-    (``video_id`` -1). Returns this rank's `ExtractReport`.
+    (``video_id`` -1). A file without an audio stream is embedded with silence and flagged
+    ``has_audio=0`` in the tables (``missing_audio="zeros"``, the index's default policy) or
+    listed as failed (``"fail"``). Returns this rank's `ExtractReport`.
     """
     t0 = time.perf_counter()
     spec = spec or ClipSpec()
@@ -365,7 +391,9 @@ def extract(
     if dtype not in sh.DTYPES:
         raise ValueError(f"dtype must be one of {list(sh.DTYPES)}")
     layer_map = _normalise_layers(layers, modalities)
-    videos = as_video_list(collection, workers=num_workers)
+    videos, own_report = as_video_list(collection, workers=num_workers)
+    if index_failures is None:
+        index_failures = own_report
     out_dir = Path(out_dir)
     rank, world, barrier = _dist()
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -380,7 +408,7 @@ def extract(
         "transforms": {"config": transforms_config,
                        "video": _callable_name(video_transform), "audio": _callable_name(audio_transform)},
         "layers": {m: list(v) for m, v in layer_map.items()}, "modalities": list(modalities),
-        "clips_per_video": clips_per_video, "spec": asdict(spec), "dtype": dtype, "shard_size": shard_size,
+        "clips_per_video": clips_per_video, "spec": asdict(spec), "missing_audio": missing_audio, "dtype": dtype, "shard_size": shard_size,
         "num_videos": n_videos, "num_shards": num_shards,
         "arrays": [sh.array_name(lv, m, ly) for lv in sh.LEVELS for m in modalities for ly in layer_map[m]],
     })
@@ -406,7 +434,7 @@ def extract(
             dvt, dat = default_transforms(spec, device, transforms_config)
             vt, at = vt or dvt, at or dat
         ranges = [(k, k * shard_size, min((k + 1) * shard_size, n_videos)) for k in pending]
-        dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend)
+        dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend, missing_audio)
         loader = DataLoader(
             dataset, batch_sampler=ShardBatches(ranges, max(1, batch_size // clips_per_video)),
             num_workers=num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",
@@ -430,7 +458,7 @@ def extract(
                             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                                 for ly, e in embed_clips(model, m, xb, layer_map[m]).items():
                                     embs.setdefault((m, ly), []).append(e.float().cpu())
-                    acc.add(batch["pos"], batch["starts"], {k: torch.cat(v) for k, v in embs.items()})
+                    acc.add(batch["pos"], batch["starts"], batch["has_audio"], {k: torch.cat(v) for k, v in embs.items()})
                 bar.update(len(batch["pos"]) + len(batch["failed"]))
                 for k in acc.finished_shards():
                     arrays, clips, vids, failed = acc.pop(k)
@@ -519,11 +547,12 @@ class _ShardAccumulator:
             self.failed[k].append((pos, reason, detail))
             self.seen[k] += 1
 
-    def add(self, positions, starts, embs):
+    def add(self, positions, starts, has_audio, embs):
         n = self.n
         for j, pos in enumerate(positions):
             k = self.owner[pos]
-            self.rows[k].append((pos, starts[j], {key: e[j * n : (j + 1) * n] for key, e in embs.items()}))
+            self.rows[k].append((pos, starts[j], {key: e[j * n : (j + 1) * n] for key, e in embs.items()},
+                                 bool(has_audio[j])))
             self.seen[k] += 1
 
     def finished_shards(self):
@@ -535,13 +564,14 @@ class _ShardAccumulator:
         n, v = self.n, self.videos
         pos = np.array([r[0] for r in rows], dtype=np.int64)
         starts = np.concatenate([r[1].numpy() for r in rows]) if rows else np.zeros(0)
+        has_audio = np.array([r[3] for r in rows], dtype=np.int64)
         clips = {
             "video_id": np.repeat(v.id[pos], n), "path": np.repeat(v.path[pos], n),
             "clip_index": np.tile(np.arange(n), len(pos)),
             "clip_start": starts, "clip_end": starts + self.spec.video_duration,
-            "shard": np.full(len(pos) * n, k), "row": np.arange(len(pos) * n),
+            "has_audio": np.repeat(has_audio, n), "shard": np.full(len(pos) * n, k), "row": np.arange(len(pos) * n),
         }
-        vids = {"video_id": v.id[pos], "path": v.path[pos], "num_clips": np.full(len(pos), n),
+        vids = {"video_id": v.id[pos], "path": v.path[pos], "num_clips": np.full(len(pos), n), "has_audio": has_audio,
                 "shard": np.full(len(pos), k), "row": np.arange(len(pos))}
         fpos = np.array([f[0] for f in failed], dtype=np.int64)
         fail = {"video_id": v.id[fpos], "path": v.path[fpos],

@@ -13,8 +13,10 @@
       clips.csv  videos.csv  failed.csv   merged tables (written by `finalize`; failed.csv
                                   = index_failed.csv + every shard's decoding failures)
 
-Per-clip table columns: ``video_id, path, clip_index, clip_start, clip_end, shard, row``
-(``row`` = row in that shard's arrays). Per-video: ``video_id, path, num_clips, shard, row``.
+Per-clip table columns: ``video_id, path, clip_index, clip_start, clip_end, has_audio, shard,
+row`` (``row`` = row in that shard's arrays; clip times in seconds on the video's timeline,
+``has_audio`` 0 when the file has no sound and its audio rows embed silence). Per-video:
+``video_id, path, num_clips, has_audio, shard, row``.
 A shard is built in a hidden temporary directory and renamed into place, so a killed run
 never leaves a half shard under a real name; the presence of ``done.json`` marks it done.
 """
@@ -44,10 +46,12 @@ CLIP_COLUMNS = {
     "clip_index": np.int64,
     "clip_start": np.float64,
     "clip_end": np.float64,
+    "has_audio": np.int64,
     "shard": np.int64,
     "row": np.int64,
 }
-VIDEO_COLUMNS = {"video_id": np.int64, "path": str, "num_clips": np.int64, "shard": np.int64, "row": np.int64}
+VIDEO_COLUMNS = {"video_id": np.int64, "path": str, "num_clips": np.int64, "has_audio": np.int64, "shard": np.int64,
+                 "row": np.int64}
 FAILED_COLUMNS = {"video_id": np.int64, "path": str, "reason": str, "detail": str}
 TABLES = {"clips": CLIP_COLUMNS, "videos": VIDEO_COLUMNS, "failed": FAILED_COLUMNS}
 
