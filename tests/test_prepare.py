@@ -1,0 +1,65 @@
+"""Training cache: real transcode, same ids, requested fps/size/GOP, rotation baked in, resumable."""
+
+import os
+
+import av
+import numpy as np
+import pytest
+
+from avssl.data import build_index
+from avssl.data.index import Manifest
+from avssl.data.prepare import CacheSpec, build_training_cache
+from avssl.io.probe import probe
+from avssl.io.read import read_clip
+from avssl.io.types import ClipSpec
+from tests.media import decode_frame, write_coded
+
+
+def _keyframe_indices(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pkts = sorted((p.pts, p.is_keyframe) for p in c.demux(s) if p.pts is not None)
+    return [i for i, (_, k) in enumerate(pkts) if k]
+
+
+def test_prepare_keeps_ids_and_meets_spec_and_resumes(tmp_path):
+    src = tmp_path / "src"
+    write_coded(src / "a" / "plain.mp4", seconds=3.0, fps=30.0, size=(96, 160), audio_rate=44100)
+    write_coded(src / "rot.mp4", seconds=2.0, fps=25.0, size=(96, 160), audio_rate=48000, rotation=90)
+    write_coded(src / "mute.webm", seconds=2.0, fps=30.0, size=(96, 160), audio_rate=None)
+    m, rep = build_index(src, cache=tmp_path / "c.json", root=src, workers=1, progress=False)
+    assert len(m) == 3 and not rep.bad
+    spec = CacheSpec(short_side=64, fps=16.0, gop=8, audio_rate=16000)
+    out = tmp_path / "cache"
+    cm, crep = build_training_cache(m, out, spec, workers=2, progress=False)
+    assert crep.probed == 3 and not crep.bad
+    assert cm.id.tolist() == m.id.tolist()
+    assert Manifest.load(out / "manifest.npz") == cm
+
+    for i in range(len(cm)):
+        info = probe(cm.resolve(i))
+        assert info.fps == pytest.approx(16.0)
+        assert min(info.width, info.height) == 64 and info.rotation == 0
+        assert info.duration == pytest.approx(float(m.duration[i]), abs=0.1)
+        kf = _keyframe_indices(cm.resolve(i))
+        assert kf == list(range(0, info.num_frames, 8))
+        assert info.has_audio == bool(m.has_audio[i])
+        if info.has_audio:
+            assert (info.audio_rate, info.audio_channels) == (16000, 1)
+
+    # the rotated source (displayed 96x160) is stored upright with no rotation tag: frames decode right
+    rot = cm.paths.index("rot.mp4")
+    assert (cm.height[rot], cm.width[rot]) == (64, 106)
+    rclip = read_clip(cm.resolve(rot), 0.5, ClipSpec(num_frames=3, fps=16.0), audio=False)
+    assert [decode_frame(f.numpy()) for f in rclip.video] == [int(np.floor((0.5 + k / 16) * 25 + 1e-4)) for k in range(3)]
+    plain = cm.paths.index("a/plain.mp4")
+    clip = read_clip(cm.resolve(plain), 1.0, ClipSpec(num_frames=4, fps=16.0, audio_rate=16000))
+    got = [decode_frame(f.numpy()) for f in clip.video]
+    want = [int(np.floor((1.0 + k / 16.0) * 30.0 + 1e-4)) for k in range(4)]
+    assert got == want
+    assert clip.audio.abs().max() > 0.05
+
+    stamps = {p: os.stat(p).st_mtime_ns for p in out.rglob("*.mp4")}
+    cm2, crep2 = build_training_cache(m, out, spec, workers=2, progress=False)
+    assert crep2.probed == 0 and cm2 == cm
+    assert {p: os.stat(p).st_mtime_ns for p in out.rglob("*.mp4")} == stamps
