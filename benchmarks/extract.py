@@ -90,6 +90,44 @@ def run_extract(model, manifest, clips, device, amp, batch_size, workers, out):
     return seconds, v, a
 
 
+def bench_retrieval(n: int, queries: int, dim: int, device: torch.device, chunk: int) -> None:
+    """Exact top-10 search of `queries` over `n` float16 items: chunked `nearest` against the
+    one-shot baseline (full score matrix + topk), which is skipped when its matrix would not fit."""
+    from avssl.embed.retrieval import nearest
+
+    g = torch.Generator().manual_seed(0)
+    coll = torch.empty(n, dim, dtype=torch.float16)
+    for lo in range(0, n, 100_000):
+        x = torch.randn(min(100_000, n - lo), dim, generator=g)
+        coll[lo:lo + len(x)] = torch.nn.functional.normalize(x, dim=1).half()
+    q = coll[torch.randint(0, n, (queries,), generator=g)].float()
+
+    def timed(fn):
+        fn()  # warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0, out
+
+    t_chunk, (_, idx) = timed(lambda: nearest(q, coll, k=10, chunk=chunk, query_chunk=1024, device=device))
+    matrix_gb = queries * n * 4 / 1e9
+    line = f"| {n:,} | {queries} | {dim} | {device.type} | {t_chunk:.2f} s ({queries / t_chunk:,.0f} q/s) |"
+    if matrix_gb < 8:
+        def one_shot():
+            c = coll.to(device).float()
+            s, i = torch.topk(q.to(device) @ c.T, 10, dim=1)
+            return s.cpu(), i.cpu()
+        t_full, (_, idx_full) = timed(one_shot)
+        agree = (idx[:, 0] == idx_full[:, 0]).float().mean().item()
+        line += f" {t_full:.2f} s | {t_full / t_chunk:.2f}x | top-1 agreement {agree:.3f} |"
+    else:
+        line += f" (score matrix {matrix_gb:.0f} GB: not run) | | |"
+    print(line, flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
@@ -103,10 +141,22 @@ def main(argv=None) -> int:
     ap.add_argument("--no-amp", action="store_true")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--retrieval", type=int, nargs="*", default=None,
+                    help="instead: time exact top-10 search over collections of these sizes")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--chunk", type=int, default=65536)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if args.retrieval is not None:
+        print(f"torch threads {args.threads}; float16 collection, float32 blocks of {args.chunk} items\n")
+        print("| items | queries | D | device | chunked nearest | one-shot matmul+topk | one-shot / chunked | check |")
+        print("|---|---|---|---|---|---|---|---|")
+        for n in args.retrieval or [100_000, 1_000_000]:
+            bench_retrieval(n, args.queries, args.dim, device, args.chunk)
+        return 0
     amp = not args.no_amp and device.type == "cuda"
     from avssl.data.index import build_index
     from avssl.models import build_av_model

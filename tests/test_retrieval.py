@@ -156,3 +156,16 @@ def test_million_item_search_bounded_memory():
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert i[:, 0].tolist() == planted.tolist()
     assert grown_mb < 200  # a full float32 copy alone would be 256 MB; a score matrix far more
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_search_matches_cpu():
+    q, c = _unit(50, 32, 8), _unit(20_000, 32, 9).half()
+    s_cpu, i_cpu = nearest(q, c, k=5, chunk=4096, device="cpu")
+    s_gpu, i_gpu = nearest(q, c, k=5, chunk=4096, device="cuda")
+    assert s_gpu.device.type == "cpu" and torch.allclose(s_gpu, s_cpu, atol=1e-4)
+    assert (i_gpu == i_cpu).float().mean() > 0.99  # near-ties may flip across BLAS implementations
+    a, v = _unit(300, 16, 10), _unit(300, 16, 11)
+    cpu = cross_modal_retrieval(v, a, device="cpu", chunk=64)
+    gpu = cross_modal_retrieval(v, a, device="cuda", chunk=64)
+    assert abs(cpu["a2v"]["mean_rank"] - gpu["a2v"]["mean_rank"]) < 1.0

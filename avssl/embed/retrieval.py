@@ -55,21 +55,21 @@ def _default_device(device):
 
 def _chunk_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of each row, ties broken towards the lower column (exactly, not by luck)."""
-    vals, idx = torch.topk(scores, k, dim=1)
-    # topk may pick any of several equal values at the k-th place; redo only those rows.
-    kth = vals[:, -1:]
-    crowded = (scores >= kth).sum(dim=1) > k
-    if crowded.any():
-        rows = crowded.nonzero().squeeze(1)
-        v, i = torch.sort(scores[rows], dim=1, descending=True, stable=True)
-        vals[rows], idx[rows] = v[:, :k], i[:, :k]
-    else:
-        # topk's order among equal values is unspecified; make it index-ascending.
-        order = torch.sort(idx, dim=1).indices
-        vals, idx = vals.gather(1, order), idx.gather(1, order)
-        v, o = torch.sort(vals, dim=1, descending=True, stable=True)
-        vals, idx = v, idx.gather(1, o)
-    return vals, idx
+    kk = min(k + 1, scores.shape[1])
+    vals, idx = torch.topk(scores, kk, dim=1)
+    if kk > k:
+        # the (k+1)-th value equal to the k-th: topk may have kept any of the tied columns; redo those rows.
+        crowded = vals[:, k] == vals[:, k - 1]
+        vals, idx = vals[:, :k], idx[:, :k]
+        if crowded.any():
+            rows = crowded.nonzero().squeeze(1)
+            v, i = torch.sort(scores[rows], dim=1, descending=True, stable=True)
+            vals[rows], idx[rows] = v[:, :k], i[:, :k]
+    # topk's order among equal values is unspecified; make it index-ascending.
+    order = torch.sort(idx, dim=1).indices
+    vals, idx = vals.gather(1, order), idx.gather(1, order)
+    v, o = torch.sort(vals, dim=1, descending=True, stable=True)
+    return v, idx.gather(1, o)
 
 
 @torch.no_grad()
