@@ -145,13 +145,13 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     train_set = AVClipDataset(
         train_manifest, spec, mode="train", clips_per_video=data_cfg.get("clips_per_video", 1),
         av_jitter=data_cfg.get("av_jitter", 0.0), missing_audio=missing_audio,
-        seed=cfg["seed"],
+        backend=data_cfg.get("backend"), seed=cfg["seed"],
     )
     eval_set = None
     if eval_src and cfg.get("eval", {}).get("enabled", True):
         eval_manifest, _ = build_index(eval_src, **{k: v for k, v in index_kw.items() if k != "cache"})
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
-                                 missing_audio=missing_audio, seed=cfg["seed"])
+                                 missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"])
     # memory-bank slot = manifest id; ids need not be contiguous (a cache keeps ids of removed files)
     num_slots = int(train_manifest.id.max()) + 1
     return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots,
