@@ -12,7 +12,7 @@ from avssl.data import AVClipDataset, build_index, collate_skip_bad
 from avssl.io.errors import NoAudioStream
 from avssl.io.sampling import eval_clip_starts
 from avssl.io.types import ClipSpec
-from tests.media import decode_frame, write_coded
+from media import decode_frame, write_coded
 
 SPEC = ClipSpec(num_frames=4, fps=8.0, frame_size=(48, 80), audio_rate=8000, audio_channels=1, audio_duration=1.0)
 

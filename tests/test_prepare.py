@@ -12,7 +12,7 @@ from avssl.data.prepare import CacheSpec, build_training_cache
 from avssl.io.probe import probe
 from avssl.io.read import read_clip
 from avssl.io.types import ClipSpec
-from tests.media import decode_frame, write_coded
+from media import decode_frame, write_coded
 
 
 def _keyframe_indices(path):
