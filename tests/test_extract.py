@@ -181,7 +181,7 @@ def video_tf(x):  # uint8 [B,T,H,W,3] -> float [B,3,T,H,W]
 
 
 def audio_tf(x):  # [B,1,S] -> [B,1,F,T]
-    spec = torch.stft(x[:, 0], 128, 64, window=torch.hann_window(128), return_complex=True).abs()
+    spec = torch.stft(x[:, 0], 128, 64, window=torch.hann_window(128, device=x.device), return_complex=True).abs()
     return torch.log(spec + 1e-2)[:, None]  # a floor well above 16-bit quantisation noise
 
 
@@ -430,3 +430,13 @@ def test_folder_input_is_indexed_and_rejects_are_listed(media, tmp_path):
     _, vt = sh.load_collection(out, "video", "video", "proj")
     assert sorted(Path(p).name for p in vt["path"]) == ["no_sound.mp4"] + [f"v{i}.mp4" for i in range(5)]
     assert vt["video_id"].tolist() == sorted(vt["video_id"].tolist())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_amp_extraction_close_to_cpu(media, reference, tmp_path):
+    rep = ex.extract(media, TinyAV(), tmp_path, **{**KW, "device": "cuda", "amp": True})
+    assert rep.complete
+    for name, (ref_emb, ref_table) in _all_arrays(reference[0]).items():
+        emb, table = sh.load_collection(tmp_path, *name.split("-", 2))
+        assert table["video_id"].tolist() == ref_table["video_id"].tolist()
+        assert np.abs(emb - ref_emb).max() < 2e-2 * max(1.0, np.abs(ref_emb).max()), name  # float16 autocast
