@@ -1,0 +1,19 @@
+"""Width/depth-reduced encoders that train in minutes on 2 CPU cores (8x64x64 clips, 2 s audio).
+
+Same layer types as the AVID networks (so the code paths are the same), fewer channels and
+stages: video 16 -> (16, 32, 64) with one (2+1)D block per stage (~0.12M parameters), audio
+16 -> (16, 32, 64) plain conv blocks (~0.075M parameters); both 64-d.
+"""
+
+from __future__ import annotations
+
+from .avid_audio import Conv2DNet
+from .avid_video import R2Plus1DNet
+
+
+def tiny_video(width: int = 16, pool: str = "max") -> R2Plus1DNet:
+    return R2Plus1DNet(width, (width, 2 * width, 4 * width), (1, 1, 1), pool=pool)
+
+
+def tiny_audio(width: int = 16, pool: str = "max") -> Conv2DNet:
+    return Conv2DNet(width, (width, 2 * width, 4 * width), (2, 2, 2), pool=pool, reference_layout=False)
