@@ -44,7 +44,7 @@ from avssl.io.types import ClipSpec  # noqa: E402
 BACKBONES = {
     "tiny": dict(video="tiny", audio="tiny", proj_dim=[32, 32, 16]),
     "avid_r2plus1d_18": dict(video="avid_r2plus1d_18", audio="avid_conv2d", proj_dim=[512, 512, 128]),
-    "tv_r2plus1d_18": dict(video="tv_r2plus1d_18", audio="avid_conv2d", proj_dim=[512, 512, 128]),
+    "tv_r2plus1d_18": dict(video="r2plus1d_18", audio="avid_conv2d", proj_dim=[512, 512, 128]),
 }
 SPEC = ClipSpec(num_frames=8, fps=16.0, frame_size=128, audio_rate=24000, audio_channels=1, audio_duration=2.0)
 TRANSFORMS = {"video": {"crop_size": 112}, "audio": {"preset": "avid"}}

@@ -440,3 +440,29 @@ def test_gpu_amp_extraction_close_to_cpu(media, reference, tmp_path):
         emb, table = sh.load_collection(tmp_path, *name.split("-", 2))
         assert table["video_id"].tolist() == ref_table["video_id"].tolist()
         assert np.abs(emb - ref_emb).max() < 2e-2 * max(1.0, np.abs(ref_emb).max()), name  # float16 autocast
+
+
+# ------------------------------------------------------------------ the library's own models
+
+
+def test_library_tiny_model_named_layers_and_seeded_rebuild(media, tmp_path):
+    from avssl.embed.api import load_model
+
+    cfg = {"video": "tiny", "audio": "tiny", "proj_dim": [32, 32, 16]}
+    model, info = load_model(model_config=cfg, seed=3)
+    again, _ = load_model(model_config=cfg, seed=3)
+    other, _ = load_model(model_config=cfg, seed=4)
+    assert info["weights"] == "random" and info["seed"] == 3
+    assert ex.model_digest(model) == ex.model_digest(again) != ex.model_digest(other)
+    layers = {"video": ["proj", "conv4x"], "audio": ["proj", "block3"]}
+    rep = ex.extract(media, model, tmp_path, **{**KW, "layers": layers, "model_info": info})
+    assert rep.complete
+    meta = sh.read_meta(tmp_path)
+    assert meta["layers"] == layers and meta["model"]["model_config"] == cfg
+    v, _ = sh.load_collection(tmp_path, "video", "video", "proj")
+    c4, _ = sh.load_collection(tmp_path, "clip", "video", "conv4x")
+    b3, _ = sh.load_collection(tmp_path, "video", "audio", "block3")
+    assert v.shape == (6, 16) and c4.shape == (6 * N_CLIPS, 64) and b3.shape == (6, 64)
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    with pytest.raises(KeyError, match="available"):
+        ex.extract(media, model, tmp_path / "bad", **{**KW, "layers": {"video": ["nope"], "audio": ["proj"]}})

@@ -32,10 +32,15 @@ def _strip_module_prefix(state: dict) -> dict:
 
 
 def build_model(model_config) -> torch.nn.Module:
-    """An AVModel from a config: ``{"_target_": ...}`` (Hydra) or the pretraining config's
-    ``model`` section (``{video, audio, proj_dim}`` -> `avssl.models.build_av_model`)."""
+    """An AVModel from a config: ``{"_target_": ...}`` (Hydra), the pretraining config's
+    ``model`` section (``{video, audio, proj_dim}`` -> `avssl.models.build_av_model`) or a
+    preset name (``"tiny"``, ``"avid"``, ...)."""
     from omegaconf import OmegaConf
 
+    if isinstance(model_config, str):  # a preset name ("tiny", "avid", ...)
+        from avssl.models import build_av_model
+
+        return build_av_model(model_config)
     cfg = OmegaConf.to_container(model_config, resolve=True) if OmegaConf.is_config(model_config) else dict(model_config)
     if "_target_" in cfg:
         from hydra.utils import instantiate
@@ -78,7 +83,7 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
         "checkpoint": str(checkpoint) if checkpoint is not None else None,
         "weights": "checkpoint" if state is not None else "random",
         "seed": None if state is not None else seed,
-        "model_config": dict(model_config),
+        "model_config": model_config if isinstance(model_config, str) else dict(model_config),
         "global_step": (state or {}).get("progress", {}).get("global_step"),
         "stage": (state or {}).get("stage"),
         "spec": (run_cfg.get("data") or {}).get("spec"),
