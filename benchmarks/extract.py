@@ -50,7 +50,27 @@ SPEC = ClipSpec(num_frames=8, fps=16.0, frame_size=128, audio_rate=24000, audio_
 TRANSFORMS = {"video": {"crop_size": 112}, "audio": {"preset": "avid"}}
 
 
+def written_videos(workdir: Path, n: int) -> list[str]:
+    """`n` 3 s 112x112 16 fps H.264 + 24 kHz AAC files (moving texture + tones) via write_av."""
+    from avssl.io.writer import write_av
+
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        p = workdir / "written" / f"v{i:03d}.mp4"
+        if not p.exists():
+            tex = rng.integers(0, 255, (1, 112, 224, 3), dtype=np.uint8)
+            frames = np.stack([np.roll(tex[0], 3 * t, axis=1)[:, :112] for t in range(48)])
+            t = np.arange(3 * 24000) / 24000
+            wav = (0.3 * np.sin(2 * np.pi * (200 + 40 * i) * t) + 0.05 * rng.standard_normal(len(t)))[None]
+            write_av(p, frames, 16.0, wav.astype(np.float32), 24000)
+        out.append(str(p))
+    return out
+
+
 def world_videos(workdir: Path, preset: str, n: int) -> list[str]:
+    if preset == "written":
+        return written_videos(workdir, n)
     from avssl.synth import generate as synth
 
     root = workdir / f"world_{preset}"
@@ -131,7 +151,7 @@ def bench_retrieval(n: int, queries: int, dim: int, device: torch.device, chunk:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
-    ap.add_argument("--world", default="default")
+    ap.add_argument("--world", default="default", help="world preset, or 'written' (plain write_av files)")
     ap.add_argument("--videos", type=int, default=16)
     ap.add_argument("--clips", type=int, default=2, help="clips per video")
     ap.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (extract)")

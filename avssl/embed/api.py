@@ -41,7 +41,9 @@ def build_model(model_config) -> torch.nn.Module:
         from avssl.models import build_av_model
 
         return build_av_model(model_config)
-    cfg = OmegaConf.to_container(model_config, resolve=True) if OmegaConf.is_config(model_config) else dict(model_config)
+    if OmegaConf.is_config(model_config):
+        model_config = OmegaConf.to_container(model_config, resolve=True)
+    cfg = dict(model_config)
     if "_target_" in cfg:
         from hydra.utils import instantiate
 

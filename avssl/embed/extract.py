@@ -370,8 +370,9 @@ def extract(
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
     ``transforms_config`` configures the default eval transforms (see `default_transforms`);
-    ``video_transform`` / ``audio_transform`` replace them. ``batch_size`` counts clips per forward pass (a loader batch holds ``batch_size //
-    clips_per_video`` videos, at least one). ``amp`` applies on CUDA only (float16 autocast).
+    ``video_transform`` / ``audio_transform`` replace them. ``batch_size`` counts clips per
+    forward pass (a loader batch holds ``batch_size // clips_per_video`` videos, at least one).
+    ``amp`` applies on CUDA only (float16 autocast).
     ``max_shards`` stops after computing that many shards on this rank (e.g. to cut a long job
     in pieces); ``on_shard_done(shard)`` is called after each shard is on disk. Bad files go to
     ``failed.csv`` with their reason and are skipped; ``index_failures`` (the indexer's report,
@@ -396,7 +397,9 @@ def extract(
         index_failures = own_report
     out_dir = Path(out_dir)
     rank, world, barrier = _dist()
-    device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     use_amp = bool(amp) and device.type == "cuda"
 
     n_videos = len(videos)
@@ -408,7 +411,8 @@ def extract(
         "transforms": {"config": transforms_config,
                        "video": _callable_name(video_transform), "audio": _callable_name(audio_transform)},
         "layers": {m: list(v) for m, v in layer_map.items()}, "modalities": list(modalities),
-        "clips_per_video": clips_per_video, "spec": asdict(spec), "missing_audio": missing_audio, "dtype": dtype, "shard_size": shard_size,
+        "clips_per_video": clips_per_video, "spec": asdict(spec), "missing_audio": missing_audio,
+        "dtype": dtype, "shard_size": shard_size,
         "num_videos": n_videos, "num_shards": num_shards,
         "arrays": [sh.array_name(lv, m, ly) for lv in sh.LEVELS for m in modalities for ly in layer_map[m]],
     })
@@ -458,7 +462,8 @@ def extract(
                             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                                 for ly, e in embed_clips(model, m, xb, layer_map[m]).items():
                                     embs.setdefault((m, ly), []).append(e.float().cpu())
-                    acc.add(batch["pos"], batch["starts"], batch["has_audio"], {k: torch.cat(v) for k, v in embs.items()})
+                    acc.add(batch["pos"], batch["starts"], batch["has_audio"],
+                            {k: torch.cat(v) for k, v in embs.items()})
                 bar.update(len(batch["pos"]) + len(batch["failed"]))
                 for k in acc.finished_shards():
                     arrays, clips, vids, failed = acc.pop(k)

@@ -30,7 +30,8 @@ TIES = ("pessimistic", "optimistic", "mean")
 
 def _check_pair(query: torch.Tensor, collection: torch.Tensor) -> None:
     if query.ndim != 2 or collection.ndim != 2:
-        raise ValueError(f"expected 2-D [N, D] embeddings, got query {tuple(query.shape)}, collection {tuple(collection.shape)}")
+        raise ValueError(f"expected 2-D [N, D] embeddings, got query {tuple(query.shape)}, "
+                         f"collection {tuple(collection.shape)}")
     if query.shape[1] != collection.shape[1]:
         raise ValueError(f"embedding sizes differ: query D={query.shape[1]}, collection D={collection.shape[1]}")
     if collection.shape[0] == 0:
@@ -90,7 +91,8 @@ def nearest(
     """
     query_emb, collection_emb = _as_tensor(query_emb), _as_tensor(collection_emb)
     if query_emb.ndim == 1:
-        s, i = nearest(query_emb[None], collection_emb, k, chunk, query_chunk=query_chunk, normalize=normalize, device=device)
+        s, i = nearest(query_emb[None], collection_emb, k, chunk, query_chunk=query_chunk, normalize=normalize,
+                       device=device)
         return s[0], i[0]
     _check_pair(query_emb, collection_emb)
     if k < 1 or chunk < 1 or query_chunk < 1:
@@ -196,7 +198,8 @@ def positive_rank_counts(
             raise ValueError("ids must be 1-D and match the number of rows")
         missing = ~torch.isin(query_ids, collection_ids)
         if missing.any():
-            raise ValueError(f"{int(missing.sum())} queries have no positive in the collection (e.g. id {int(query_ids[missing][0])})")
+            raise ValueError(f"{int(missing.sum())} queries have no positive in the collection "
+                             f"(e.g. id {int(query_ids[missing][0])})")
     device = _default_device(device)
     greater = torch.zeros(nq, dtype=torch.long)
     tied = torch.zeros(nq, dtype=torch.long)
