@@ -544,6 +544,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     tcfg = cfg["trainer"]
     dist_info = setup_distributed(tcfg.get("device", "auto"))
     device = dist_info.device
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     run_dir = Path(cfg["run_dir"])
     logger = setup_logger(run_dir, dist_info.rank)
     tb = make_tb_writer(run_dir, dist_info.rank, tcfg.get("tensorboard", True))
