@@ -155,7 +155,7 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     # memory-bank slot = manifest id; ids need not be contiguous (a cache keeps ids of removed files)
     num_slots = int(train_manifest.id.max()) + 1
     return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots,
-                      notes={"index_report": train_report})
+                      notes={"index_report": train_report, "summary": train_report.summary()})
 
 
 def _collate():
@@ -555,9 +555,9 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     try:
         # ---- data
         data = build_data(cfg, dist_info)
-        logger.info("train videos: %d indexed, %d memory slots (index fingerprint %s); %s; held-out clips: %s",
-                    len(data.train_set.manifest), data.num_train_videos, data.fingerprint,
-                    data.notes["index_report"].summary(), len(data.eval_set) if data.eval_set is not None else 0)
+        logger.info("train: %d items, %d memory slots (index fingerprint %s); index: %s; held-out clips: %s",
+                    len(data.train_set), data.num_train_videos, data.fingerprint,
+                    data.notes.get("summary", "n/a"), len(data.eval_set) if data.eval_set is not None else 0)
         batch_size = cfg["data"]["batch_size"]  # per rank
         sampler = ResumableDistributedSampler(len(data.train_set), batch_size, num_replicas=dist_info.world_size,
                                               rank=dist_info.rank, seed=cfg["seed"], drop_last=True)
