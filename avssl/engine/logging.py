@@ -49,8 +49,10 @@ class StepTimer:
 
     PHASES = ("data", "transform", "forward", "loss_memory", "backward")
 
-    def __init__(self, cuda_sync: bool = False):
+    def __init__(self, cuda_sync: bool = False, warmup: int = 0):
         self.cuda_sync = cuda_sync and torch.cuda.is_available()
+        self.warmup = warmup  # first steps left out of the totals (cuDNN autotuning, lazy init)
+        self._seen = 0
         self.totals: dict[str, float] = defaultdict(float)
         self.last: dict[str, float] = {}
         self.steps = 0
@@ -65,11 +67,14 @@ class StepTimer:
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             self.last[name] = dt
-            self.totals[name] += dt
 
     def end_step(self) -> dict[str, float]:
-        self.steps += 1
+        self._seen += 1
         last, self.last = self.last, {}
+        if self._seen > self.warmup:
+            self.steps += 1
+            for name, dt in last.items():
+                self.totals[name] += dt
         return last
 
     def summary(self) -> dict[str, float]:

@@ -601,7 +601,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         elif cfg["stage"] == "cma":
             _init_cma_from_avid(cfg, criterion, model, data.fingerprint, logger)
 
-        ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False)),
+        ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False), warmup=tcfg.get("timing_warmup", 0)),
                            data.train_set, sampler, batch_size, model, train_tf, criterion, optimizer, scheduler,
                            scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last)
 
