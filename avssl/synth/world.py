@@ -1,0 +1,282 @@
+"""The generated world's vocabulary and its per-clip random plan.
+
+A clip holds one *sounding* object (class = the clip's source class) moving with one
+*action* (motion pattern), 0-2 silent distractors of other classes, and a textured
+background. Motion is analytic in continuous time, so visual events (bounces, wall
+hits, pulse starts, shake bursts) have exact times; the sound synthesiser triggers its
+notes at those same times, which is what ties sound to picture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# ---------------------------------------------------------------- vocabulary
+
+
+@dataclass(frozen=True)
+class SourceClass:
+    """Look (shape, colour, texture) and sound (timbre kind, pitch range Hz, envelope s)."""
+
+    name: str
+    shape: str
+    colour: tuple[int, int, int]
+    texture: str
+    timbre: str
+    pitch: tuple[float, float]
+    attack: float
+    decay: float
+
+
+SOURCE_CLASSES: tuple[SourceClass, ...] = (
+    SourceClass("bell", "circle", (235, 195, 40), "solid", "fm_bell", (600.0, 1000.0), 0.004, 0.35),
+    SourceClass("drum", "square", (220, 40, 40), "checker", "noise_low", (90.0, 180.0), 0.002, 0.12),
+    SourceClass("flute", "triangle", (40, 205, 225), "hstripes", "soft_harmonic", (500.0, 900.0), 0.04, 0.25),
+    SourceClass("guitar", "diamond", (245, 135, 30), "vstripes", "pluck", (140.0, 280.0), 0.003, 0.45),
+    SourceClass("buzzer", "cross", (215, 50, 205), "solid", "square", (200.0, 350.0), 0.01, 0.2),
+    SourceClass("shaker", "star", (50, 200, 60), "dots", "noise_high", (4000.0, 7000.0), 0.002, 0.08),
+    SourceClass("horn", "ring", (50, 85, 235), "solid", "saw", (100.0, 200.0), 0.05, 0.3),
+    SourceClass("chime", "wide_ellipse", (240, 240, 240), "dstripes", "fm_chime", (1500.0, 2500.0), 0.002, 0.5),
+    SourceClass("whistle", "tall_ellipse", (250, 150, 175), "checker", "chirp", (900.0, 1500.0), 0.02, 0.18),
+    SourceClass("gong", "hexagon", (140, 80, 30), "rings", "fm_gong", (70.0, 140.0), 0.003, 0.6),
+)
+SOURCE_NAMES: tuple[str, ...] = tuple(c.name for c in SOURCE_CLASSES)
+
+# Action (motion-pattern) classes, independent of the source class.
+ACTIONS: tuple[str, ...] = ("bounce", "slide", "circle", "pulse", "zigzag", "shake")
+# UCF101-style CamelCase names and HMDB51-style snake names of the same actions.
+ACTION_UCF_NAMES: tuple[str, ...] = ("BounceVertical", "SlideHorizontal", "CircleAround", "PulseZoom", "ZigZag", "ShakeInPlace")
+ACTION_HMDB_NAMES: tuple[str, ...] = ("bounce_vertical", "slide_horizontal", "circle_around", "pulse_zoom", "zig_zag", "shake_in_place")
+
+NUM_GROUPS = 25  # UCF101-style groups g01..g25 (clips of one group share a background)
+
+
+# ---------------------------------------------------------------- motion
+
+
+@dataclass
+class Motion:
+    """Analytic motion of one object in pixels. `rate` events/s, `phase` in [0,1)."""
+
+    action: int
+    radius: float
+    width: int
+    height: int
+    rate: float
+    phase: float
+    anchor: tuple[float, float]  # free coordinate(s) drawn at random, in [0,1]
+    burst_times: tuple[float, ...] = ()
+    direction: int = 1
+
+    def _bounds(self):
+        m = self.radius * 1.45 + 1.0  # keeps pulsing/shaken objects fully inside the frame
+        return m, self.width - 1 - m, m, self.height - 1 - m
+
+    def state(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Centre x, centre y (pixels) and scale factor at times `t` (s)."""
+        t = np.asarray(t, dtype=np.float64)
+        x_lo, x_hi, y_lo, y_hi = self._bounds()
+        ax, ay = self.anchor
+        x = np.full_like(t, x_lo + ax * (x_hi - x_lo))
+        y = np.full_like(t, y_lo + ay * (y_hi - y_lo))
+        s = np.ones_like(t)
+        u = self.rate * t + self.phase
+        a = self.action
+        if a == 0:  # bounce: ground contact once per 1/rate s
+            top = y_lo + 0.15 * ay * (y_hi - y_lo)
+            y = y_hi - (y_hi - top) * np.abs(np.sin(np.pi * u))
+        elif a == 1:  # slide: wall hit once per 1/rate s
+            x = x_lo + (x_hi - x_lo) * _tri(u)
+        elif a == 2:  # circle: passes the top once per 1/rate s
+            cx, cy = 0.5 * (x_lo + x_hi), 0.5 * (y_lo + y_hi)
+            r = (0.55 + 0.4 * ax) * 0.5 * min(x_hi - x_lo, y_hi - y_lo)
+            ang = 2 * np.pi * u * self.direction - np.pi / 2
+            x, y = cx + r * np.cos(ang), cy + r * np.sin(ang)
+        elif a == 3:  # pulse: grows then shrinks during the first 40% of each period
+            w = np.mod(u, 1.0)
+            s = 1.0 + 0.45 * np.where(w < 0.4, np.sin(np.pi * w / 0.4), 0.0)
+        elif a == 4:  # zigzag: fast horizontal turns, slow vertical drift
+            x = x_lo + (x_hi - x_lo) * _tri(u)
+            frac = np.clip(t / max(self._duration_hint, 1e-6), 0.0, 1.0)
+            y = y_lo + (y_hi - y_lo) * (frac if self.direction > 0 else 1.0 - frac)
+        elif a == 5:  # shake: still, with short horizontal shaking bursts
+            dx = np.zeros_like(t)
+            for b in self.burst_times:
+                k = (t >= b) & (t < b + SHAKE_LEN)
+                dx = dx + np.where(k, 0.4 * self.radius * np.sin(2 * np.pi * 12.0 * (t - b)), 0.0)
+            x = x + dx
+        return x, y, s
+
+    _duration_hint: float = 1.0
+
+    def events(self, duration: float) -> np.ndarray:
+        """Exact visual event times in [0, duration)."""
+        if self.action == 5:
+            ev = np.asarray(self.burst_times, dtype=np.float64)
+        else:
+            # bounce/slide/zigzag: integer u (|sin(pi u)|=0 resp. tri turn at integer u);
+            # circle: top at integer u; pulse: growth starts at integer u.
+            k0 = int(np.ceil(self.phase))
+            k1 = int(np.floor(self.rate * duration + self.phase)) + 1
+            ev = (np.arange(k0, k1 + 1) - self.phase) / self.rate
+            if self.action in (1, 4):  # tri(u) turns at half-integers too
+                ev = np.sort(np.concatenate([ev, (np.arange(k0 - 1, k1 + 1) + 0.5 - self.phase) / self.rate]))
+        ev = ev[(ev >= 0) & (ev < duration)]
+        return np.unique(np.round(ev, 6))
+
+
+SHAKE_LEN = 0.25
+
+
+def _tri(u: np.ndarray) -> np.ndarray:
+    """Triangle wave in [0,1]: 0 at integer u, 1 at half-integers."""
+    w = np.mod(u, 1.0)
+    return 1.0 - np.abs(1.0 - 2.0 * w)
+
+
+# ---------------------------------------------------------------- per-clip plan
+
+
+@dataclass
+class ObjectPlan:
+    class_index: int
+    motion: Motion
+    texture_phase: float
+    sounding: bool
+
+
+@dataclass
+class ClipPlan:
+    """Everything random about one clip, drawn from (world seed, clip index) only."""
+
+    index: int
+    clip_id: str
+    seed: int
+    split: str
+    group: int
+    source_class: int
+    action: int
+    offscreen: bool
+    silent: bool
+    container: str
+    objects: list[ObjectPlan]  # draw order; the sounding object (if on screen) is last
+    sound_object: ObjectPlan | None  # the object that makes the sound (may be off screen)
+    pitch_factor: float
+    loudness: float
+    snr_db: float
+    width: int
+    height: int
+    fps: float
+    duration: float
+    audio_rate: int
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(round(self.duration * self.fps))
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.duration * self.audio_rate))
+
+
+def test_groups(fold: int) -> set[int]:
+    """UCF101 convention: fold k (1..3) tests on groups 7(k-1)+1 .. 7k."""
+    return set(range(7 * (fold - 1) + 1, 7 * fold + 1))
+
+
+def world_assignments(num_clips: int, seed: int, preset) -> dict[str, np.ndarray]:
+    """Balanced class/action/group labels and exact-count flags for the whole world."""
+    rng = np.random.default_rng([seed, 0xA55])
+    n = num_clips
+
+    def balanced(k):
+        return rng.permutation(np.arange(n) % k)
+
+    def share(p):
+        flag = np.zeros(n, dtype=bool)
+        flag[rng.permutation(n)[: int(round(p * n))]] = True
+        return flag
+
+    source = balanced(len(SOURCE_CLASSES))
+    action = balanced(len(ACTIONS))
+    group = balanced(NUM_GROUPS) + 1
+    # offscreen and silent are disjoint: draw from one permutation
+    order = rng.permutation(n)
+    n_off, n_sil = int(round(preset.offscreen_share * n)), int(round(preset.silent_share * n))
+    offscreen = np.zeros(n, dtype=bool)
+    silent = np.zeros(n, dtype=bool)
+    offscreen[order[:n_off]] = True
+    silent[order[n_off : n_off + n_sil]] = True
+    webm = share(preset.webm_share)
+    return {"source": source, "action": action, "group": group, "offscreen": offscreen, "silent": silent, "webm": webm}
+
+
+def _motion(rng: np.random.Generator, action: int, radius: float, preset, duration: float) -> Motion:
+    rate = float(rng.uniform(*preset.event_rate))
+    m = Motion(
+        action=action,
+        radius=radius,
+        width=preset.width,
+        height=preset.height,
+        rate=rate,
+        phase=float(rng.uniform(0, 1)),
+        anchor=(float(rng.uniform(0, 1)), float(rng.uniform(0, 1))),
+        direction=int(rng.choice([-1, 1])),
+    )
+    if action == 4:
+        m.rate = rate * 1.0
+    if action == 5:  # bursts: random onsets, at least 0.3 s apart
+        times, t = [], float(rng.uniform(0.0, 0.5))
+        while t < duration - 0.1:
+            times.append(round(t, 4))
+            t += SHAKE_LEN + float(rng.exponential(1.0 / rate)) + 0.05
+        m.burst_times = tuple(times)
+    m._duration_hint = duration
+    return m
+
+
+def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> ClipPlan:
+    """Draw one clip's plan from (seed, index) and the world-level labels."""
+    rng = np.random.default_rng([seed, index])
+    side = min(preset.width, preset.height)
+    src, act = int(labels["source"][index]), int(labels["action"][index])
+    grp = int(labels["group"][index])
+    offscreen, silent = bool(labels["offscreen"][index]), bool(labels["silent"][index])
+    n_dis = int(rng.integers(0, preset.max_distractors + 1))
+    others = [c for c in range(len(SOURCE_CLASSES)) if c != src]
+    dis_classes = rng.choice(others, size=n_dis, replace=False) if n_dis else []
+
+    def obj(cls, action, sounding):
+        radius = float(rng.uniform(*preset.radius)) * side
+        return ObjectPlan(int(cls), _motion(rng, action, radius, preset, preset.duration), float(rng.uniform(0, 1)), sounding)
+
+    main = obj(src, act, not silent)
+    distractors = [obj(c, int(rng.integers(0, len(ACTIONS))), False) for c in dis_classes]
+    objects = distractors + ([] if offscreen else [main])
+    lo, hi = SOURCE_CLASSES[src].pitch
+    return ClipPlan(
+        index=index,
+        clip_id=f"clip_{index:06d}",
+        seed=seed,
+        split="test" if grp in test_groups(1) else "train",
+        group=grp,
+        source_class=src,
+        action=act,
+        offscreen=offscreen,
+        silent=silent,
+        container=".webm" if labels["webm"][index] else ".mp4",
+        objects=objects,
+        sound_object=None if silent else main,
+        pitch_factor=float(rng.uniform(lo, hi)),
+        loudness=float(rng.uniform(0.45, 0.9)),
+        snr_db=float(rng.uniform(*preset.snr_db)),
+        width=preset.width,
+        height=preset.height,
+        fps=float(preset.fps),
+        duration=float(preset.duration),
+        audio_rate=int(preset.audio_rate),
+        extra={"bg_seed": int(rng.integers(0, 2**31 - 1)), "noise_seed": int(rng.integers(0, 2**31 - 1))},
+    )
