@@ -1,10 +1,10 @@
 """Sound-source localization: heatmaps from the shared embedding space, the field's metrics
 (cIoU, AUC, open-set AP / max-F1), ground-truth maps, overlays and MP4s, evaluation."""
 
+# `evaluate` stays the submodule (avssl.localization.evaluate.evaluate is the function)
 from avssl.localization.evaluate import (
     EvaluationResult,
     LocalizationItem,
-    evaluate,
     infer_heatmaps,
     items_from_world,
     load_items,
@@ -55,7 +55,6 @@ from avssl.localization.run import file_frame_heatmaps, localize_file, localize_
 __all__ = [
     "EvaluationResult",
     "LocalizationItem",
-    "evaluate",
     "file_frame_heatmaps",
     "infer_heatmaps",
     "items_from_world",

@@ -2,9 +2,10 @@
 adjusted so that the model sees the *whole* frame.
 
 Boxes are fractions of the whole frame, so no part of it may be cropped away. The eval
-video transform centre-crops to ``crop_size``; decoding straight to ``(crop_size, crop_size)``
-(an exact size, aspect not kept -- as the field's evaluators stretch images to 224x224)
-turns that crop into the identity.
+video transform (``VideoAugment(train=False)``) resizes the short side to
+``crop / eval_resize_ratio`` and centre-crops ``crop``; here frames are decoded straight to
+``(crop, crop)`` (an exact size, aspect not kept -- as the field's evaluators stretch images
+to 224x224) and ``eval_resize_ratio`` is set to 1, which turns that crop into the identity.
 """
 
 from __future__ import annotations
@@ -28,5 +29,7 @@ def localization_inputs(spec, transforms_config: Mapping | None = None, device="
     from avssl.embed.extract import default_transforms
 
     spec = whole_frame_spec(spec, transforms_config)
-    video_t, audio_t = default_transforms(spec, device, transforms_config)
+    tc = {k: dict(v or {}) for k, v in dict(transforms_config or {}).items()}
+    tc.setdefault("video", {})["eval_resize_ratio"] = 1.0
+    video_t, audio_t = default_transforms(spec, device, tc)
     return spec, video_t, audio_t

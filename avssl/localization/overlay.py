@@ -228,7 +228,11 @@ def write_heatmap_video(
         if audio == "source" and ia is None:
             raise NoAudioStream(src, "no audio stream to keep; pass audio=None")
         t0 = float(iv.start_time * iv.time_base) if iv.start_time is not None else 0.0
-        with av.open(str(tmp), mode="w", format="mp4") as out:
+        # Stream delays are edit lists in the movie timescale (1000 by default: whole ms);
+        # the audio rate keeps a delayed audio start sample-exact, as in avssl.io.writer.
+        a_rate = ia.rate if ia is not None else (int(audio[1]) if isinstance(audio, tuple) else None)
+        opts = {"movie_timescale": str(int(a_rate))} if a_rate else {}
+        with av.open(str(tmp), mode="w", format="mp4", options=opts) as out:
             # every stream must exist before the first packet is muxed
             ov = _add_video_stream(out, iv, even_hw, crf, preset)
             oa = out.add_stream_from_template(ia) if ia is not None else None
