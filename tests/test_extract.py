@@ -466,3 +466,34 @@ def test_library_tiny_model_named_layers_and_seeded_rebuild(media, tmp_path):
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     with pytest.raises(KeyError, match="available"):
         ex.extract(media, model, tmp_path / "bad", **{**KW, "layers": {"video": ["nope"], "audio": ["proj"]}})
+
+
+def test_default_transforms_and_query_by_file(media, tmp_path):
+    from avssl.embed.api import load_model, query_collection
+
+    cfg = {"video": "tiny", "audio": "tiny", "proj_dim": [32, 32, 16]}
+    model, info = load_model(model_config=cfg, seed=5)
+    tcfg = {"video": {"crop_size": 16}, "audio": {"preset": "avid"}}
+    kw = {k: v for k, v in KW.items() if k not in ("video_transform", "audio_transform", "layers")}
+    rep = ex.extract(media, model, tmp_path, **kw, transforms_config=tcfg, model_info=info)
+    assert rep.complete
+    # the collection's model is rebuilt from meta.json and a query file embeds to its stored row
+    from avssl.embed.api import collection_model, default_transforms, embed_audio, spec_from
+
+    rebuilt, meta = collection_model(tmp_path)
+    a, table = sh.load_collection(tmp_path, "video", "audio", "proj")
+    row = table["path"].tolist().index(media.path[4])
+    q = embed_audio(media.path[4], model=rebuilt, clips_per_video=N_CLIPS, spec=spec_from(meta["spec"]), device="cpu",
+                    transform=default_transforms(SPEC, "cpu", tcfg)[1])
+    assert torch.allclose(q, torch.from_numpy(a[row]), atol=1e-5)
+    rows = query_collection(tmp_path, file=media.path[4], query_modality="audio", target_modality="audio", k=6,
+                            device="cpu")
+    own = [r for r in rows if r["path"] == media.path[4]]
+    assert len(own) == 1 and own[0]["score"] == pytest.approx(float(q @ q), abs=1e-5)
+    # cross-modal by file: ranks every video, scores sorted
+    rows = query_collection(tmp_path, file=media.path[4], query_modality="video", k=6, device="cpu")
+    assert len(rows) == 6 and [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    meta["model"]["seed"] = 6  # other weights than the ones that made the rows: refused
+    sh.write_json_atomic(tmp_path / "meta.json", meta)
+    with pytest.raises(sh.CollectionMismatch, match="weights differ"):
+        collection_model(tmp_path)
