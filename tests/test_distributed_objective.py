@@ -1,0 +1,60 @@
+"""Real 2-process gloo runs of the memory bank, AVID criterion and CMA search."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from avssl.cma import find_positives
+from avssl.engine.distributed import all_gather_varlen, run_distributed
+from avssl.losses import AVIDCriterion
+
+pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # spawn of 2 processes: ~15-20 s on the shared CPU
+
+N, D, K, B = 64, 8, 16, 6
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(B, D, generator=g)
+    a = torch.randn(B, D, generator=g)
+    idx = torch.tensor([3, 9, 3, 40, 9, 63])  # duplicates within and across ranks
+    crit = AVIDCriterion(N, D, num_negatives=K)
+    negs = crit.video_bank.sample_negatives(idx, K, generator=g)
+    return v, a, idx, negs
+
+
+def _rank_job(rank, world):
+    v, a, idx, negs = _data()
+    share = slice(rank * B // world, (rank + 1) * B // world)
+    crit = AVIDCriterion(N, D, num_negatives=K)
+    loss, stats = crit(v[share], a[share], idx[share], negatives=negs[share])
+    # a second step: Z must stay frozen and banks stay in sync
+    loss2, _ = crit(a[share], v[share], idx[share], negatives=negs[share])
+    gathered = all_gather_varlen(torch.arange(rank + 1) + 10 * rank)  # varying sizes
+    pos = find_positives(crit.video_bank, crit.audio_bank, k=5, mode="consensus", chunk_size=7)
+    return {"loss": float(loss), "loss2": float(loss2), "z": crit.partition,
+            "vbank": crit.video_bank.bank.clone(), "abank": crit.audio_bank.bank.clone(),
+            "gathered": gathered, "pos": pos}
+
+
+def test_two_ranks_match_one_process():
+    ranks = run_distributed(_rank_job, 2)
+    v, a, idx, negs = _data()
+    crit = AVIDCriterion(N, D, num_negatives=K)
+    loss, _ = crit(v, a, idx, negatives=negs)
+    loss2, _ = crit(a, v, idx, negatives=negs)
+    r0, r1 = ranks
+    # identical banks on both ranks, equal to the single process with the whole batch
+    assert torch.equal(r0["vbank"], r1["vbank"]) and torch.equal(r0["abank"], r1["abank"])
+    assert torch.allclose(r0["vbank"], crit.video_bank.bank, atol=1e-6)
+    assert torch.allclose(r0["abank"], crit.audio_bank.bank, atol=1e-6)
+    # Z: per-rank estimates averaged across ranks == whole-batch estimate (equal shares)
+    assert r0["z"] == r1["z"]
+    assert abs(r0["z"] - crit.partition) / crit.partition < 1e-6
+    # global loss = mean of the rank losses (equal batch shares)
+    assert abs((r0["loss"] + r1["loss"]) / 2 - float(loss)) < 1e-4
+    assert abs((r0["loss2"] + r1["loss2"]) / 2 - float(loss2)) < 1e-4
+    # variable-size gather, rank order
+    assert r0["gathered"].tolist() == [0, 10, 11] == r1["gathered"].tolist()
+    # distributed CMA search == one-shot search on the same banks
+    one_shot = find_positives(crit.video_bank, crit.audio_bank, k=5, mode="consensus", chunk_size=N)
+    assert torch.equal(r0["pos"], one_shot) and torch.equal(r1["pos"], one_shot)
