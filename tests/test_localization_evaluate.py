@@ -48,7 +48,10 @@ def test_score_known_answers():
     # recall steps 0 -> 2/3 at precision 1, then only FPs: AP = 2/3; best F1 at P=1, R=2/3 -> 0.8
     assert m["ap"] == pytest.approx(2 / 3)
     assert m["max_f1"] == pytest.approx(0.8)
-    assert set(res.summaries) == {"model", "centre_prior", "whole_image"}
+    assert set(res.summaries) == {"model", "centre_prior", "whole_image", "oracle_box"}
+    # the ceiling: left half = exactly the kept half -> 1; a 1/16 corner box -> (1/16) / (1/2)
+    assert rows["left"]["ciou_oracle_box"] == pytest.approx(1.0)
+    assert rows["corner"]["ciou_oracle_box"] == pytest.approx(1 / 8, abs=2e-3)  # ties at the band edge
     assert res.summaries["whole_image"]["ciou_at"] == pytest.approx(2 / 3)  # 1/2, 1/16, 1/2
     with pytest.raises(ValueError):
         ev.score(_items(), _maps()[:2])
@@ -75,7 +78,7 @@ def test_write_results_and_grids(tmp_path):
     for name in ("grid_best", "grid_worst"):
         assert Image.open(paths[name]).size[0] > 100
     table = ev.summary_table({"demo": res})
-    assert table.count("\n") == 1 + 3 and "centre_prior" in table
+    assert table.count("\n") == 1 + 4 and "centre_prior" in table
 
 
 def test_clip_start_for():

@@ -95,7 +95,7 @@ def test_tool_annotation_set(tmp_path):
     out = tmp_path / "out"
     rep = _tool().main_impl(_cfg(SMALL + [f"annotations={root}", f"out_dir={out}", "eval.eval_size=64"]))
     s = rep["eval"]["summaries"]
-    assert set(s) == {"model", "centre_prior", "whole_image"}
+    assert set(s) == {"model", "centre_prior", "whole_image", "oracle_box"}
     assert s["model"]["num_samples"] == 3 and s["model"]["num_negatives"] == 1 and s["model"]["ap"] is not None
     # whole image on a 32x32 box in 64x48: cIoU = area fraction = 1024 / 3072
     res = json.loads((out / "eval" / "results.json").read_text())
