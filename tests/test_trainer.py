@@ -44,6 +44,7 @@ def _train(cfg, **kw):
     return train(cfg, **kw)
 
 
+@pytest.mark.slow
 def test_tiny_avid_loss_falls(tmp_path, world_dir):
     cfg = tiny_cfg(tmp_path / "run", world_dir, "trainer.epochs=6")
     out = _train(cfg)
@@ -123,6 +124,7 @@ def _ddp_rank(rank: int, world: int, cfg: dict):
             "steps": out["global_step"], "params": torch.cat([p.detach().flatten() for p in out["model"].parameters()])}
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_gloo_ranks_identical_banks(tmp_path, world_dir):
     from avssl.engine.distributed import run_distributed
