@@ -1,0 +1,204 @@
+"""Generated world: decodes to the stated shapes, GT matches pixels, determinism, learnability, sync."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from avssl.synth import PRESETS, SOURCE_CLASSES, generate_world, get_preset, synthesize_clip
+from avssl.synth.world import world_assignments
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    return generate_world(tmp_path_factory.mktemp("world"), "tiny", seed=0, workers=2, progress=False)
+
+
+def _decode(path):
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        fps = float(vs.average_rate)
+        audio = np.concatenate([f.to_ndarray().reshape(f.to_ndarray().shape[0], -1) for f in c.decode(audio=0)], axis=1)
+        rate = c.streams.audio[0].rate
+    return np.stack(frames), fps, audio, rate
+
+
+def test_files_decode_to_stated_shapes(world):
+    rows = world.rows()
+    assert len(rows) == PRESETS["tiny"].num_clips
+    assert {r["container"] for r in rows} == {".mp4", ".webm"}
+    for r in rows[:8] + [r for r in rows if r["container"] == ".webm"][:2]:
+        frames, fps, audio, rate = _decode(world.root / r["path"])
+        assert frames.shape == (int(r["num_frames"]), int(r["height"]), int(r["width"]), 3)
+        assert fps == pytest.approx(float(r["fps"]))
+        # Opus streams always decode at 48 kHz (readers resample to the requested rate)
+        want_rate = 48000 if r["container"] == ".webm" else int(r["audio_rate"])
+        assert rate == want_rate
+        want = int(r["num_samples"]) * want_rate // int(r["audio_rate"])
+        # encoders pad to whole codec frames and may add priming samples
+        assert want - 400 <= audio.shape[1] <= want + 2 * 1024 + 400, (audio.shape, want)
+
+
+def test_flags_and_splits(world):
+    rows = world.rows()
+    assert sum(int(r["offscreen"]) for r in rows) == round(0.1 * len(rows))
+    assert sum(int(r["silent"]) for r in rows) == round(0.1 * len(rows))
+    assert {r["split"] for r in rows} == {"train", "test"}
+    for r in rows:
+        gt = world.clip_gt(r["clip_id"])
+        if gt["offscreen"] or gt["silent"]:
+            assert gt["sounding_object"] is None
+        else:
+            assert gt["objects"][gt["sounding_object"]]["class"] == gt["source_class"]
+            assert gt["audio_events"], "an on-screen source makes events"
+            assert [e["t"] for e in gt["audio_events"]] == gt["visual_events"]
+
+
+def test_gt_boxes_match_drawn_pixels(world):
+    checked = 0
+    for r in world.rows():
+        frames, audio, gt = synthesize_clip(int(r["index"]), world.seed, world.preset)
+        ob_i = gt["sounding_object"]
+        if ob_i is None:
+            continue
+        ob = gt["objects"][ob_i]
+        col = np.array(ob["colour"], dtype=float)
+        for t in (0, gt["num_frames"] // 2, gt["num_frames"] - 1):
+            x0, y0, x1, y1 = ob["boxes"][t]
+            img = frames[t].astype(float)
+            # pixels whose hue matches the class colour (any texture shade 0.55..1)
+            dirn = col / np.linalg.norm(col)
+            norm = np.linalg.norm(img, axis=-1) + 1e-6
+            match = (img @ dirn / norm > 0.995) & (norm > 0.45 * np.linalg.norm(col))
+            inside = match[y0:y1, x0:x1].sum()
+            assert inside >= 0.3 * (x1 - x0) * (y1 - y0)
+            m = match[y0:y1, x0:x1]
+            # the box is tight: the object's pixels touch all four sides (within 1 px for noise)
+            assert m[:2].any() and m[-2:].any() and m[:, :2].any() and m[:, -2:].any()
+            checked += 1
+    assert checked >= 10
+
+
+def test_deterministic_raw_output():
+    p = get_preset("tiny")
+    a = synthesize_clip(3, 7, p)
+    b = synthesize_clip(3, 7, p)
+    c = synthesize_clip(3, 8, p)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_idempotent_reuse(world):
+    again = generate_world(world.root, "tiny", seed=0, progress=False)
+    assert again.reused and again.num_clips == world.num_clips
+    meta = json.loads((world.root / "world.json").read_text())
+    assert meta["seed"] == 0 and meta["preset"]["name"] == "tiny"
+
+
+def test_presets_valid_and_mirrored_in_yaml():
+    from pathlib import Path
+
+    for name, p in PRESETS.items():
+        y = Path(__file__).resolve().parents[1] / "configs" / "data" / "world" / f"{name}.yaml"
+        assert get_preset(str(y)) == p
+        labels = world_assignments(min(p.num_clips, 2000), 0, p)
+        assert len(set(labels["source"].tolist())) == len(SOURCE_CLASSES)
+    assert PRESETS["large"].num_clips == 100_000
+
+
+# ---------------------------------------------------------------- measured properties
+
+def _features(frames, audio, rate):
+    from scipy.signal import stft
+
+    px = (frames.reshape(-1, 3) // 64).astype(int)
+    hist = np.bincount(px[:, 0] * 16 + px[:, 1] * 4 + px[:, 2], minlength=64).astype(float)
+    hist /= hist.sum()
+    f, _, z = stft(audio[0], fs=rate, nperseg=512)
+    p = np.abs(z) ** 2
+    edges = np.geomspace(60, rate / 2, 17)
+    bands = np.array([p[(f >= lo) & (f < hi)].sum() for lo, hi in zip(edges[:-1], edges[1:])])
+    bands = np.log(bands / (bands.sum() + 1e-12) + 1e-8)
+    centroid = (f[:, None] * p).sum() / (p.sum() + 1e-12) / rate
+    return np.concatenate([np.sqrt(hist) * 4, bands / 10, [centroid]])
+
+
+def measure_probe(preset, n, seed=0):
+    """Accuracy of a logistic-regression probe on hand-crafted features (source class)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    p = get_preset(preset)
+    p = type(p)(**{**p.__dict__, "num_clips": n})
+    labels = world_assignments(n, seed, p)
+    X, y = [], []
+    for i in range(n):
+        frames, audio, gt = synthesize_clip(i, seed, p, labels)
+        if gt["silent"] or gt["offscreen"]:
+            continue
+        X.append(_features(frames, audio, gt["audio_rate"]))
+        y.append(gt["source_index"])
+    Xtr, Xte, ytr, yte = train_test_split(np.array(X), np.array(y), test_size=0.3, random_state=0, stratify=y)
+    clf = LogisticRegression(max_iter=2000, C=10.0).fit(Xtr, ytr)
+    return float((clf.predict(Xte) == yte).mean())
+
+
+def motion_signal(gt):
+    """Per-frame visual event strength of the sounding object: |acceleration| + |size change|."""
+    b = np.array(gt["objects"][gt["sounding_object"]]["boxes"], dtype=float)
+    c = np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2], 1)
+    size = (b[:, 2] - b[:, 0]) + (b[:, 3] - b[:, 1])
+    vel = np.diff(c, axis=0, prepend=c[:1])
+    acc = np.linalg.norm(np.diff(vel, axis=0, prepend=vel[:1]), axis=1)
+    return acc + np.abs(np.diff(size, prepend=size[:1]))
+
+
+def audio_onsets(audio, rate, fps, n):
+    """Per-frame positive change of the audio RMS envelope."""
+    hop = int(round(rate / fps))
+    x = audio[0][: hop * n].reshape(n, hop)
+    env = np.sqrt((x**2).mean(1))
+    return np.maximum(np.diff(env, prepend=env[:1]), 0)
+
+
+def measure_sync(preset, n, seed=0, lag=2):
+    """Share of clips whose own audio beats the mean of shuffled audios (same class when possible)."""
+    p = get_preset(preset)
+    p = type(p)(**{**p.__dict__, "num_clips": n})
+    labels = world_assignments(n, seed, p)
+    vis, aud, cls = [], [], []
+    for i in range(n):
+        frames, audio, gt = synthesize_clip(i, seed, p, labels)
+        if gt["sounding_object"] is None:
+            continue
+        vis.append(motion_signal(gt))
+        aud.append(audio_onsets(audio, gt["audio_rate"], gt["fps"], gt["num_frames"]))
+        cls.append(gt["source_index"])
+
+    def score(v, a):  # best correlation within +-lag frames (bounce contact vs. box sampling)
+        return max(np.corrcoef(np.roll(v, s), a)[0, 1] if v.std() > 0 and a.std() > 0 else 0.0 for s in range(-lag, lag + 1))
+
+    wins, wins_same = [], []
+    for i in range(len(vis)):
+        own = score(vis[i], aud[i])
+        others = [score(vis[i], aud[j]) for j in range(len(vis)) if j != i]
+        same = [score(vis[i], aud[j]) for j in range(len(vis)) if j != i and cls[j] == cls[i]]
+        wins.append(np.mean([own > o for o in others]))
+        if same:
+            wins_same.append(np.mean([own > o for o in same]))
+    return float(np.mean(wins)), float(np.mean(wins_same))
+
+
+@pytest.mark.slow
+def test_source_class_is_learnable():
+    acc = measure_probe("tiny", 120)
+    assert acc > 0.5, acc  # chance = 0.1
+
+
+@pytest.mark.slow
+def test_sound_follows_motion():
+    win_all, win_same = measure_sync("tiny", 50)
+    assert win_all > 0.7 and win_same > 0.65, (win_all, win_same)
