@@ -10,6 +10,11 @@ memory bank at batch 32 - its forward + bank update time next to the forward + b
 of the CPU-preset encoders at batch 32, i.e. its share of a step.
 
     OMP_NUM_THREADS=2 python benchmarks/train_step.py [--steps 30] [--skip-trainer]
+
+Part 3 (--gpu-synthetic, on a CUDA machine): the reference AVID encoders (experiment=avid_kinetics,
+112 crop from 128 px) through `train()` on decoded-clip tensors made in the DataLoader (no video
+decoding: the lent GPU machine has no PyAV), batch 32, a 10^5-slot bank, AMP off / bf16, channels-last
+on / off, 25 steps of which the first 5 are left out of the timing.
 """
 
 from __future__ import annotations
@@ -47,6 +52,53 @@ def trainer_split(steps: int, num_workers: int, world_dir: str, run_dir: str) ->
     return {"num_workers": num_workers, "batch": bs, "steps": out["global_step"],
             "clips_per_s": bs / t["step"], **{k: t[k] for k in ("data", "transform", "forward", "loss_memory", "backward", "step")},
             "data_share": t["share_data"]}
+
+
+class _DecodedClips(torch.utils.data.Dataset):
+    """Random uint8 clips + waveforms shaped like decoded ones (stands in for decoding only)."""
+
+    def __init__(self, n: int, spec: dict):
+        self.n, self.spec = n, spec
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g, sp = torch.Generator().manual_seed(i), self.spec
+        video = torch.randint(0, 255, (sp["num_frames"], sp["frame_size"], sp["frame_size"], 3), dtype=torch.uint8, generator=g)
+        audio = torch.rand(sp["audio_channels"], int(sp["audio_rate"] * sp["audio_duration"]), generator=g) * 2 - 1
+        return {"video": video, "audio": audio, "index": i}
+
+
+def gpu_synthetic(steps: int = 25, slots: int = 100_000) -> dict:
+    import copy
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from torch.utils.data import default_collate
+
+    import avssl.engine.pretrain as P
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        base = OmegaConf.to_container(compose("pretrain", overrides=["experiment=avid_kinetics"]), resolve=True)
+    P._collate = lambda: default_collate
+    res = {}
+    for amp, cl in [("off", False), ("bf16", True), ("bf16", False)]:
+        cfg = copy.deepcopy(base)
+        with tempfile.TemporaryDirectory() as run_dir:
+            cfg.update(run_dir=run_dir, resume="never")
+            cfg["data"]["spec"]["frame_size"] = 128
+            cfg["data"]["num_workers"] = 6
+            cfg["transforms"]["video"] = {"crop_size": 112}
+            cfg["trainer"].update(amp=amp, channels_last=cl, timing_warmup=5, max_steps=steps, epochs=100,
+                                  checkpoint_every=0, progress=False, sync_timing=True)
+            cfg["eval"]["enabled"] = False
+            spec = cfg["data"]["spec"]
+            P.build_data = lambda c, d: P.DataBundle(_DecodedClips(32 * 30, spec), None, "synthetic", slots)
+            t = P.train(cfg)["timing"]
+        res[f"amp={amp} channels_last={cl}"] = {"clips_per_s": 32 / t["step"], **{f"{k}_ms": t[k] * 1e3 for k in (
+            "data", "transform", "forward", "loss_memory", "backward", "step")}, "share_loss_memory": t["share_loss_memory"]}
+    return res
 
 
 def _time(fn, reps: int) -> float:
@@ -103,9 +155,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--world-dir", default=str(ROOT / "data" / "world" / "default"))
     ap.add_argument("--skip-trainer", action="store_true")
+    ap.add_argument("--gpu-synthetic", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     results = {"threads": torch.get_num_threads()}
+    if args.gpu_synthetic:
+        results["gpu_synthetic"] = gpu_synthetic()
+        print(json.dumps(results, indent=1))
+        return
     if not args.skip_trainer:
         rows = []
         for workers in (0, 2):
