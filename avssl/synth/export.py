@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .world import ACTION_HMDB_NAMES, ACTION_UCF_NAMES, NUM_GROUPS, SOURCE_NAMES, test_groups
+from .world import ACTION_HMDB_NAMES, ACTION_UCF_NAMES, NUM_GROUPS, SOURCE_NAMES, ucf_test_groups
 
 ESC10_CLASSES = set(SOURCE_NAMES[:5])
 
@@ -67,7 +67,7 @@ def export_ucf101(root: Path, rows: list[dict]) -> Path:
     names = _ucf_names(rows)
     (lists / "classInd.txt").write_text("".join(f"{i + 1} {c}\r\n" for i, c in enumerate(ACTION_UCF_NAMES)))
     for fold in (1, 2, 3):
-        tg = test_groups(fold)
+        tg = ucf_test_groups(fold)
         train = [f"{names[r['clip_id']]} {int(r['action_index']) + 1}\r\n" for r in rows if int(r["group"]) not in tg]
         test = [f"{names[r['clip_id']]}\r\n" for r in rows if int(r["group"]) in tg]
         (lists / f"trainlist0{fold}.txt").write_text("".join(train))

@@ -153,6 +153,7 @@ def _make_one(args):
     write_wav(root / "wav" / f"{gt['clip_id']}.wav", audio, gt["audio_rate"])
     (root / "keyframes").mkdir(exist_ok=True)
     Image.fromarray(frames[gt["num_frames"] // 2]).save(root / "keyframes" / f"{gt['clip_id']}.jpg", quality=95)
+    (root / "gt").mkdir(exist_ok=True)
     tmp = root / "gt" / f".{gt['clip_id']}.json.tmp"
     tmp.write_text(json.dumps(gt))
     os.replace(tmp, root / "gt" / f"{gt['clip_id']}.json")

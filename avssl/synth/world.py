@@ -182,7 +182,7 @@ class ClipPlan:
         return int(round(self.duration * self.audio_rate))
 
 
-def test_groups(fold: int) -> set[int]:
+def ucf_test_groups(fold: int) -> set[int]:
     """UCF101 convention: fold k (1..3) tests on groups 7(k-1)+1 .. 7k."""
     return set(range(7 * (fold - 1) + 1, 7 * fold + 1))
 
@@ -261,7 +261,7 @@ def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> C
         index=index,
         clip_id=f"clip_{index:06d}",
         seed=seed,
-        split="test" if grp in test_groups(1) else "train",
+        split="test" if grp in ucf_test_groups(1) else "train",
         group=grp,
         source_class=src,
         action=act,
