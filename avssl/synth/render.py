@@ -89,21 +89,30 @@ def render_clip(plan: ClipPlan, seed: int | None = None) -> tuple[np.ndarray, li
     t = np.arange(plan.num_frames) / plan.fps
     h, w = plan.height, plan.width
     img = np.broadcast_to(background(plan, seed), (len(t), h, w, 3)).copy()
-    ys = np.arange(h, dtype=np.float64)[None, :, None]
-    xs = np.arange(w, dtype=np.float64)[None, None, :]
     boxes = []
     for ob in plan.objects:
         cls = SOURCE_CLASSES[ob.class_index]
         cx, cy, sc = ob.motion.state(t)
-        r = (ob.motion.radius * sc)[:, None, None]
-        u = (xs - cx[:, None, None]) / r
-        v = (ys - cy[:, None, None]) / r
-        mask = shape_mask(cls.shape, u, v)
-        shade = texture_shade(cls.texture, u, v, ob.texture_phase)
         colour = np.asarray(cls.colour, dtype=np.float64)
-        paint = shade[..., None] * colour
-        img = np.where(mask[..., None], paint, img)
-        boxes.append(_mask_boxes(mask))
+        bx = np.full((len(t), 4), -1, dtype=np.int64)
+        # one small window per frame around the object (a loop over frames, not pixels)
+        for i in range(len(t)):
+            r = ob.motion.radius * sc[i]
+            x0, x1 = max(int(np.floor(cx[i] - r)) - 1, 0), min(int(np.ceil(cx[i] + r)) + 2, w)
+            y0, y1 = max(int(np.floor(cy[i] - r)) - 1, 0), min(int(np.ceil(cy[i] + r)) + 2, h)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            u = (np.arange(x0, x1, dtype=np.float64)[None, :] - cx[i]) / r
+            v = (np.arange(y0, y1, dtype=np.float64)[:, None] - cy[i]) / r
+            u, v = np.broadcast_arrays(u, v)
+            mask = shape_mask(cls.shape, u, v)
+            if not mask.any():
+                continue
+            paint = texture_shade(cls.texture, u, v, ob.texture_phase)[..., None] * colour
+            win = img[i, y0:y1, x0:x1]
+            win[mask] = paint[mask]
+            bx[i] = _mask_boxes(mask[None])[0] + np.array([x0, y0, x0, y0])
+        boxes.append(bx)
     rng = np.random.default_rng([plan.extra["bg_seed"], 7])
     img += rng.normal(0, 2.0, size=img.shape)  # sensor noise, per frame
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), boxes
