@@ -6,6 +6,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -45,7 +46,7 @@ def test_real_avmodel_heatmaps_shapes():
     torch.manual_seed(0)
     m = build_av_model("tiny").eval()
     spec = LogSpectrogram(sample_rate=24000)(0.1 * torch.randn(3, 1, 24000))
-    video = torch.randn(3, 3, 8, 64, 64)
+    video = torch.randn(3, 3, 4, 32, 32)
     hm = compute_heatmaps(m, video, spec, size=(48, 80))
     with torch.no_grad():
         d = m.video_dense_embeddings(video)
@@ -103,3 +104,26 @@ def test_tool_annotation_set(tmp_path):
     assert np.allclose(whole, (32 * 32) / (64 * 48), atol=0.02)
     for name in ("per_sample.csv", "grid_best.png", "grid_worst.png"):
         assert (out / "eval" / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_generated_world_exports_agree_and_evaluate(tmp_path):
+    from avssl.localization import evaluate as ev
+    from avssl.synth.generate import generate_world
+
+    w = generate_world(tmp_path / "world", "tiny", seed=0, workers=1, progress=False)
+    world = {it.item_id.split("@")[0]: it for it in ev.items_from_world(w.root, "test") if it.has_source}
+    vggss = ev.load_items(w.exports["vggss"] / "vggss.json", "vggss", media_root=w.root / "videos")
+    flickr = ev.load_items(w.exports["flickr"] / "Annotations", "flickr", media_root=w.root / "videos")
+    assert {it.item_id for it in vggss} == set(world) == {it.item_id for it in flickr}
+    for it in vggss:  # the export's middle-frame box is the world's own GT (5-decimal rounding)
+        ref = world[it.item_id]
+        assert it.video_path == ref.video_path and it.time == pytest.approx(ref.time)
+        assert np.allclose(it.boxes, ref.boxes, atol=1e-4)
+    for it in flickr:  # annotators jitter around the true box
+        assert it.style == "flickr" and len(it.boxes) >= 2
+        assert np.allclose(np.mean(it.boxes, 0), world[it.item_id].boxes[0], atol=0.08)
+    out = tmp_path / "out"
+    rep = _tool().main_impl(_cfg(SMALL + [f"annotations={w.exports['flickr'] / 'Annotations'}", "annotation_format=flickr",
+                                          f"media_root={w.root / 'videos'}", f"out_dir={out}"]))
+    assert rep["eval"]["summaries"]["model"]["num_samples"] == len(flickr)

@@ -173,17 +173,14 @@ def load_items(
         raise ValueError(f"annotation_format={fmt} needs media_root (where the videos are)")
     media_root = Path(media_root)
     if fmt == "vggss":
-        from avssl.data.formats import vggss
+        from avssl.data.formats.vggss import parse_vggss
 
-        entries = [(e.file, e.boxes, e.label) for e in vggss.parse(source)]
+        entries = [(e.file, [list(b) for b in e.boxes], e.label) for e in parse_vggss(source)]
         style = "vggss"
     elif fmt == "flickr":
-        from avssl.data.formats import flickr
+        from avssl.data.formats.flickr import load_flickr_annotations
 
-        entries = []
-        for e in flickr.parse(source):
-            w, h = e.size
-            entries.append((e.file, [_norm_box(b, w, h) for b in e.boxes], e.label))
+        entries = [(name, [list(b) for b in e.normalised()], "") for name, e in load_flickr_annotations(source).items()]
         style = "flickr"
     else:
         raise ValueError(f"unknown annotation format {fmt!r} (world | vggss | flickr)")
