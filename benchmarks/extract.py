@@ -152,6 +152,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     ap.add_argument("--world", default="default", help="world preset, or 'written' (plain write_av files)")
+    ap.add_argument("--media-dir", default=None, help="use the videos of this folder instead (e.g. a copied world)")
     ap.add_argument("--videos", type=int, default=16)
     ap.add_argument("--clips", type=int, default=2, help="clips per video")
     ap.add_argument("--batch-size", type=int, default=16, help="clips per forward pass (extract)")
@@ -182,7 +183,11 @@ def main(argv=None) -> int:
     from avssl.models import build_av_model
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="avssl_bench_extract_"))
-    paths = world_videos(workdir, args.world, args.videos)
+    if args.media_dir:
+        paths = sorted(str(p) for p in Path(args.media_dir).rglob("*") if p.suffix in (".mp4", ".webm"))[: args.videos]
+        args.world = f"{args.world} (from {args.media_dir})"
+    else:
+        paths = world_videos(workdir, args.world, args.videos)
     manifest, _ = build_index(paths, workers=1)
 
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, torch threads "
