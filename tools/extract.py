@@ -78,7 +78,7 @@ def main_impl(cfg: DictConfig) -> dict:
     if cfg.index_cache:
         index_kw["cache"] = cfg.index_cache
     manifest, index_report = build_index(source, **index_kw)
-    model, info = load_model(cfg.checkpoint, _container(cfg.model), device=device, seed=cfg.seed)
+    model, info = load_model(cfg.checkpoint, _container(cfg.get("model")), device=device, seed=cfg.seed)
     spec = spec_from(_container(cfg.spec)) or spec_from(info.get("spec"))
     if spec is None:
         from avssl.io.types import ClipSpec
