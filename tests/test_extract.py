@@ -497,3 +497,27 @@ def test_default_transforms_and_query_by_file(media, tmp_path):
     sh.write_json_atomic(tmp_path / "meta.json", meta)
     with pytest.raises(sh.CollectionMismatch, match="weights differ"):
         collection_model(tmp_path)
+
+
+def test_extract_tool_over_a_folder(media, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+
+    folder = shutil.copytree(Path(media.path[0]).parent, tmp_path / "media")
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    overrides = [f"input={folder}", "model=tiny", f"out_dir={tmp_path / 'emb'}", "clips_per_video=2",
+                 "spec={num_frames: 4, fps: 8.0, frame_size: [24, 32], audio_rate: 8000, audio_channels: 1,"
+                 " audio_duration: 0.5}", "transforms={video: {crop_size: 16}, audio: {preset: avid}}",
+                 "num_workers=0", "shard_size=4", "progress=false", "device=cpu", "dtype=float32"]
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = compose(config_name="extract", overrides=overrides)
+    summary = _tool("extract").main_impl(cfg)
+    assert summary["complete"] and summary["videos"] == 6
+    failed = sh.read_table(tmp_path / "emb" / "failed.csv", "failed")
+    assert [Path(p).name for p in failed["path"]] == ["broken.mp4"]
+    meta = sh.read_meta(tmp_path / "emb")
+    assert meta["model"]["model_config"]["video"] == "tiny" and meta["spec"]["frame_size"] == [24, 32]
+    v, table = sh.load_collection(tmp_path / "emb", "video", "video")
+    assert v.shape[0] == 6 and (tmp_path / "emb" / "extract_report.json").exists()
