@@ -253,6 +253,7 @@ def _two_rank_extract(rank, world, media, out):
     return rep.computed_shards
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_two_processes_give_the_rows_of_one(media, reference, tmp_path):
     from avssl.engine.distributed import run_distributed
