@@ -1,0 +1,364 @@
+"""Action-recognition fine-tuning of a (pretrained) video encoder, fold by fold.
+
+Recipe (AVID-CMA ``configs/benchmark/{ucf,hmdb}``): a linear classifier with dropout 0.5 on the
+pooled encoder output; for the first ``warmup_epochs`` only the classifier trains (encoder
+frozen, in eval mode so its BatchNorm statistics stay those of pretraining), then everything
+trains; Adam, MultiStepLR (gamma 0.3). The model is selected on a validation split carved from
+the TRAIN list, then scored once on the test list with N evenly spaced clips per video.
+
+Resume: one checkpoint per finished epoch (`CheckpointManager` under ``<run_dir>/fold<k>``); all
+randomness of an epoch is drawn from ``(seed, epoch, rank)``, so a resumed run continues exactly
+as an uninterrupted one. Under torchrun the classifier is wrapped in DDP and evaluation shards
+items without padding (`predict_clips`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from avssl.data.collate import collate_skip_bad
+from avssl.engine import distributed as du
+from avssl.engine.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
+from avssl.engine.samplers import ResumableDistributedSampler
+
+from .data import VideoSplit, carve_validation, load_split, make_dataset, subsample_labels
+from .video_eval import evaluate_classifier, save_confusion_png
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VideoClassifier", "load_pretrained_video_encoder", "load_pretrained_av_model", "finetune",
+           "finetune_fold", "resolve_folds", "summarize_folds", "prepare_splits"]
+
+
+class VideoClassifier(nn.Module):
+    """``[B,3,T,H,W] -> logits [B, num_classes]``: encoder -> pooled features -> dropout -> Linear."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, dropout: float = 0.5):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(encoder.out_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(self.encoder(x)))
+
+    def set_encoder_frozen(self, frozen: bool) -> None:
+        for p in self.encoder.parameters():
+            p.requires_grad_(not frozen)
+        self.encoder_frozen = frozen
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and getattr(self, "encoder_frozen", False):
+            self.encoder.eval()  # frozen warm-up: keep the pretrained BatchNorm statistics
+        return self
+
+
+# ============================================================================================
+# starting points
+# ============================================================================================
+
+
+def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = None,
+                             model_cfg: dict | None = None, avid_model: str = "avid"):
+    """An `AVModel` for a starting point: 'avssl' (a `tools/pretrain.py` checkpoint file or run
+    directory; the model is rebuilt from the config it stores) or 'avid' (a released AVID /
+    AVID+CMA ``.pth.tar`` loaded into the `avid_model` preset). 'scratch' builds `model_cfg`."""
+    from avssl.models import build_av_model, load_avid_checkpoint
+
+    if kind == "scratch":
+        return build_av_model(**(model_cfg or {"cfg": "avid"}))
+    if checkpoint is None:
+        raise ValueError(f"init kind {kind!r} needs a checkpoint path")
+    path = Path(checkpoint)
+    if kind == "avssl":
+        if path.is_dir():
+            found = CheckpointManager(path).latest_path()
+            if found is None:
+                raise FileNotFoundError(f"no pretraining checkpoint under {path}")
+            path = found
+        state = load_checkpoint(path)
+        if "model" not in state or "config" not in state:
+            raise ValueError(f"{path} is not an avssl pretraining checkpoint (needs 'model' and 'config')")
+        model = build_av_model(**state["config"]["model"])
+        model.load_state_dict(state["model"])
+        return model
+    if kind == "avid":
+        model = build_av_model(avid_model)
+        load_avid_checkpoint(path, model)
+        return model
+    raise ValueError(f"init kind must be 'scratch', 'avssl' or 'avid', got {kind!r}")
+
+
+def load_pretrained_video_encoder(init: dict, model_cfg: dict) -> nn.Module:
+    """The video encoder of a starting point (see `load_pretrained_av_model`)."""
+    from avssl.models import build_video_encoder
+
+    kind = init.get("kind", "scratch")
+    if kind == "scratch":
+        return build_video_encoder(model_cfg["video"], **dict(model_cfg.get("video_args") or {}))
+    av = load_pretrained_av_model(kind, init.get("checkpoint"), avid_model=init.get("avid_model", "avid"))
+    return av.video_model
+
+
+# ============================================================================================
+# splits
+# ============================================================================================
+
+
+def _dataset_root(dcfg: dict) -> Path:
+    emb = dcfg.get("embedded")
+    if emb:
+        from avssl.synth.generate import generate_world
+
+        world = Path(emb["world_dir"])
+        if du.rank() == 0:
+            generate_world(world, preset=emb.get("preset", "default"), seed=emb.get("seed", 0),
+                           workers=emb.get("workers", 1), progress=emb.get("progress", False))
+        if du.is_dist():
+            dist.barrier()
+        return world / dcfg["format"]
+    if not dcfg.get("root"):
+        raise ValueError("dataset.root (or dataset.embedded) must be set")
+    return Path(dcfg["root"])
+
+
+def prepare_splits(dcfg: dict, fold: int, seed: int) -> dict[str, VideoSplit]:
+    """{'train', 'val', 'test'}: official split of `fold`, val carved from train, label fraction applied."""
+    root = _dataset_root(dcfg)
+    extra = {k: dcfg[k] for k in ("train_csv", "test_csv", "train_dir", "test_dir", "split_dir", "videos_dir")
+             if dcfg.get(k)}
+    train, test = load_split(dcfg["format"], root, fold, **extra)
+    train, val = carve_validation(train, float(dcfg.get("val_fraction", 0.1)), seed=seed)
+    train = subsample_labels(train, float(dcfg.get("label_fraction", 1.0)), seed=int(dcfg.get("label_seed", seed)))
+    return {"train": train, "val": val, "test": test}
+
+
+def resolve_folds(folds: Any, fmt: str) -> list[int]:
+    """'all' -> [1, 2, 3] (one for kinetics); an int or list -> as given."""
+    if fmt == "kinetics":
+        return [1]
+    if folds in ("all", None):
+        return [1, 2, 3] if folds == "all" else [1]
+    if isinstance(folds, (int, np.integer)) or (isinstance(folds, str) and folds.isdigit()):
+        folds = [int(folds)]
+    out = [int(f) for f in folds]
+    if not out or any(f not in (1, 2, 3) for f in out):
+        raise ValueError(f"folds must be 'all' or among 1, 2, 3; got {folds!r}")
+    return out
+
+
+# ============================================================================================
+# training
+# ============================================================================================
+
+
+def _clip_spec(spec_cfg: dict):
+    from avssl.io.types import ClipSpec
+
+    spec = dict(spec_cfg)
+    if isinstance(spec.get("frame_size"), list):
+        spec["frame_size"] = tuple(spec["frame_size"])
+    return ClipSpec(**spec)
+
+
+def _transforms(cfg: dict, device):
+    from avssl.transforms.video import VideoAugment
+
+    vcfg = dict(cfg["transforms"]["video"])
+    return VideoAugment(**vcfg, train=True).to(device), VideoAugment(**vcfg, train=False).to(device)
+
+
+def _device(pref: str) -> torch.device:
+    if pref in ("auto", "cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", du.rank()))
+        torch.cuda.set_device(local % torch.cuda.device_count())
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    return m.module if hasattr(m, "module") else m
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 1009 + rank) % (2 ** 63)
+
+
+def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
+    """Fine-tune on one fold and return the test metrics of the model selected on val."""
+    run_dir = Path(run_dir)
+    seed = int(cfg["seed"])
+    dcfg, ocfg, tcfg = cfg["dataset"], cfg["optim"], cfg.get("trainer", {})
+    device = _device(tcfg.get("device", "auto"))
+    rank, world = du.rank(), du.world_size()
+    progress = bool(tcfg.get("progress", True)) and rank == 0
+
+    splits = prepare_splits(dcfg, fold, seed)
+    spec = _clip_spec(dcfg["spec"])
+    backend, workers = dcfg.get("backend"), int(dcfg.get("index_workers", 1))
+    train_set = make_dataset(splits["train"], spec, "train", int(dcfg.get("train_clips_per_video", 1)), seed, backend, workers)
+    val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers)
+               if len(splits["val"]) else None)
+    classes = splits["train"].classes
+    log.info("fold %d: train %d videos (%d items), val %d, test %d; %d classes", fold, len(splits["train"]),
+             len(train_set), len(splits["val"]), len(splits["test"]), len(classes))
+
+    torch.manual_seed(seed)  # identical initial head on every rank
+    encoder = load_pretrained_video_encoder(cfg.get("init", {}), cfg["model"])
+    model = VideoClassifier(encoder, len(classes), float(cfg["model"].get("dropout", 0.5))).to(device)
+    train_tf, eval_tf = _transforms(cfg, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg.get("weight_decay", 0.0)))
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+    epochs, warmup = int(ocfg["epochs"]), int(ocfg.get("warmup_epochs", 0))
+    batch_size = int(dcfg["batch_size"])
+    ddp_model = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=warmup > 0)
+    sampler = ResumableDistributedSampler(len(train_set), min(batch_size, max(1, len(train_set) // world)),
+                                          num_replicas=world, rank=rank, seed=seed, drop_last=True)
+
+    ckpt = CheckpointManager(run_dir, keep_last=1)
+    best = {"epoch": -1, "score": -math.inf, "metrics": None}
+    history: list[dict] = []
+    start_epoch = 0
+    split_key = {k: v.paths for k, v in splits.items()}
+    if cfg.get("resume", "auto") == "auto" and ckpt.latest_path() is not None:
+        state = ckpt.load()
+        if state.get("splits") != split_key:
+            raise RuntimeError(f"{ckpt.latest_path()} was made on other splits (fold/val/label fraction); "
+                               f"use another run_dir or resume=never")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        log.info("fold %d: resumed after epoch %d from %s", fold, start_epoch, ckpt.latest_path())
+
+    eval_bs = int(cfg.get("eval", {}).get("batch_size", batch_size))
+    num_workers = int(dcfg.get("num_workers", 0))
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        frozen = epoch < warmup
+        model.set_encoder_frozen(frozen)
+        ddp_model.train()
+        torch.manual_seed(_epoch_seed(seed, epoch, rank))  # dropout
+        aug_gen = torch.Generator().manual_seed(_epoch_seed(seed + 1, epoch, rank))
+        train_set.set_epoch(epoch)
+        sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=sampler.batch_size, sampler=sampler, num_workers=num_workers,
+                            collate_fn=collate_skip_bad, drop_last=False)
+        losses, correct, seen, dropped = [], 0, 0, 0
+        for batch in tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""),
+                          disable=not progress, leave=False):
+            if batch is None:
+                continue
+            dropped += int(batch["dropped"])
+            x = train_tf(batch["video"].to(device), generator=aug_gen)
+            y = batch["label"].to(device)
+            logits = ddp_model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss))
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+        scheduler.step()
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                  "train_clip_acc": correct / max(seen, 1), "frozen_encoder": frozen, "dropped": dropped,
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        if val_set is not None:
+            vm = evaluate_classifier(model, val_set, eval_tf, batch_size=eval_bs, device=device, num_workers=num_workers)
+            record["val_video_top1"], record["val_clip_top1"] = vm["video_top1"], vm["clip_top1"]
+            score = vm["video_top1"]
+        else:
+            score = float(epoch)  # nothing to select on: the last epoch wins
+        if score >= best["score"]:  # ties: the later (longer trained) epoch
+            best = {"epoch": epoch + 1, "score": score, "metrics": {k: v for k, v in record.items()}}
+            if rank == 0:
+                atomic_torch_save(model.state_dict(), run_dir / "best_model.pt")
+        history.append(record)
+        log.info("fold %d epoch %d: loss %.4f train clip acc %.3f%s (%.1fs)", fold, epoch + 1, record["loss"],
+                 record["train_clip_acc"], f" val video acc {record['val_video_top1']:.3f}" if val_set else "",
+                 record["seconds"])
+        if rank == 0:
+            ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
+                       "splits": split_key, "config": cfg}, epoch + 1)
+        if du.is_dist():
+            dist.barrier()
+        max_epochs = tcfg.get("stop_after_epochs")  # tests: simulate a killed run
+        if max_epochs is not None and epoch + 1 >= int(max_epochs):
+            return {"stopped_after_epoch": epoch + 1, "history": history, "best": best}
+
+    # ---- test once with the selected weights
+    model.load_state_dict(torch.load(run_dir / "best_model.pt", map_location=device, weights_only=True))
+    test_set = make_dataset(splits["test"], spec, "eval", int(dcfg.get("eval_clips_per_video", 10)), seed, backend, workers)
+    metrics = evaluate_classifier(model, test_set, eval_tf, batch_size=eval_bs, device=device,
+                                  num_workers=num_workers, progress=progress)
+    metrics.update(fold=fold, best_epoch=best["epoch"], classes=classes, history=history,
+                   num_train_videos=len(splits["train"]), num_val_videos=len(splits["val"]),
+                   num_test_videos=len(splits["test"]))
+    if rank == 0:
+        (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
+        save_confusion_png(metrics["confusion"], classes, run_dir / "confusion.png",
+                           title=f"{dcfg['format']} fold {fold}: video top-1 {metrics['video_top1']:.3f}")
+    log.info("fold %d test: video top-1 %.3f top-5 %.3f | clip top-1 %.3f (best epoch %d)", fold,
+             metrics["video_top1"], metrics["video_top5"], metrics["clip_top1"], best["epoch"])
+    return metrics
+
+
+SUMMARY_KEYS = ("video_top1", "video_top5", "clip_top1", "clip_top5", "mean_class_accuracy")
+
+
+def summarize_folds(results: list[dict]) -> dict:
+    """Mean and spread (sample std; 0 for one fold) of each metric over folds."""
+    out = {"folds": [r["fold"] for r in results]}
+    for k in SUMMARY_KEYS:
+        vals = np.array([r[k] for r in results], dtype=np.float64)
+        out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                  "values": vals.tolist()}
+    return out
+
+
+def finetune(cfg: dict) -> dict:
+    """Run every requested fold under ``<run_dir>/fold<k>``; returns {'per_fold': [...], 'summary': {...}}."""
+    owns = False
+    if not du.is_dist() and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun
+        backend = "nccl" if torch.cuda.is_available() and cfg.get("trainer", {}).get("device", "auto") != "cpu" else "gloo"
+        dist.init_process_group(backend=backend, init_method="env://")
+        owns = True
+    try:
+        run_dir = Path(cfg["run_dir"])
+        folds = resolve_folds(cfg.get("folds", 1), cfg["dataset"]["format"])
+        results = []
+        for fold in folds:
+            out = finetune_fold(cfg, fold, run_dir / f"fold{fold}")
+            if "stopped_after_epoch" in out:
+                return {"stopped": out}
+            results.append(out)
+        summary = summarize_folds(results)
+        if du.rank() == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+            log.info("%s over folds %s: " + ", ".join(f"{k} {{:.3f}} ± {{:.3f}}" for k in SUMMARY_KEYS[:3]),
+                     cfg["dataset"]["format"], folds,
+                     *[x for k in SUMMARY_KEYS[:3] for x in (summary[k]["mean"], summary[k]["std"])])
+        return {"per_fold": results, "summary": summary}
+    finally:
+        if owns:
+            dist.destroy_process_group()
