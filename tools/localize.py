@@ -41,13 +41,13 @@ def build_inputs(cfg: DictConfig):
     return model, spec, video_t, audio_t, info
 
 
+@torch.no_grad()  # scoped, so callers (tests, notebooks) keep autograd afterwards
 def main_impl(cfg: DictConfig) -> dict:
     if not cfg.input and not cfg.annotations:
         raise SystemExit("nothing to do: give input=<video or folder> and/or annotations=<set>")
     from avssl.localization import evaluate as ev
     from avssl.localization.run import find_videos, localize_files
 
-    torch.set_grad_enabled(False)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model, clip_spec, video_t, audio_t, info = build_inputs(cfg)
