@@ -89,18 +89,21 @@ def load_hmdb51_split(root: str | Path, fold: int = 1, split_dir: str | Path | N
 
 def load_kinetics_split(root: str | Path, train_csv: str | Path, test_csv: str | Path,
                         train_dir: str = "train", test_dir: str = "val") -> tuple[VideoSplit, VideoSplit]:
-    """(train, test) from Kinetics-style CSVs; classes = sorted labels of the train CSV.
+    """(train, test) from Kinetics-style CSVs; classes = sorted labels of both CSVs.
     Rows whose video file is absent are left out and counted in `notes['missing']`."""
     root = Path(root)
-    train_rows = parse_kinetics_csv(train_csv)
-    classes = sorted({e.label for e in train_rows})
+    train_rows, test_rows = parse_kinetics_csv(train_csv), parse_kinetics_csv(test_csv)
+    classes = sorted({e.label for e in train_rows} | {e.label for e in test_rows})
+    if any(not c for c in classes):
+        raise ValueError(f"{train_csv} / {test_csv}: rows without a label")
+    unseen = sorted({e.label for e in test_rows} - {e.label for e in train_rows})
+    if unseen:
+        log.warning("kinetics: test classes without training videos: %s", unseen)
     index = {c: i for i, c in enumerate(classes)}
     out = []
-    for rows, sub, name in ((train_rows, train_dir, "train"), (parse_kinetics_csv(test_csv), test_dir, "test")):
+    for rows, sub, name in ((train_rows, train_dir, "train"), (test_rows, test_dir, "test")):
         paths, labels, missing = [], [], []
         for e in rows:
-            if e.label not in index:
-                raise ValueError(f"{name} CSV has class {e.label!r} absent from the train CSV")
             p = find_kinetics_video(root, e, sub)
             if p is None:
                 missing.append(e.filename_stem)

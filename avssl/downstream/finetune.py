@@ -274,7 +274,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
         scheduler.step()
