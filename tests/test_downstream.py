@@ -249,3 +249,19 @@ def test_audio_probe_runs_five_folds(world_dir):
     entries = parse_esc50(world_dir / "esc50")
     assert sorted(out["per_fold"]) == sorted({e.fold for e in entries}) == [1, 2, 3, 4, 5]
     assert out["num_files"] == len(entries) and 0 <= out["mean"] <= 1
+
+
+def test_probe_audio_tool_writes_json(tmp_path, world_dir):
+    import json
+    import runpy
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["probe_audio.py", "--esc50", str(world_dir / "esc50"), "--audio", "tiny", "--duration", "1",
+                "--classifier", "logreg", "--out", str(tmp_path / "esc.json")]
+    try:
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools/probe_audio.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    out = json.loads((tmp_path / "esc.json").read_text())
+    assert len(out["per_fold"]) == 5 and out["classifier"] == "logreg"
