@@ -263,3 +263,17 @@ def test_backends_agree_on_real_world_file():
             assert diff < 6.0, f"{name} differs from pyav by {diff:.2f} grey levels at {start}s"
             if has_audio:
                 torch.testing.assert_close(c.audio, ref.audio)
+
+
+@pytest.mark.parametrize("alias", [None, "auto", "default"])
+def test_default_backend_is_pyav_and_auto_picks_it(files, alias):
+    import avssl.io as avio
+    from avssl.io.backends import get_backend, pyav
+
+    assert avio.DEFAULT_BACKEND == "pyav" and get_backend(alias) is pyav
+    # the benchmark that chose it labels the same backend as the default
+    md = (Path(__file__).resolve().parents[1] / "benchmarks" / "clip_reading.md").read_text()
+    assert f"read_clip[{avio.DEFAULT_BACKEND}] (default)" in md
+    got = read_clip(files["h264"].path, 2.93, SPEC, backend=alias)
+    ref = read_clip(files["h264"].path, 2.93, SPEC, backend="pyav")
+    assert torch.equal(got.video, ref.video) and torch.equal(got.audio, ref.audio)

@@ -46,7 +46,8 @@ def read_clip(
 
     Padding rule for clips reaching outside the video: a requested time after the last frame
     shows the last frame (repeated), before the first frame the first frame; audio outside the
-    audio stream is zeros. `backend`: "pyav" | "decord" | "torchcodec" | None (the default).
+    audio stream is zeros. `backend`: "pyav" | "decord" | "torchcodec" | None or "auto" (the default,
+    `avssl.io.DEFAULT_BACKEND` = "pyav", the fastest in benchmarks/clip_reading.md).
 
     Raises (avssl.io.errors): MissingFile, EmptyFile, CorruptMedia (truncated, not a video, ...),
     NoVideoStream (video requested, none in the file), NoAudioStream (audio requested, none).

@@ -10,6 +10,8 @@ from . import decord_backend, pyav, torchcodec_backend
 _MODULES = {m.NAME: m for m in (pyav, decord_backend, torchcodec_backend)}
 # Chosen from benchmarks/clip_reading.md (fastest backend passing the same tests).
 DEFAULT_BACKEND = "pyav"
+# Names that mean "the default backend" in read_clip(..., backend=...).
+DEFAULT_ALIASES = (None, "auto", "default")
 
 
 def available_backends() -> list[str]:
@@ -18,7 +20,8 @@ def available_backends() -> list[str]:
 
 
 def get_backend(name: str | None):
-    name = DEFAULT_BACKEND if name is None else name
+    """The backend module called `name`; None / "auto" / "default" give DEFAULT_BACKEND."""
+    name = DEFAULT_BACKEND if name in DEFAULT_ALIASES else name
     if name not in _MODULES:
         raise BackendUnavailable(f"unknown backend {name!r}; known: {sorted(_MODULES)}")
     mod = _MODULES[name]
