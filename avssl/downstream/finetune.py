@@ -39,7 +39,8 @@ from .video_eval import evaluate_classifier, save_confusion_png
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VideoClassifier", "load_pretrained_video_encoder", "load_pretrained_av_model", "finetune",
+__all__ = ["VideoClassifier", "load_pretrained_video_encoder", "load_pretrained_av_model", "load_pretrained_config",
+           "finetune",
            "finetune_fold", "resolve_folds", "summarize_folds", "prepare_splits"]
 
 
@@ -72,6 +73,24 @@ class VideoClassifier(nn.Module):
 # ============================================================================================
 
 
+def _avssl_checkpoint_path(checkpoint) -> Path:
+    path = Path(checkpoint)
+    if path.is_dir():
+        found = CheckpointManager(path).latest_path()
+        if found is None:
+            raise FileNotFoundError(f"no pretraining checkpoint under {path}")
+        path = found
+    return path
+
+
+def load_pretrained_config(checkpoint: str | os.PathLike) -> dict:
+    """The run config stored in an avssl pretraining checkpoint (file or run directory)."""
+    state = load_checkpoint(_avssl_checkpoint_path(checkpoint))
+    if "config" not in state:
+        raise ValueError(f"{checkpoint} stores no config: not an avssl pretraining checkpoint")
+    return state["config"]
+
+
 def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = None,
                              model_cfg: dict | None = None, avid_model: str = "avid"):
     """An `AVModel` for a starting point: 'avssl' (a `tools/pretrain.py` checkpoint file or run
@@ -85,11 +104,7 @@ def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = N
         raise ValueError(f"init kind {kind!r} needs a checkpoint path")
     path = Path(checkpoint)
     if kind == "avssl":
-        if path.is_dir():
-            found = CheckpointManager(path).latest_path()
-            if found is None:
-                raise FileNotFoundError(f"no pretraining checkpoint under {path}")
-            path = found
+        path = _avssl_checkpoint_path(path)
         state = load_checkpoint(path)
         if "model" not in state or "config" not in state:
             raise ValueError(f"{path} is not an avssl pretraining checkpoint (needs 'model' and 'config')")

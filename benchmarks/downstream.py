@@ -1,0 +1,205 @@
+"""Downstream table on the generated world: scratch vs AVID vs AVID+CMA initialisation.
+
+For each starting point: fine-tuning on the world's UCF101-style export with 10 % and 100 % of
+the training labels (every requested fold and seed; video top-1 mean ± sample std), a linear
+probe and a k-NN probe of the frozen video encoder (pooled `--layer` features, official train
+list -> test list, same folds), and the ESC-50-style 5-fold audio probe of the frozen audio
+encoder. Writes a JSON of every number and a markdown table.
+
+    # checkpoints from tools/pretrain.py experiment=avid_embedded_cpu / cma_embedded_cpu
+    python benchmarks/downstream.py --avid runs/avid_embedded_cpu --cma runs/cma_embedded_cpu \
+        --world-dir data/world/default --folds 1 2 3 --seeds 0 --md benchmarks/downstream_table.md
+    # smoke run on the tiny world (a tiny pretraining run as the "pretrained" init)
+    python benchmarks/downstream.py --preset tiny --world-dir /tmp/world_tiny --avid runs/tiny --folds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def compose_cfg(preset: str, overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("finetune", overrides=[f"finetune={preset}", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def mean_std(values) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v)),
+            "values": v.tolist()}
+
+
+def fmt(ms: dict | None) -> str:
+    if ms is None:
+        return "—"
+    return f"{100 * ms['mean']:.1f} ± {100 * ms['std']:.1f}" if ms["n"] > 1 else f"{100 * ms['mean']:.1f}"
+
+
+def run_finetune(args, init: dict, fraction: float) -> dict:
+    from avssl.downstream.finetune import finetune
+
+    per_run = []
+    for seed in args.seeds:
+        tag = f"{init['name']}_frac{fraction:g}_seed{seed}"
+        cfg = compose_cfg(args.preset, [
+            f"run_dir={args.out_dir / 'finetune' / tag}", f"seed={seed}", f"dataset.label_fraction={fraction}",
+            f"dataset.label_seed={seed}", f"dataset.embedded.world_dir={args.world_dir}",
+            f"init.kind={init['kind']}", f"init.checkpoint={init['checkpoint'] or 'null'}",
+            "folds=[" + ",".join(map(str, args.folds)) + "]", "trainer.progress=false", *args.override])
+        cfg["model"].update(args.model_patch)  # scratch: the pretrained checkpoints' architecture
+        out = finetune(cfg)
+        per_run.extend({"seed": seed, "fold": r["fold"], "video_top1": r["video_top1"], "clip_top1": r["clip_top1"],
+                        "video_top5": r["video_top5"], "best_epoch": r["best_epoch"],
+                        "num_train_videos": r["num_train_videos"]} for r in out["per_fold"])
+    return {"runs": per_run, "video_top1": mean_std([r["video_top1"] for r in per_run]),
+            "clip_top1": mean_std([r["clip_top1"] for r in per_run]),
+            "num_train_videos": [r["num_train_videos"] for r in per_run]}
+
+
+def run_probes(args, init: dict) -> dict:
+    from avssl.downstream.audio_probe import audio_probe
+    from avssl.downstream.data import load_ucf101_split, make_dataset
+    from avssl.downstream.finetune import _clip_spec, load_pretrained_av_model
+    from avssl.downstream.linear_probe import probe_monitor
+    from avssl.transforms.video import VideoAugment
+
+    base = compose_cfg(args.preset, [f"dataset.embedded.world_dir={args.world_dir}", *args.override])
+    spec = _clip_spec(base["dataset"]["spec"])
+    crop = base["transforms"]["video"]["crop_size"]
+    lin, knn, audio = [], [], []
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        if init["kind"] == "scratch":
+            model = load_pretrained_av_model("scratch", model_cfg=args.scratch_model)
+        else:
+            model = load_pretrained_av_model(init["kind"], init["checkpoint"])
+        for fold in args.folds:
+            train, test = load_ucf101_split(Path(args.world_dir) / "ucf101", fold)
+            clips = args.probe_clips
+            tr = make_dataset(train, spec, "eval", clips, seed)
+            te = make_dataset(test, spec, "eval", clips, seed)
+            out = probe_monitor(model, tr, te, VideoAugment(crop, train=False), layer=args.layer, batch_size=32)
+            lin.append(out["linear_top1"])
+            knn.append(out["knn_top1"])
+        a = audio_probe(model.audio_model, Path(args.world_dir) / "esc50", duration=args.audio_duration,
+                        clips_per_file=args.audio_clips, layer=args.audio_layer, seed=seed, progress=False)
+        audio.append(a)
+    return {"linear_top1": mean_std(lin), "knn_top1": mean_std(knn),
+            "audio_top1": mean_std([a["mean"] for a in audio]),
+            "audio_per_fold": [a["per_fold"] for a in audio]}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--avid", help="AVID checkpoint: avssl run dir / checkpoint, or a released .pth.tar with --released")
+    ap.add_argument("--cma", help="AVID+CMA checkpoint (same forms)")
+    ap.add_argument("--released", action="store_true", help="--avid/--cma are released AVID-CMA .pth.tar files")
+    ap.add_argument("--preset", default="embedded_cpu", help="configs/finetune/<preset>.yaml")
+    ap.add_argument("--world-dir", default="data/world/default")
+    ap.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
+    ap.add_argument("--layer", default="pool", help="video feature map for the linear / k-NN probes")
+    ap.add_argument("--probe-clips", type=int, default=3, help="eval clips per video whose features are averaged")
+    ap.add_argument("--audio-layer", default="pool")
+    ap.add_argument("--audio-duration", type=float, default=2.0)
+    ap.add_argument("--audio-clips", type=int, default=1)
+    ap.add_argument("--out-dir", type=Path, default=Path("runs/downstream_bench"))
+    ap.add_argument("--json", type=Path, default=None, help="default: <out-dir>/downstream.json")
+    ap.add_argument("--md", type=Path, default=None, help="write the markdown table here")
+    ap.add_argument("--skip-finetune", action="store_true")
+    ap.add_argument("override", nargs="*", help="extra Hydra overrides for the fine-tuning config")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    # the scratch model must match the pretrained architecture: take it from the first checkpoint's config
+    args.scratch_model = {"video": "tiny", "audio": "tiny", "proj_dim": [128, 128, 64]}
+    kind = "avid" if args.released else "avssl"
+    inits = [{"name": "scratch", "kind": "scratch", "checkpoint": None}]
+    for name, path in (("AVID", args.avid), ("AVID+CMA", args.cma)):
+        if path:
+            inits.append({"name": name, "kind": kind, "checkpoint": str(path)})
+    args.model_patch = {}
+    if not args.released and len(inits) > 1:
+        from avssl.downstream.finetune import load_pretrained_config
+
+        mcfg = load_pretrained_config(inits[1]["checkpoint"])["model"]
+        args.scratch_model = mcfg
+        args.model_patch = {"video": mcfg["video"], "video_args": dict(mcfg.get("video_args") or {})}
+    if args.released:
+        args.scratch_model = {"cfg": "avid"}
+        args.model_patch = {"video": "avid_r2plus1d_18", "video_args": {}}
+
+    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
+               "command": " ".join(sys.argv), "folds": args.folds, "seeds": args.seeds, "inits": {}}
+    t_all = time.perf_counter()
+    for init in inits:
+        r = {"checkpoint": init["checkpoint"]}
+        t0 = time.perf_counter()
+        if not args.skip_finetune:
+            for frac in args.fractions:
+                r[f"finetune_{frac:g}"] = run_finetune(args, init, frac)
+        r["probes"] = run_probes(args, init)
+        r["seconds"] = time.perf_counter() - t0
+        results["inits"][init["name"]] = r
+        print(f"{init['name']}: " + ", ".join(f"FT {f:g}: {fmt(r.get(f'finetune_{f:g}', {}).get('video_top1'))}"
+                                             for f in args.fractions)
+              + f", linear {fmt(r['probes']['linear_top1'])}, kNN {fmt(r['probes']['knn_top1'])}, "
+                f"audio {fmt(r['probes']['audio_top1'])} ({r['seconds']:.0f}s)", flush=True)
+    results["seconds"] = time.perf_counter() - t_all
+    out_json = args.json or args.out_dir / "downstream.json"
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(results, indent=1))
+    table = markdown_table(results, args.fractions)
+    print(table)
+    if args.md:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(table + "\n")
+    return results
+
+
+def markdown_table(results: dict, fractions) -> str:
+    head = ["init"] + [f"fine-tune {100 * f:g}% labels (video top-1)" for f in fractions] + \
+           ["linear probe (video top-1)", "k-NN (video top-1)", "ESC-50-style audio probe (5-fold)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    scratch = results["inits"].get("scratch", {})
+    for name, r in results["inits"].items():
+        cells = [name]
+        for f in fractions:
+            ms = r.get(f"finetune_{f:g}", {}).get("video_top1")
+            cell = fmt(ms)
+            base = scratch.get(f"finetune_{f:g}", {}).get("video_top1")
+            if ms and base and name != "scratch":
+                cell += f" ({100 * (ms['mean'] - base['mean']):+.1f})"
+            cells.append(cell)
+        cells += [fmt(r["probes"]["linear_top1"]), fmt(r["probes"]["knn_top1"]), fmt(r["probes"]["audio_top1"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Mean ± sample std over folds {results['folds']} x seeds {results['seeds']} (percent; in "
+                 f"brackets: points above scratch). {results['machine']}; total {results['seconds']:.0f} s.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
