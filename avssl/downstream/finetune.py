@@ -244,8 +244,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=warmup > 0)
-    sampler = ResumableDistributedSampler(len(train_set), min(batch_size, max(1, len(train_set) // world)),
-                                          num_replicas=world, rank=rank, seed=seed, drop_last=True)
+    # no drop_last: with few labels (10 %) a dropped tail would be a large share of the data; ranks
+    # still run equal step counts (the share is padded by at most world-1 repeated items)
+    sampler = ResumableDistributedSampler(len(train_set), max(1, min(batch_size, len(train_set) // world)),
+                                          num_replicas=world, rank=rank, seed=seed, drop_last=False)
 
     ckpt = CheckpointManager(run_dir, keep_last=1)
     best = {"epoch": -1, "score": -math.inf, "metrics": None}
@@ -370,9 +372,8 @@ def finetune(cfg: dict) -> dict:
         if du.rank() == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-            log.info("%s over folds %s: " + ", ".join(f"{k} {{:.3f}} ± {{:.3f}}" for k in SUMMARY_KEYS[:3]),
-                     cfg["dataset"]["format"], folds,
-                     *[x for k in SUMMARY_KEYS[:3] for x in (summary[k]["mean"], summary[k]["std"])])
+            log.info("%s over folds %s: %s", cfg["dataset"]["format"], folds,
+                     ", ".join(f"{k} {summary[k]['mean']:.3f} ± {summary[k]['std']:.3f}" for k in SUMMARY_KEYS[:3]))
         return {"per_fold": results, "summary": summary}
     finally:
         if owns:
