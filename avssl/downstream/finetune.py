@@ -47,9 +47,10 @@ __all__ = ["VideoClassifier", "load_pretrained_video_encoder", "load_pretrained_
 class VideoClassifier(nn.Module):
     """``[B,3,T,H,W] -> logits [B, num_classes]``: encoder -> pooled features -> dropout -> Linear."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, dropout: float = 0.5):
+    def __init__(self, encoder: nn.Module, num_classes: int, dropout: float = 0.5, frozen_eval: bool = True):
         super().__init__()
         self.encoder = encoder
+        self.frozen_eval = frozen_eval  # frozen encoder runs in eval mode (BatchNorm running stats kept)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(encoder.out_dim, num_classes)
 
@@ -63,7 +64,7 @@ class VideoClassifier(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode and getattr(self, "encoder_frozen", False):
+        if mode and self.frozen_eval and getattr(self, "encoder_frozen", False):
             self.encoder.eval()  # frozen warm-up: keep the pretrained BatchNorm statistics
         return self
 
@@ -234,7 +235,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
 
     torch.manual_seed(seed)  # identical initial head on every rank
     encoder = load_pretrained_video_encoder(cfg.get("init", {}), cfg["model"])
-    model = VideoClassifier(encoder, len(classes), float(cfg["model"].get("dropout", 0.5))).to(device)
+    model = VideoClassifier(encoder, len(classes), float(cfg["model"].get("dropout", 0.5)),
+                            frozen_eval=bool(ocfg.get("warmup_encoder_eval", True))).to(device)
     train_tf, eval_tf = _transforms(cfg, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg.get("weight_decay", 0.0)))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
