@@ -32,7 +32,9 @@ LOSSES = ("nce", "infonce")
 
 def bank_scores(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Cosines of query [B, D] with its own bank rows [B, M, D] -> [B, M]."""
-    return torch.bmm(rows, query.unsqueeze(2)).squeeze(2)
+    # [B,1,D] x [B,D,M] (a row-vector times matrix per clip): ~1.9x faster forward+backward
+    # on CPU than the [B,M,D] x [B,D,1] form (benchmarks/objective.md)
+    return torch.bmm(query.unsqueeze(1).to(rows.dtype), rows.transpose(1, 2)).squeeze(1)
 
 
 class AVIDCriterion(nn.Module):
@@ -114,11 +116,21 @@ class AVIDCriterion(nn.Module):
             raise ValueError(f"negatives must be [B, {self.num_negatives}], got {tuple(negatives.shape)}")
         return negatives.long().to(indices.device)
 
+    def _partition_frozen(self) -> bool:
+        """Whether log Z is already set, asked of the buffer only when it changed (a new
+        tensor after ``.to()``, or an in-place write such as ``load_state_dict``), so the
+        training step does not sync with the device every step to read it."""
+        buf = self.log_partition
+        key = (id(buf), buf._version, buf.device)
+        if getattr(self, "_partition_cache", (None, None))[0] != key:
+            self._partition_cache = (key, not bool(torch.isnan(buf)))
+        return self._partition_cache[1]
+
     @torch.no_grad()
     def _ensure_partition(self, neg_logits: list[torch.Tensor]) -> None:
         """Estimate Z on the first batch from all negative logits of the active terms,
         averaged over ranks in linear space (as the reference), then keep it frozen."""
-        if self.loss_type != "nce" or not torch.isnan(self.log_partition):
+        if self.loss_type != "nce" or self._partition_frozen():
             return
         local = estimate_partition(torch.cat([n.reshape(-1) for n in neg_logits]), self.num_items)
         z = all_reduce_mean(local.exp())

@@ -45,6 +45,27 @@ def average_duplicates(indices: torch.Tensor, values: torch.Tensor) -> tuple[tor
     return uniq, means.to(values.dtype)
 
 
+def _segment_means(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like ``average_duplicates`` but with one output row per input row (the mean of its
+    id's group, ids in sorted order, duplicates kept): no data-dependent output size, so no
+    device sync. Same float64 prefix-sum arithmetic, hence the same means."""
+    order = torch.sort(indices, stable=True).indices
+    ids = indices[order]
+    vals = values[order].to(torch.float64)
+    m = ids.shape[0]
+    pos = torch.arange(m, device=ids.device)
+    new_group = torch.ones(m, dtype=torch.bool, device=ids.device)
+    new_group[1:] = ids[1:] != ids[:-1]
+    last = torch.ones(m, dtype=torch.bool, device=ids.device)
+    last[:-1] = new_group[1:]
+    start = torch.cummax(torch.where(new_group, pos, 0), 0).values
+    end = torch.cummin(torch.where(last, pos, m).flip(0), 0).values.flip(0)
+    csum = torch.cat([vals.new_zeros(1, vals.shape[1]), torch.cumsum(vals, 0)], 0)
+    seg = csum[end + 1] - csum[start]
+    means = seg / (end - start + 1).unsqueeze(1).to(torch.float64)
+    return ids, means.to(values.dtype)
+
+
 class MemoryBank(nn.Module):
     """``num_items`` x ``dim`` bank of unit vectors.
 
@@ -103,15 +124,26 @@ class MemoryBank(nn.Module):
                 f"index_fingerprint={self.index_fingerprint!r}")
 
     # ------------------------------------------------------------------ access
+    def _check_range(self, ids: torch.Tensor, what: str) -> None:
+        """Ids must lie in [0, num_items). Checked eagerly on CPU; on an accelerator with a
+        device-side assert, so the training step has no host<->device sync point."""
+        if not ids.numel():
+            return
+        if ids.device.type == "cpu":
+            lo, hi = ids.aminmax()
+            if int(lo) < 0 or int(hi) >= self.num_items:
+                raise IndexError(f"{what} out of range [0, {self.num_items}): min {int(lo)}, max {int(hi)}")
+        else:
+            torch._assert_async(((ids >= 0) & (ids < self.num_items)).all(),
+                                f"{what} out of range [0, {self.num_items})")
+
     def _check_indices(self, indices: torch.Tensor) -> torch.Tensor:
         if indices.ndim != 1:
             raise ValueError(f"indices must be 1-D, got shape {tuple(indices.shape)}")
         if indices.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"indices must be an integer tensor, got {indices.dtype}")
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_items):
-            raise IndexError(f"indices out of range [0, {self.num_items}): "
-                             f"min {int(indices.min())}, max {int(indices.max())}")
-        return indices.long().to(self.bank.device)
+        self._check_range(indices, "indices")
+        return indices.long().to(self.bank.device, non_blocking=True)
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
         """Rows of the bank for ``indices`` (any shape), shape ``indices.shape + (D,)``."""
@@ -139,10 +171,12 @@ class MemoryBank(nn.Module):
         all_new = all_gather_varlen(new)
         if all_ids.numel() == 0:
             return
-        uniq, mean_new = average_duplicates(all_ids, all_new)
-        old = self.bank.index_select(0, uniq)
+        ids, mean_new = _segment_means(all_ids, all_new)
+        old = self.bank.index_select(0, ids)
         updated = F.normalize(self.momentum * old + (1.0 - self.momentum) * mean_new, dim=1)
-        self.bank.index_copy_(0, uniq, updated)  # ids are unique here: deterministic
+        # rows of one id carry bit-identical values, so whichever copy lands is the same:
+        # deterministic without first reducing to unique ids (which needs a device sync)
+        self.bank.index_copy_(0, ids, updated)
 
     # ------------------------------------------------------------------ negatives
     def sample_negatives(self, indices: torch.Tensor, k: int, generator: torch.Generator | None = None,
@@ -159,14 +193,20 @@ class MemoryBank(nn.Module):
         if k < 1:
             raise ValueError(f"k must be positive, got {k}")
         dev = self.bank.device
+        gen_dev = generator.device if generator is not None else dev
+        if exclude is None:
+            # one draw over the N - 1 other slots, shifted past the row's own id: exactly
+            # uniform, no sort/search and no sync (the common AVID case)
+            r = torch.randint(0, self.num_items - 1, (indices.shape[0], k), generator=generator,
+                              device=gen_dev).to(dev, non_blocking=True)
+            return r + (r >= indices.unsqueeze(1)).long()
         forbidden = indices.unsqueeze(1)
         if exclude is not None:
             if exclude.ndim != 2 or exclude.shape[0] != indices.shape[0]:
                 raise ValueError(f"exclude must be [B, P] with B={indices.shape[0]}, "
                                  f"got {tuple(exclude.shape)}")
-            exclude = exclude.long().to(dev)
-            if exclude.numel() and (int(exclude.min()) < 0 or int(exclude.max()) >= self.num_items):
-                raise IndexError(f"exclude ids out of range [0, {self.num_items})")
+            self._check_range(exclude, "exclude ids")
+            exclude = exclude.long().to(dev, non_blocking=True)
             forbidden = torch.cat([forbidden, exclude], 1)
         big = 2 * self.num_items + forbidden.shape[1]  # sentinel beyond any draw
         srt = torch.sort(forbidden, dim=1).values
@@ -175,10 +215,12 @@ class MemoryBank(nn.Module):
         srt = torch.sort(srt.masked_fill(dup, big), dim=1).values
         num_forbidden = (~dup).sum(1)
         allowed = self.num_items - num_forbidden  # [B]
-        if int(allowed.min()) < 1:
+        # a row with fewer forbidden columns than N - 1 always keeps a slot: only then is
+        # the (syncing) check on the values skipped
+        if forbidden.shape[1] >= self.num_items and int(allowed.min()) < 1:
             raise ValueError("a row forbids every slot: nothing left to sample")
         u = torch.rand((indices.shape[0], k), generator=generator, dtype=torch.float64,
-                       device=generator.device if generator is not None else dev).to(dev)
+                       device=gen_dev).to(dev, non_blocking=True)
         r = (u * allowed.unsqueeze(1)).floor().long()
         r = torch.minimum(r, (allowed - 1).unsqueeze(1))  # guard u*allowed rounding to allowed
         ref = srt - torch.arange(srt.shape[1], device=dev).unsqueeze(0)

@@ -7,8 +7,8 @@ resize the short side to ``crop / 0.875`` and centre-crop. Both end with the Ima
 mean/std normalisation the reference uses.
 
 Crop + resize + flip of the whole batch is one ``grid_sample`` call (a per-clip affine map);
-the jitter is torchvision's functional ops on each clip's ``[T, 3, h, w]`` stack (after the
-crop, so on small images), in a random order per clip like ``ColorJitter``.
+the jitter (after the crop, so on small images) is batched tensor ops with one factor per
+clip, in a random order per clip like ``ColorJitter`` (same formulas as torchvision's ops).
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ class VideoAugment(nn.Module):
         theta[:, 0, 2] = (2 * left + cw) / w - 1
         theta[:, 1, 1] = ch / h
         theta[:, 1, 2] = (2 * top + ch) / h - 1
-        theta = theta.to(x.device).repeat_interleave(t, 0)  # same crop for every frame of a clip
-        grid = F.affine_grid(theta, [b * t, c, s, s], align_corners=False)
+        # one sampling grid per clip, shared (expanded, not copied) by its frames
+        grid = F.affine_grid(theta.to(x.device), [b, c, s, s], align_corners=False)
+        grid = grid.unsqueeze(1).expand(b, t, s, s, 2).reshape(b * t, s, s, 2)
         out = F.grid_sample(x.reshape(b * t, c, h, w), grid, mode="bilinear", padding_mode="border",
                             align_corners=False)
         return out.view(b, t, c, s, s)
@@ -126,19 +127,78 @@ class VideoAugment(nn.Module):
         return y.reshape(b, t, c, self.crop_size, self.crop_size)
 
     def _color_jitter(self, x: torch.Tensor, generator) -> torch.Tensor:
+        """Per-clip factors and a per-clip random op order (as ``ColorJitter``), applied as
+        batched tensor ops: at each of the 4 positions of the order, each op runs once on
+        the clips that have it there (ids known on the host, so no device sync)."""
         bri, con, sat, hue = self.jitter
         b = x.shape[0]
         u = torch.rand(b, 4, generator=generator)
-        factors = [1 + bri * (2 * u[:, 0] - 1), 1 + con * (2 * u[:, 1] - 1), 1 + sat * (2 * u[:, 2] - 1),
-                   hue * (2 * u[:, 3] - 1)]
+        factors = torch.stack([1 + bri * (2 * u[:, 0] - 1), 1 + con * (2 * u[:, 1] - 1),
+                               1 + sat * (2 * u[:, 2] - 1), hue * (2 * u[:, 3] - 1)])  # [4, B]
         orders = torch.argsort(torch.rand(b, 4, generator=generator), 1)
-        ops = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+        ops = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)
         active = (bri > 0, con > 0, sat > 0, hue > 0)
-        clips = []
-        for i in range(b):  # per-clip factors; each op runs on the clip's [T, 3, h, w] stack at once
-            clip = x[i]
-            for k in orders[i].tolist():
-                if active[k]:
-                    clip = ops[k](clip, float(factors[k][i]))
-            clips.append(clip)
-        return torch.stack(clips).clamp_(0, 1)
+        dev_factors = factors.to(x.device, non_blocking=True)
+        for position in range(4):
+            for k in range(4):
+                if not active[k]:
+                    continue
+                clips = (orders[:, position] == k).nonzero().flatten()  # host tensor: no sync
+                if clips.numel() == 0:
+                    continue
+                if clips.numel() == b:  # everyone: no gather/scatter
+                    x = ops[k](x, dev_factors[k])
+                    continue
+                ids = clips.to(x.device, non_blocking=True)
+                x.index_copy_(0, ids, ops[k](x.index_select(0, ids), dev_factors[k].index_select(0, ids)))
+        return x.clamp_(0, 1)
+
+
+# Batched colour ops on [B, T, 3, h, w] in [0, 1] with one factor per clip ([B]).
+# torchvision's functional ops take one scalar factor per call, hence these (same formulas:
+# blend with black / the per-frame grey mean / the grey image, HSV hue rotation).
+_GREY = (0.2989, 0.587, 0.114)
+
+
+def _per_clip(f: torch.Tensor) -> torch.Tensor:
+    return f.view(-1, 1, 1, 1, 1)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(2)
+    return (_GREY[0] * r + _GREY[1] * g + _GREY[2] * b).unsqueeze(2)  # [B, T, 1, h, w]
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    f = _per_clip(f)
+    return (f * x + (1 - f) * other).clamp_(0, 1)
+
+
+def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return (x * _per_clip(f)).clamp_(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(x, _grey(x).mean(dim=(-3, -2, -1), keepdim=True), f)
+
+
+def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    return _blend(x, _grey(x), f)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the HSV hue of each clip by ``shift`` (fraction of a turn, [-0.5, 0.5])."""
+    r, g, b = x.unbind(2)
+    maxc, minc = x.amax(2), x.amin(2)
+    delta = maxc - minc
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, 1), 0)
+    d = torch.where(delta > 0, delta, 1)
+    h = torch.where(maxc == r, (g - b) / d, torch.where(maxc == g, 2 + (b - r) / d, 4 + (r - g) / d))
+    h = h / 6 + shift.view(-1, 1, 1, 1)
+    h = h - torch.floor(h)  # mod 1 (floor is much cheaper than remainder on CPU)
+    # HSV -> RGB: channel n in (5, 3, 1) is v - v*s*clamp(min(k, 4 - k), 0, 1), k = (n + 6h) mod 6
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 1, 3, 1, 1)
+    k = n + 6 * h.unsqueeze(2)  # in [1, 11]: one wrap at most
+    k = torch.where(k >= 6, k - 6, k)
+    ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
+    return maxc.unsqueeze(2) - (maxc * sat).unsqueeze(2) * ramp
