@@ -614,7 +614,7 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
             add(task, "cIoU AUC", m["auc"], _get(m0, "auc"), _get(cp, "auc"), "centre prior")
             add(task, "mean cIoU", m["mean_ciou"], _get(m0, "mean_ciou"), _get(cp, "mean_ciou"), "centre prior")
             add(task, "cIoU@0.5", m["ciou_at"], _get(m0, "ciou_at"), _get(_get(s, "baselines", "oracle_box"), "ciou_at"),
-                "oracle box (protocol ceiling)")
+                "oracle-box ceiling")
     if "extract" in records:
         s = records["extract"].summary
         p, z = s.get("pretrained", {}), s.get("random_init", {})
