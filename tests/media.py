@@ -178,3 +178,49 @@ def write_vfr(path, durations_ms=(20, 50, 33, 80, 40), seconds: float = 3.0, siz
         for pkt in vs.encode():
             out.mux(pkt)
     return Media(Path(path), np.array(pts) / 1000.0, None, 0, 0.0, (h, w))
+
+
+# ---------------------------------------------------------------- headers that over-report
+def write_overreported(d, kind: str, seconds: float = 2.0, fps: float = 25.0) -> Media:
+    """A coded file whose header announces more frames/time than its packets hold (real patched bytes).
+
+    kind 'avi': AVI main header dwTotalFrames and video strh dwLength set to 4x the frames;
+    'mkv': Matroska Segment Duration set to 4x; 'mp4_empty': the last 10 MP4 samples' sizes set to
+    0 in `stsz` (the sample table still counts them: nb_frames 50, 40 packets with data);
+    'mp4_garbage': the last 10 samples' bytes zeroed (listed and present, but undecodable)."""
+    import struct
+
+    d = Path(d)
+    ext = {"avi": ".avi", "mkv": ".mkv"}.get(kind, ".mp4")
+    src = d / f"over_src_{kind}{ext}"
+    media = write_coded(src, seconds=seconds, fps=fps, audio_rate=None, gop=10,
+                        **({} if kind == "avi" else {"bframes": 0}))
+    b = bytearray(src.read_bytes())
+    n = len(media.frame_times)
+    if kind == "avi":
+        i = b.find(b"avih")
+        struct.pack_into("<I", b, i + 8 + 16, 4 * n)  # dwTotalFrames
+        j = b.find(b"strh")
+        assert b[j + 8 : j + 12] == b"vids"
+        struct.pack_into("<I", b, j + 8 + 32, 4 * n)  # dwLength (frames)
+    elif kind == "mkv":
+        i = b.find(b"\x44\x89")  # Info/Duration, an 8-byte float in ms here
+        assert b[i + 2] == 0x88
+        struct.pack_into(">d", b, i + 3, 4 * 1000.0 * seconds)
+    elif kind == "mp4_empty":
+        i = b.find(b"stsz")
+        fixed, count = struct.unpack_from(">II", b, i + 8)
+        assert fixed == 0 and count == n
+        for k in range(n - 10, n):
+            struct.pack_into(">I", b, i + 16 + 4 * k, 0)
+        media = Media(src, media.frame_times[: n - 10], None, 0, 0.0, media.display_hw)
+    elif kind == "mp4_garbage":
+        with av.open(str(src)) as c:
+            pk = [(p.pos, p.size) for p in c.demux(c.streams.video[0]) if p.size]
+        for pos, size in pk[-10:]:
+            b[pos : pos + size] = bytes(size)
+    else:
+        raise ValueError(kind)
+    out = d / f"over_{kind}{ext}"
+    out.write_bytes(bytes(b))
+    return Media(out, media.frame_times, None, 0, 0.0, media.display_hw)

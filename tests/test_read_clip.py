@@ -277,3 +277,66 @@ def test_default_backend_is_pyav_and_auto_picks_it(files, alias):
     got = read_clip(files["h264"].path, 2.93, SPEC, backend=alias)
     ref = read_clip(files["h264"].path, 2.93, SPEC, backend="pyav")
     assert torch.equal(got.video, ref.video) and torch.equal(got.audio, ref.audio)
+
+
+# --------------------------------------------------------------------------- over-reported headers
+_OVER_WORKER = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import media as M
+from avssl.io import ClipSpec, read_clip
+from avssl.io.errors import MediaError
+spec = ClipSpec(num_frames=8, fps=16.0, frame_size=48)
+for job in json.loads(sys.argv[2]):
+    try:
+        clip = read_clip(job["path"], job["start"], spec, backend=job["backend"], audio=False)
+        job["codes"] = [M.decode_frame(f) for f in clip.video]
+    except MediaError as e:
+        job["error"] = type(e).__name__
+    except Exception as e:  # an untyped error is a failure of read_clip: report it as such
+        job["untyped"] = f"{type(e).__name__}: {e}"
+    print(json.dumps(job), flush=True)
+"""
+
+
+def test_overreported_frame_count_reads_the_end_on_every_backend(tmp_path):
+    """Headers announcing more frames than exist (patched AVI/MKV/MP4 bytes): every backend returns
+    the right frames near and past the real end (padding: the last real frame), or a typed error
+    for undecodable data, and never hangs (decord's get_batch is known to spin on such files, so
+    the reads run in a child process under a timeout)."""
+    import json
+    import subprocess
+    import sys
+
+    from avssl.io import probe
+
+    files = {k: M.write_overreported(tmp_path, k) for k in ("avi", "mkv", "mp4_empty", "mp4_garbage")}
+    # probe reports the real extent and flags the header's count as not trusted
+    for k in ("avi", "mp4_empty"):
+        info = probe(files[k].path)
+        assert info.num_frames == len(files[k].frame_times), k
+        assert info.duration == pytest.approx(files[k].duration, abs=0.05), k
+        assert info.extra["num_frames_estimated"] and info.extra["num_frames_header"] > info.num_frames, k
+        assert info.extra["duration_from"] == "packets", k
+    assert probe(files["mkv"].path).extra["num_frames_estimated"]
+    assert probe(files["mkv"].path).num_frames == 50
+
+    starts = (1.0, 1.5, 1.9, 5.0)  # inside, across the real end, at it, past the header's end
+    jobs = [{"kind": k, "path": str(m.path), "backend": b, "start": s}
+            for k, m in files.items() for b in available_backends() for s in starts]
+    proc = subprocess.run([sys.executable, "-c", _OVER_WORKER, str(Path(__file__).parent), json.dumps(jobs)],
+                          capture_output=True, text=True, timeout=240)
+    done = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(done) == len(jobs), f"reader died after {len(done)} of {len(jobs)} reads: {proc.stderr[-2000:]}"
+    for job in done:
+        m = files[job["kind"]]
+        where = f"{job['kind']} {job['backend']} start={job['start']}"
+        assert "untyped" not in job, f"{where}: {job['untyped']}"
+        want = m.expected_index(job["start"] + np.arange(8) / 16.0).tolist()
+        if job["kind"] == "mp4_garbage":  # the last 10 frames' bytes are zeros
+            if max(want) < len(m.frame_times) - 10:
+                assert job.get("codes") == want, where
+            else:
+                assert job.get("error") == "CorruptMedia" or job.get("codes") == want, where
+        else:
+            assert job.get("codes") == want, f"{where}: got {job.get('codes')} / {job.get('error')}, want {want}"

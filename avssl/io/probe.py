@@ -69,8 +69,12 @@ def probe(path: str | os.PathLike) -> MediaInfo:
     (decoded) picture size; the displayed size is in `extra['display_size']`.
 
     `num_frames` is the container's count when it has one and it agrees with
-    duration*fps; otherwise it is estimated as round(duration*fps) and
-    `extra['num_frames_estimated']` is True (WebM/Matroska never store a count).
+    duration*fps and with the packets holding data; otherwise it is estimated as
+    round(duration*fps) and `extra['num_frames_estimated']` is True (WebM/Matroska never
+    store a count; over-reporting headers keep theirs in `extra['num_frames_header']`).
+    When a whole file's header announces a longer duration than its packets cover, the
+    duration is taken from the packets (`extra['duration_from'] == 'packets'`, the header's in
+    `extra['duration_header']`).
     """
     p = Path(path)
     if not p.exists():
@@ -150,6 +154,8 @@ def _probe_open(p: Path, c, size: int) -> MediaInfo:
         kinds = ",".join(s.type for s in c.streams) or "none"
         raise NoVideoStream(p, f"streams: {kinds}")
     vs = c.streams.video[0]
+    last_indexed = _last_indexed_packet(vs)  # before any decoding/demuxing adds entries
+    real_packets = _packets_with_data(vs)
     vcc = vs.codec_context
     if vcc.name in _NOT_VIDEO_CODECS:
         raise NotMedia(p, f"video codec '{vcc.name}' is text art")
@@ -179,15 +185,6 @@ def _probe_open(p: Path, c, size: int) -> MediaInfo:
         fps = header_frames / duration
     if fps <= 0:
         raise CorruptMedia(p, "no frame rate")
-    estimate = int(round(duration * fps))
-    # Headers may lack a count (WebM) or over-report it (broken muxers): trust duration*fps then.
-    if header_frames > 0 and abs(header_frames - estimate) <= max(2, 0.02 * estimate):
-        num_frames = header_frames
-    else:
-        num_frames = max(1, estimate)
-        extra["num_frames_estimated"] = True
-        if header_frames > 0:
-            extra["num_frames_header"] = header_frames
 
     has_audio = bool(c.streams.audio)
     audio_rate = audio_channels = 0
@@ -215,7 +212,23 @@ def _probe_open(p: Path, c, size: int) -> MediaInfo:
     w, h = vcc.width, vcc.height
     extra["display_size"] = (h, w) if rotation in (90, 270) else (w, h)
 
-    _check_not_truncated(p, c, vs, video_start, duration, fps, size)
+    data_end = _check_not_truncated(p, c, vs, video_start, duration, fps, size, last_indexed)
+    if data_end is not None and data_end - video_start < duration - 1.5 / fps:
+        # A complete file whose header over-reports (duration / frame count beyond its last
+        # packet, e.g. a patched AVI header or empty trailing MP4 samples): trust the packets.
+        extra["duration_header"] = float(duration)
+        extra["duration_from"] = "packets"
+        duration = data_end - video_start
+    estimate = int(round(duration * fps))
+    # Headers may lack a count (WebM) or over-report it (broken muxers): trust duration*fps then.
+    if header_frames > 0 and abs(header_frames - estimate) <= max(2, 0.02 * estimate) and (
+            real_packets is None or real_packets >= header_frames):
+        num_frames = header_frames
+    else:
+        num_frames = max(1, estimate)
+        extra["num_frames_estimated"] = True
+        if header_frames > 0:
+            extra["num_frames_header"] = header_frames
     return MediaInfo(
         path=str(p),
         duration=float(duration),
@@ -244,8 +257,50 @@ def _first_frame(p: Path, c, vs):
     raise CorruptMedia(p, "video stream has no decodable frame")
 
 
-def _check_not_truncated(p: Path, c, vs, video_start: float, duration: float, fps: float, size: int) -> None:
-    """Cheap truncation checks: index entries past EOF, and demuxing the tail (no decode)."""
+def _packets_with_data(vs) -> int | None:
+    """Number of indexed video packets holding data, when the demuxer has a full index (MP4, AVI).
+
+    MP4 sample tables may list empty samples that the demuxer skips: the header's frame count
+    then exceeds the frames that exist (decord trusts it)."""
+    entries = vs.index_entries
+    n = len(entries)
+    if n < 2:
+        return None
+    return sum(1 for i in range(n) if entries[i].size > 0)
+
+
+def _last_indexed_packet(vs):
+    """The last index entry holding data, read from the file's own index (before any demuxing,
+    which appends entries as it goes); None without an index (Matroska without cues, cut files)."""
+    entries = vs.index_entries
+    n = len(entries)
+    if n < 2:
+        return None
+    for i in range(n - 1, -1, -1):
+        if entries[i].size > 0:
+            e = entries[i]
+            return float(e.timestamp * vs.time_base), int(e.pos), int(e.size)
+    return None
+
+
+def _index_is_complete(last_indexed, data_end: float, fps: float, size: int) -> bool:
+    """True when the file's index lists packets up to where the data really ends, inside the
+    file: the file is whole and only its header's duration/count is too large (not truncated)."""
+    if last_indexed is None:
+        return False
+    t, pos, nbytes = last_indexed
+    if pos < 0 or pos + nbytes > size:
+        return False
+    return abs(data_end - t) <= 4.0 / fps + 0.1
+
+
+def _check_not_truncated(p: Path, c, vs, video_start: float, duration: float, fps: float, size: int,
+                         last_indexed=None) -> float | None:
+    """Cheap truncation checks: index entries past EOF, and demuxing the tail (no decode).
+
+    Returns where the video packets end (container time, s); a complete file whose header
+    announces more than that (its index ends with its data) is not truncated, and the caller
+    takes the duration from the packets."""
     entries = vs.index_entries
     n = len(entries)
     if n:
@@ -270,7 +325,8 @@ def _check_not_truncated(p: Path, c, vs, video_start: float, duration: float, fp
         raise TruncatedMedia(p, f"demuxing the tail failed: {e}") from e
     expected_end = video_start + duration
     slack = _TRUNCATION_SLACK_S + 2.0 / fps
-    if end is None or end < expected_end - slack:
+    if end is None or (end < expected_end - slack and not _index_is_complete(last_indexed, end, fps, size)):
         got = "no packets" if end is None else f"packets end at {end - video_start:.2f}s"
         raise TruncatedMedia(p, f"header says {duration:.2f}s of video, {got}")
+    return end
 

@@ -44,16 +44,26 @@ def _stream_geometry(path: str):
                 break
         except av.error.FFmpegError:
             pass
-        return cc.height, cc.width, ccw
+        return cc.height, cc.width, ccw, _has_empty_samples(vs)
+
+
+def _has_empty_samples(vs) -> bool:
+    """True when the file's index lists video samples without data (the header's frame count is
+    larger than the frames that exist). decord counts and seeks by those phantom frames and fails
+    (DECORDError) or, per upstream reports, can spin forever in get_batch near them."""
+    entries = vs.index_entries
+    n = len(entries)
+    return n > 1 and any(entries[i].size == 0 for i in range(n))
 
 
 def _read_video(path: str, times: np.ndarray, frame_size) -> np.ndarray:
     import decord
 
     geom = _stream_geometry(path)
-    if geom is not None and geom[2] != 0:
+    if geom is not None and (geom[2] != 0 or geom[3]):
         # decord 0.6 returns a mis-shaped buffer (4 "channels") for display-matrix-rotated
-        # streams, so rotated files are decoded by PyAV instead of returning garbage.
+        # streams, and fails on indexed-but-empty samples (over-reported frame count), so those
+        # files are decoded by PyAV (real packet timestamps) instead of returning garbage/hanging.
         frames, _ = pyav.read(path, times, frame_size, None)
         return frames
     h0, w0 = (geom[0], geom[1]) if geom is not None else (None, None)

@@ -72,11 +72,21 @@ def _read_video(container, times: np.ndarray, frame_size, origin: float) -> np.n
     sought = first_needed > 0
     if sought:
         container.seek(int((first_needed + origin) / tb), stream=vs, backward=True, any_frame=False)
-    result = _decode_forward(container, vs, times, origin, convert, check_first=sought)
+    try:
+        result = _decode_forward(container, vs, times, origin, convert, check_first=sought)
+    except _NoFrameAfterSeek:
+        # Nothing decodes after the keyframe the index points to: the header announces frames that
+        # are not there (empty trailing samples, over-reported duration). Decode from the start;
+        # the padding rule then shows the last real frame.
+        result = None
     if result is None:  # the seek landed after the first needed frame: decode from the start instead
         container.seek(0, stream=vs, backward=True)
         result = _decode_forward(container, vs, times, origin, convert, check_first=False)
     return result
+
+
+class _NoFrameAfterSeek(Exception):
+    """Decoding forward from a seek gave no frame at all."""
 
 
 def _decode_forward(container, vs, times, origin, convert, check_first: bool):
@@ -121,6 +131,8 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool):
     if skipping:
         cc.skip_frame = "DEFAULT"
     if prev is None:
+        if check_first:
+            raise _NoFrameAfterSeek()
         raise av.error.InvalidDataError(0, "no decodable video frame")
     while k < len(order):  # past the last frame: repeat it (padding rule)
         out[order[k]] = answer(prev, id(prev))
