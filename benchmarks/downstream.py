@@ -48,23 +48,27 @@ def mean_std(values) -> dict:
             "values": v.tolist()}
 
 
-def fmt(ms: dict | None) -> str:
+def fmt_ms(ms: dict | None) -> str:
     if ms is None:
         return "—"
     return f"{100 * ms['mean']:.1f} ± {100 * ms['std']:.1f}" if ms["n"] > 1 else f"{100 * ms['mean']:.1f}"
 
 
-def run_finetune(args, init: dict, fraction: float) -> dict:
+def folds_of(args, fmt: str) -> list[int]:
+    return [1] if fmt == "kinetics" else args.folds
+
+
+def run_finetune(args, fmt: str, init: dict, fraction: float) -> dict:
     from avssl.downstream.finetune import finetune
 
     per_run = []
     for seed in args.seeds:
-        tag = f"{init['name']}_frac{fraction:g}_seed{seed}"
-        cfg = compose_cfg(args.preset, [
+        tag = f"{fmt}_{init['name']}_frac{fraction:g}_seed{seed}"
+        cfg = compose_cfg(args.preset, [f"dataset.format={fmt}",
             f"run_dir={args.out_dir / 'finetune' / tag}", f"seed={seed}", f"dataset.label_fraction={fraction}",
             f"dataset.label_seed={seed}", f"dataset.embedded.world_dir={args.world_dir}",
             f"init.kind={init['kind']}", f"init.checkpoint={init['checkpoint'] or 'null'}",
-            "folds=[" + ",".join(map(str, args.folds)) + "]", "trainer.progress=false", *args.override])
+            "folds=[" + ",".join(map(str, folds_of(args, fmt))) + "]", "trainer.progress=false", *args.override])
         cfg["model"].update(args.model_patch)  # scratch: the pretrained checkpoints' architecture
         out = finetune(cfg)
         per_run.extend({"seed": seed, "fold": r["fold"], "video_top1": r["video_top1"], "clip_top1": r["clip_top1"],
@@ -75,9 +79,9 @@ def run_finetune(args, init: dict, fraction: float) -> dict:
             "num_train_videos": [r["num_train_videos"] for r in per_run]}
 
 
-def run_probes(args, init: dict) -> dict:
+def run_probes(args, fmt: str, init: dict) -> dict:
     from avssl.downstream.audio_probe import audio_probe
-    from avssl.downstream.data import load_ucf101_split, make_dataset
+    from avssl.downstream.data import load_split, make_dataset
     from avssl.downstream.finetune import _clip_spec, load_pretrained_av_model
     from avssl.downstream.linear_probe import probe_monitor
     from avssl.transforms.video import VideoAugment
@@ -92,16 +96,20 @@ def run_probes(args, init: dict) -> dict:
             model = load_pretrained_av_model("scratch", model_cfg=args.scratch_model)
         else:
             model = load_pretrained_av_model(init["kind"], init["checkpoint"])
-        for fold in args.folds:
-            train, test = load_ucf101_split(Path(args.world_dir) / "ucf101", fold)
+        for fold in folds_of(args, fmt):
+            train, test = load_split(fmt, Path(args.world_dir) / fmt, fold)
             clips = args.probe_clips
             tr = make_dataset(train, spec, "eval", clips, seed)
             te = make_dataset(test, spec, "eval", clips, seed)
             out = probe_monitor(model, tr, te, VideoAugment(crop, train=False), layer=args.layer, batch_size=32)
             lin.append(out["linear_top1"])
             knn.append(out["knn_top1"])
-        a = audio_probe(model.audio_model, Path(args.world_dir) / "esc50", duration=args.audio_duration,
-                        clips_per_file=args.audio_clips, layer=args.audio_layer, seed=seed, progress=False)
+        key = (init["name"], seed)  # same files whatever the video format: probe once
+        if key not in args.audio_cache:
+            args.audio_cache[key] = audio_probe(
+                model.audio_model, Path(args.world_dir) / "esc50", duration=args.audio_duration,
+                clips_per_file=args.audio_clips, layer=args.audio_layer, seed=seed, progress=False)
+        a = args.audio_cache[key]
         audio.append(a)
     return {"linear_top1": mean_std(lin), "knn_top1": mean_std(knn),
             "audio_top1": mean_std([a["mean"] for a in audio]),
@@ -115,6 +123,8 @@ def main(argv=None):
     ap.add_argument("--released", action="store_true", help="--avid/--cma are released AVID-CMA .pth.tar files")
     ap.add_argument("--preset", default="embedded_cpu", help="configs/finetune/<preset>.yaml")
     ap.add_argument("--world-dir", default="data/world/default")
+    ap.add_argument("--formats", nargs="+", default=["ucf101", "kinetics"],
+                    help="world exports to evaluate: ucf101/hmdb51 (action labels, 3 folds), kinetics (source labels)")
     ap.add_argument("--folds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 1.0])
@@ -139,6 +149,7 @@ def main(argv=None):
     for name, path in (("AVID", args.avid), ("AVID+CMA", args.cma)):
         if path:
             inits.append({"name": name, "kind": kind, "checkpoint": str(path)})
+    args.audio_cache = {}
     args.model_patch = {}
     if not args.released and len(inits) > 1:
         from avssl.downstream.finetune import load_pretrained_config
@@ -152,26 +163,28 @@ def main(argv=None):
 
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}",
-               "command": " ".join(sys.argv), "folds": args.folds, "seeds": args.seeds, "inits": {}}
+               "command": " ".join(sys.argv), "folds": args.folds, "seeds": args.seeds, "formats": {}}
     t_all = time.perf_counter()
-    for init in inits:
-        r = {"checkpoint": init["checkpoint"]}
-        t0 = time.perf_counter()
-        if not args.skip_finetune:
-            for frac in args.fractions:
-                r[f"finetune_{frac:g}"] = run_finetune(args, init, frac)
-        r["probes"] = run_probes(args, init)
-        r["seconds"] = time.perf_counter() - t0
-        results["inits"][init["name"]] = r
-        print(f"{init['name']}: " + ", ".join(f"FT {f:g}: {fmt(r.get(f'finetune_{f:g}', {}).get('video_top1'))}"
-                                             for f in args.fractions)
-              + f", linear {fmt(r['probes']['linear_top1'])}, kNN {fmt(r['probes']['knn_top1'])}, "
-                f"audio {fmt(r['probes']['audio_top1'])} ({r['seconds']:.0f}s)", flush=True)
+    for fmt in args.formats:
+        per_init = results["formats"].setdefault(fmt, {"folds": folds_of(args, fmt), "inits": {}})["inits"]
+        for init in inits:
+            r = {"checkpoint": init["checkpoint"]}
+            t0 = time.perf_counter()
+            if not args.skip_finetune:
+                for frac in args.fractions:
+                    r[f"finetune_{frac:g}"] = run_finetune(args, fmt, init, frac)
+            r["probes"] = run_probes(args, fmt, init)
+            r["seconds"] = time.perf_counter() - t0
+            per_init[init["name"]] = r
+            print(f"{fmt} {init['name']}: " + ", ".join(
+                f"FT {f:g}: {fmt_ms(r.get(f'finetune_{f:g}', {}).get('video_top1'))}" for f in args.fractions)
+                + f", linear {fmt_ms(r['probes']['linear_top1'])}, kNN {fmt_ms(r['probes']['knn_top1'])}, "
+                  f"audio {fmt_ms(r['probes']['audio_top1'])} ({r['seconds']:.0f}s)", flush=True)
     results["seconds"] = time.perf_counter() - t_all
     out_json = args.json or args.out_dir / "downstream.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(results, indent=1))
-    table = markdown_table(results, args.fractions)
+    table = "\n\n".join(markdown_table(results, fmt, args.fractions) for fmt in args.formats)
     print(table)
     if args.md:
         args.md.parent.mkdir(parents=True, exist_ok=True)
@@ -179,25 +192,31 @@ def main(argv=None):
     return results
 
 
-def markdown_table(results: dict, fractions) -> str:
-    head = ["init"] + [f"fine-tune {100 * f:g}% labels (video top-1)" for f in fractions] + \
-           ["linear probe (video top-1)", "k-NN (video top-1)", "ESC-50-style audio probe (5-fold)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    scratch = results["inits"].get("scratch", {})
-    for name, r in results["inits"].items():
+LABELS = {"ucf101": "actions (UCF101-style split files)", "hmdb51": "actions (HMDB51-style split files)",
+          "kinetics": "sound-source classes (Kinetics-style CSV)"}
+
+
+def markdown_table(results: dict, fmt: str, fractions) -> str:
+    block = results["formats"][fmt]
+    head = ["init"] + [f"fine-tune {100 * f:g}% labels" for f in fractions] + \
+           ["linear probe", "k-NN", "audio probe (ESC-50-style, 5-fold)"]
+    lines = [f"**{fmt}: {LABELS.get(fmt, fmt)}**, folds {block['folds']} x seeds {results['seeds']}, video top-1 %",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    scratch = block["inits"].get("scratch", {})
+    for name, r in block["inits"].items():
         cells = [name]
         for f in fractions:
             ms = r.get(f"finetune_{f:g}", {}).get("video_top1")
-            cell = fmt(ms)
+            cell = fmt_ms(ms)
             base = scratch.get(f"finetune_{f:g}", {}).get("video_top1")
             if ms and base and name != "scratch":
                 cell += f" ({100 * (ms['mean'] - base['mean']):+.1f})"
             cells.append(cell)
-        cells += [fmt(r["probes"]["linear_top1"]), fmt(r["probes"]["knn_top1"]), fmt(r["probes"]["audio_top1"])]
+        cells += [fmt_ms(r["probes"]["linear_top1"]), fmt_ms(r["probes"]["knn_top1"]), fmt_ms(r["probes"]["audio_top1"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Mean ± sample std over folds {results['folds']} x seeds {results['seeds']} (percent; in "
-                 f"brackets: points above scratch). {results['machine']}; total {results['seconds']:.0f} s.")
+    lines.append(f"Mean ± sample std over runs (in brackets: points above scratch). {results['machine']}; "
+                 f"all formats {results['seconds']:.0f} s.")
     return "\n".join(lines)
 
 
