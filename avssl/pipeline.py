@@ -234,15 +234,20 @@ class MainJob:
         d = json.loads(p.read_text())
         return StageRecord(d["name"], d["commands"], d["summary"], d["outputs"], d["seconds"], d["key"], skipped=True)
 
-    def _stage_key(self, name: str) -> str:
+    def _stage_key(self, name: str, plan: list[tuple[str, str, list[str]]]) -> str:
+        """Digest of what the stage would run: its settings, the tools' fully composed configs (so an
+        edited preset such as configs/experiment/avid_embedded_cpu.yaml re-runs the stage) and the
+        records of the stages it builds on."""
         upstream = {d: (self.records[d].key if d in self.records else None) for d in DEPENDS[name]}
-        if name == "finetune" and "cma" not in self.records:
+        if name in ("finetune", "localize", "extract") and "cma" not in self.records:
             upstream["avid"] = self.records["avid"].key if "avid" in self.records else None
+        composed = [(label, config, _plain(compose(config, over))) for label, config, over in plan]
         return _digest({"stage": name, "settings": self.cfg.get(name), "world": self.cfg["world"],
-                        "out": str(self.out), "upstream": upstream})
+                        "out": str(self.out), "upstream": upstream, "configs": composed})
 
     def _run_stage(self, name: str) -> None:
-        key = self._stage_key(name)
+        plan = getattr(self, f"plan_{name}")()
+        key = self._stage_key(name, plan)
         rec = self._load_record(name)
         if (rec is not None and rec.key == key and not self.cfg.get("force", False)
                 and all(Path(p).exists() for p in rec.outputs.values())):
@@ -254,7 +259,7 @@ class MainJob:
         self.echo(f"\n== stage {name}")
         t0 = time.perf_counter()
         commands: list[str] = []
-        summary, outputs = getattr(self, f"stage_{name}")(commands)
+        summary, outputs = getattr(self, f"stage_{name}")(commands, plan)
         rec = StageRecord(name, commands, summary, {k: str(v) for k, v in outputs.items()},
                           round(time.perf_counter() - t0, 1), key)
         _write_json(self._record_path(name), rec.to_json())
@@ -268,7 +273,10 @@ class MainJob:
         return line
 
     # ---- stage: world
-    def stage_world(self, commands):
+    def plan_world(self):
+        return []
+
+    def stage_world(self, commands, plan):
         from avssl.synth.generate import generate_world
 
         w = self.cfg["world"]
@@ -315,45 +323,57 @@ class MainJob:
                       f" | v2a R@1 {r['v2a_R@1']:.3f} | chance R@1 {r['chance_R@1']:.3f}")
         return out
 
-    def stage_avid(self, commands):
+    def plan_avid(self):
         c = self.cfg["avid"]
-        over = self._pretrain_overrides(c, self.avid_run, {"stage": "avid"})
-        summary = {"trained": self._train(commands, over, "AVID pretraining")}
+        plan = [("trained", "pretrain", self._pretrain_overrides(c, self.avid_run, {"stage": "avid"}))]
         if c.get("random_baseline", True):
             # the same evaluation on the untrained model: 0 epochs = build, evaluate, stop
-            rnd = self._pretrain_overrides(c, self.out / "runs" / "random_init",
-                                           {"stage": "avid", "trainer.epochs": 0, "trainer.tensorboard": False})
-            summary["random_init"] = self._train(commands, rnd, "random-init baseline (held-out retrieval)")
+            plan.append(("random_init", "pretrain", self._pretrain_overrides(
+                c, self.out / "runs" / "random_init", {"stage": "avid", "trainer.epochs": 0,
+                                                       "trainer.tensorboard": False})))
+        return plan
+
+    def stage_avid(self, commands, plan):
+        what = {"trained": "AVID pretraining", "random_init": "random-init baseline (held-out retrieval)"}
+        summary = {label: self._train(commands, over, what[label]) for label, _, over in plan}
         ckpt = _latest_checkpoint(self.avid_run)
         return summary, {"avid_checkpoint": ckpt, "avid_log": self.avid_run / "train.log"}
 
-    def stage_cma(self, commands):
-        c = self.cfg["cma"]
-        over = self._pretrain_overrides(c, self.cma_run, {"stage": "cma", "cma.init_from": str(self.avid_run)})
-        summary = {"trained": self._train(commands, over, "CMA stage (starts from the AVID run)")}
+    def plan_cma(self):
+        over = self._pretrain_overrides(self.cfg["cma"], self.cma_run,
+                                        {"stage": "cma", "cma.init_from": str(self.avid_run)})
+        return [("trained", "pretrain", over)]
+
+    def stage_cma(self, commands, plan):
+        summary = {"trained": self._train(commands, plan[0][2], "CMA stage (starts from the AVID run)")}
         return summary, {"cma_checkpoint": _latest_checkpoint(self.cma_run), "cma_log": self.cma_run / "train.log"}
 
     # ---- stage: fine-tuning
-    def stage_finetune(self, commands):
-        from avssl.downstream.finetune import finetune
-
+    def plan_finetune(self):
         c = self.cfg["finetune"]
         w = self.cfg["world"]
-        summary, outputs = {}, {}
         inits = {"pretrained": {"init.kind": "avssl", "init.checkpoint": str(self.final_run)}}
         if c.get("random_baseline", True):
             inits["random_init"] = {"init.kind": "scratch"}
+        plan = []
         for label, init in inits.items():
-            run_dir = self.out / "finetune" / label
-            wanted = {"run_dir": str(run_dir), "folds": c.get("folds", 1),
+            wanted = {"run_dir": str(self.out / "finetune" / label), "folds": c.get("folds", 1),
                       "dataset.embedded.world_dir": str(self.world_dir), "dataset.embedded.preset": w["preset"],
                       "dataset.embedded.seed": int(w.get("seed", 0)), **init}
             if not self.progress:
                 wanted["trainer.progress"] = False
-            over = minimal_overrides("finetune", [f"finetune={c['preset']}"], wanted, list(c.get("overrides") or []),
-                                     always=("init.kind",))
+            plan.append((label, "finetune", minimal_overrides("finetune", [f"finetune={c['preset']}"], wanted,
+                                                              list(c.get("overrides") or []), always=("init.kind",))))
+        return plan
+
+    def stage_finetune(self, commands, plan):
+        from avssl.downstream.finetune import finetune
+
+        summary, outputs = {}, {}
+        for label, config, over in plan:
+            run_dir = self.out / "finetune" / label
             self._announce(commands, "finetune", over, f"fine-tune ({label.replace('_', ' ')})")
-            res = finetune(_plain(compose("finetune", over)))
+            res = finetune(_plain(compose(config, over)))
             if "stopped" in res:
                 raise RuntimeError(f"fine-tuning stopped early: {res['stopped']}")
             s = res["summary"]
@@ -402,32 +422,36 @@ class MainJob:
             paths.append(dst)
         return paths
 
-    def stage_localize(self, commands):
+    def plan_localize(self):
         c = self.cfg["localize"]
-        tool = load_tool("localize")
         fmt = c.get("annotation_format", "vggss")
         ann = {"world": str(self.world_dir), "vggss": str(self.world_dir / "vggss" / "vggss.json"),
                "flickr": str(self.world_dir / "flickr" / "Annotations")}[fmt]
         media_root = None if fmt == "world" else str(self.world_dir / "videos")
         base = {"annotations": ann, "annotation_format": fmt, "media_root": media_root,
                 "progress": self.progress, "eval.fraction": float(c.get("fraction", 0.5))}
-        inputs = self.out / "localize" / "inputs"
-        self._overlay_inputs(inputs, int(c.get("overlay_videos", 3)))
-        summary, outputs = {}, {}
-        run_cfg = self._run_config()
-        runs = {"pretrained": {"checkpoint": str(self.final_run), "input": str(inputs),
+        runs = {"pretrained": {"checkpoint": str(self.final_run), "input": str(self.out / "localize" / "inputs"),
                                "overlays": int(c.get("overlays_per_video", 3)), "mp4": bool(c.get("mp4", True))}}
         if c.get("random_baseline", True):
+            run_cfg = self._run_config()
             runs["random_init"] = {"checkpoint": None, "model": run_cfg["model"], "clip": run_cfg["data"]["spec"],
                                    "transforms": run_cfg["transforms"]}
-        for label, extra in runs.items():
+        return [(label, "localize",
+                 minimal_overrides("localize", [], {**base, **extra, "out_dir": str(self.out / "localize" / label)},
+                                   list(c.get("overrides") or []), always=("checkpoint", "model")))
+                for label, extra in runs.items()]
+
+    def stage_localize(self, commands, plan):
+        c = self.cfg["localize"]
+        tool = load_tool("localize")
+        self._overlay_inputs(self.out / "localize" / "inputs", int(c.get("overlay_videos", 3)))
+        summary, outputs = {}, {}
+        for label, config, over in plan:
             out_dir = self.out / "localize" / label
-            over = minimal_overrides("localize", [], {**base, **extra, "out_dir": str(out_dir)},
-                                     list(c.get("overrides") or []), always=("checkpoint", "model"))
             self._announce(commands, "localize", over, f"localization ({label.replace('_', ' ')})")
-            report = tool.main_impl(compose("localize", over))
+            report = tool.main_impl(compose(config, over))
             sums = report["eval"]["summaries"]
-            summary[label] = {"model": sums["model"], "settings_fraction": base["eval.fraction"]}
+            summary[label] = {"model": sums["model"], "settings_fraction": float(c.get("fraction", 0.5))}
             if label == "pretrained":
                 summary["baselines"] = {k: v for k, v in sums.items() if k != "model"}
                 summary["num_items"] = sums["model"].get("num_samples")
@@ -436,10 +460,7 @@ class MainJob:
                         outputs[f"localize_{k}"] = v
                 for i, (video, products) in enumerate(sorted(report.get("files", {}).items())):
                     for k, v in products.items():
-                        if isinstance(v, list):
-                            for j, p in enumerate(v):
-                                outputs[f"localize_file{i}_{k}{j}"] = p
-                        elif str(v).endswith((".png", ".mp4")):
+                        if str(v).endswith((".png", ".mp4")):
                             outputs[f"localize_file{i}_{k}"] = v
                 grid = out_dir / "files" / "grid.png"
                 if grid.exists():
@@ -449,29 +470,34 @@ class MainJob:
         return summary, outputs
 
     # ---- stage: embeddings + retrieval
-    def stage_extract(self, commands):
-        from avssl.embed.api import collection_retrieval
-
+    def plan_extract(self):
         c = self.cfg["extract"]
         w = self.cfg["world"]
-        tool = load_tool("extract")
         base = {"input": "world", "world.dir": str(self.world_dir), "world.preset": w["preset"],
                 "world.seed": int(w.get("seed", 0)), "world.split": c.get("split", "test"),
                 "clips_per_video": int(c.get("clips_per_video", 4)), "progress": self.progress, "device": "cpu",
                 "dtype": "float32"}
-        run_cfg = self._run_config()
         runs = {"pretrained": {"checkpoint": str(self.final_run)}}
         if c.get("random_baseline", True):
+            run_cfg = self._run_config()
             runs["random_init"] = {"checkpoint": None, "model": run_cfg["model"], "spec": run_cfg["data"]["spec"],
                                    "transforms": run_cfg["transforms"]}
+        return [(label, "extract",
+                 minimal_overrides("extract", [], {**base, **extra, "out_dir": str(self.out / "embeddings" / label)},
+                                   list(c.get("overrides") or []), always=("checkpoint",)))
+                for label, extra in runs.items()]
+
+    def stage_extract(self, commands, plan):
+        from avssl.embed.api import collection_retrieval
+
+        c = self.cfg["extract"]
+        tool = load_tool("extract")
         summary, outputs, dirs = {}, {}, {}
-        for label, extra in runs.items():
+        for label, config, over in plan:
             out_dir = self.out / "embeddings" / label
             dirs[label] = out_dir
-            over = minimal_overrides("extract", [], {**base, **extra, "out_dir": str(out_dir)},
-                                     list(c.get("overrides") or []), always=("checkpoint",))
             self._announce(commands, "extract", over, f"embeddings ({label.replace('_', ' ')})")
-            rep = tool.main_impl(compose("extract", over))
+            rep = tool.main_impl(compose(config, over))
             if not rep.get("complete"):
                 raise RuntimeError(f"extraction into {out_dir} did not complete: {rep}")
             outputs[f"embeddings_{label}"] = out_dir / "meta.json"
