@@ -265,3 +265,15 @@ def test_probe_audio_tool_writes_json(tmp_path, world_dir):
         sys.argv = argv
     out = json.loads((tmp_path / "esc.json").read_text())
     assert len(out["per_fold"]) == 5 and out["classifier"] == "logreg"
+
+
+def test_released_avid_layout_init(tmp_path):
+    """A released-style file ({'model': {'module.<key>': ...}}) loads into the named model preset."""
+    from avssl.models import build_av_model
+
+    torch.manual_seed(7)
+    av = build_av_model("tiny")
+    torch.save({"epoch": 3, "model": {f"module.{k}": v for k, v in av.state_dict().items()}}, tmp_path / "r.pth.tar")
+    enc = load_pretrained_video_encoder({"kind": "avid", "checkpoint": str(tmp_path / "r.pth.tar"),
+                                         "avid_model": "tiny"}, {"video": "tiny"})
+    assert all(torch.equal(v, av.video_model.state_dict()[k]) for k, v in enc.state_dict().items())
