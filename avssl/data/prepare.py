@@ -5,7 +5,7 @@ second, a keyframe every `gop` frames (so a clip read seeks to a keyframe at mos
 back), and mono audio at `audio_rate`. Rotation metadata is applied to the pixels, so cached
 files are upright with no rotation tag. The cache's manifest keeps the source manifest's ids.
 
-Resumable: finished outputs (written atomically by `write_av`, temp file + rename) are skipped.
+Resumable: finished outputs (written atomically, temp file + rename) are skipped.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from tqdm import tqdm
 from avssl.data.index import BadFile, IndexReport, Manifest
 from avssl.io.errors import MediaError
 from avssl.io.probe import probe
-from avssl.io.writer import write_av
 
 __all__ = ["CacheSpec", "build_training_cache", "transcode_video"]
 
@@ -42,62 +41,151 @@ def _even(x: float) -> int:
 
 
 def transcode_video(src: str, dst: str | os.PathLike, spec: CacheSpec = CacheSpec()) -> Path:
-    """Decode `src` sequentially once and write `dst` following `spec` (see module doc)."""
+    """Decode `src` once and write `dst` following `spec` (see module doc), streaming.
+
+    Decode -> resize (swscale) -> rotate -> encode runs frame by frame, and the audio is
+    resampled and encoded in encoder-sized chunks, so memory stays bounded by a few frames
+    whatever the video's length (holding a 10-minute clip at 128p would take ~0.8 GB).
+    Encoded like `avssl.io.writer.write_av` (H.264 veryfast/crf, fixed GOP, AAC), written to a
+    temporary name and renamed, so an interrupted run leaves no half file under `dst`.
+    """
     info = probe(src)
     f = spec.short_side / min(info.width, info.height)
-    w2, h2 = _even(info.width * f), _even(info.height * f)
+    w2, h2 = _even(info.width * f), _even(info.height * f)  # stored orientation
+    out_w, out_h = (h2, w2) if info.rotation in (90, 270) else (w2, h2)  # upright
     n_out = max(1, int(math.floor(info.duration * spec.fps + 1e-6)))
-    targets = np.arange(n_out) / spec.fps  # output frame k shows the source frame displayed at k/fps
-    frames = np.empty((n_out, h2, w2, 3), dtype=np.uint8)
-    k = 0
-    prev = None  # (av frame, converted array or None)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.tmp{os.getpid()}{dst.suffix}")
+    lead = info.audio_start - info.video_start
+    opts = {"movie_timescale": str(int(spec.audio_rate))} if info.has_audio and lead > 0 else {}
     try:
-        with av.open(src) as c:
-            vs = c.streams.video[0]
-            vs.thread_type = "AUTO"
-            for fr in c.decode(vs):
-                if fr.pts is None:
-                    continue
-                t = float(fr.pts * vs.time_base) - info.video_start
-                while k < n_out and targets[k] < t - 1e-6:
-                    src_frame = prev if prev is not None else [fr, None]
-                    if src_frame[1] is None:
-                        src_frame[1] = src_frame[0].reformat(width=w2, height=h2, format="rgb24").to_ndarray()
-                    frames[k] = src_frame[1]
-                    k += 1
-                if k >= n_out:
-                    break
-                prev = [fr, None]
-            while k < n_out and prev is not None:  # the tail shows the last frame
-                if prev[1] is None:
-                    prev[1] = prev[0].reformat(width=w2, height=h2, format="rgb24").to_ndarray()
-                frames[k] = prev[1]
-                k += 1
-            audio = None
-            if info.has_audio:
-                c.seek(0)
-                rs = av.AudioResampler(format="fltp", layout="mono", rate=spec.audio_rate)
-                chunks = []
-                for af in c.decode(c.streams.audio[0]):
-                    chunks += [x.to_ndarray() for x in rs.resample(af)]
-                chunks += [x.to_ndarray() for x in rs.resample(None)]
-                if chunks:
-                    audio = np.concatenate(chunks, axis=1).astype(np.float32)
+        with av.open(src) as c, av.open(str(tmp), mode="w", format="mp4", options=opts) as out:
+            vout = _add_video_stream(out, spec, out_w, out_h)
+            aout = _add_audio_stream(out, spec) if info.has_audio else None
+            k = _stream_video(c, vout, out, info, spec, n_out, (w2, h2))
+            if aout is not None:
+                _stream_audio(c, aout, out, spec, lead)
     except av.error.FFmpegError as e:
+        tmp.unlink(missing_ok=True)
         raise MediaError(src, f"transcode failed: {e}") from e
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if k == 0:
+        tmp.unlink(missing_ok=True)
         raise MediaError(src, "no decodable video frame")
-    if info.rotation:  # make pixels upright; np.rot90 turns counter-clockwise like the display matrix
-        frames = np.ascontiguousarray(np.rot90(frames, k=info.rotation // 90, axes=(1, 2)))
-    audio_start = 0.0
-    if audio is not None:
-        lead = info.audio_start - info.video_start
-        if lead >= 0:
-            audio_start = lead
-        else:  # audio begins before the first frame: drop what precedes t = 0
-            audio = audio[:, int(round(-lead * spec.audio_rate)):]
-    return write_av(dst, frames, spec.fps, audio, spec.audio_rate, gop=spec.gop, crf=spec.crf,
-                    audio_start=audio_start)
+    os.replace(tmp, dst)
+    return dst
+
+
+def _add_video_stream(out, spec: CacheSpec, w: int, h: int):
+    from fractions import Fraction
+
+    vs = out.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1001))
+    vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+    vs.codec_context.gop_size = int(spec.gop)
+    vs.options = {"preset": "veryfast", "crf": str(spec.crf),
+                  "x264-params": f"keyint={spec.gop}:min-keyint={spec.gop}:scenecut=0"}
+    return vs
+
+
+def _add_audio_stream(out, spec: CacheSpec):
+    st = out.add_stream("aac", rate=int(spec.audio_rate))
+    st.layout = "mono"
+    st.bit_rate = 128_000
+    return st
+
+
+def _stream_video(c, vout, out, info, spec: CacheSpec, n_out: int, stored_wh) -> int:
+    """Encode output frame k = the source frame displayed at k/fps; returns frames written."""
+    w2, h2 = stored_wh
+    vs = c.streams.video[0]
+    vs.thread_type = "AUTO"
+    k = 0
+
+    def emit(frame, times: int):
+        nonlocal k
+        img = frame.reformat(width=w2, height=h2, format="rgb24").to_ndarray()
+        if info.rotation:  # make pixels upright; np.rot90 turns counter-clockwise like the display matrix
+            img = np.ascontiguousarray(np.rot90(img, k=info.rotation // 90))
+        vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+        for _ in range(times):
+            vf.pts = k
+            for pkt in vout.encode(vf):
+                out.mux(pkt)
+            k += 1
+
+    prev = None
+    for fr in c.decode(vs):
+        if fr.pts is None:
+            continue
+        t = float(fr.pts * vs.time_base) - info.video_start
+        # output frames whose time precedes this frame show the previous one (or this, at the start)
+        due = 0
+        while k + due < n_out and (k + due) / spec.fps < t - 1e-6:
+            due += 1
+        if due:
+            emit(prev if prev is not None else fr, due)
+        if k >= n_out:
+            break
+        prev = fr
+    if prev is not None and k < n_out:  # the tail shows the last frame
+        emit(prev, n_out - k)
+    for pkt in vout.encode():
+        out.mux(pkt)
+    return k
+
+
+def _stream_audio(c, aout, out, spec: CacheSpec, lead: float) -> None:
+    """Resample to mono `spec.audio_rate` and encode chunk by chunk; a stream starting after the
+    first video frame is delayed by `lead` s, one starting before it loses what precedes t = 0."""
+    from fractions import Fraction
+
+    c.seek(0)
+    rs = av.AudioResampler(format="fltp", layout="mono", rate=spec.audio_rate)
+    size = aout.codec_context.frame_size or 1024
+    drop = int(round(-lead * spec.audio_rate)) if lead < 0 else 0
+    shift = int(round(lead * spec.audio_rate)) if lead > 0 else 0
+    pending = np.zeros((1, 0), np.float32)
+    written = 0
+
+    def encode(chunk):
+        nonlocal written
+        frames = [None] if chunk is None else [chunk]
+        for ch in frames:
+            if ch is not None:
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(ch), format="fltp", layout="mono")
+                af.sample_rate = spec.audio_rate
+                af.pts = written
+                af.time_base = Fraction(1, spec.audio_rate)
+                written += ch.shape[1]
+            for pkt in aout.encode(af if ch is not None else None):
+                if shift and pkt.pts is not None:
+                    d = int(round(shift / spec.audio_rate / pkt.time_base))
+                    pkt.pts += d
+                    if pkt.dts is not None:
+                        pkt.dts += d
+                out.mux(pkt)
+
+    def push(arrs):
+        nonlocal pending, drop
+        for a in arrs:
+            a = a.astype(np.float32, copy=False)
+            if drop:
+                cut = min(drop, a.shape[1])
+                a, drop = a[:, cut:], drop - cut
+            pending = np.concatenate([pending, a], axis=1)
+            while pending.shape[1] >= size:
+                encode(pending[:, :size])
+                pending = pending[:, size:]
+
+    for af in c.decode(c.streams.audio[0]):
+        push([x.to_ndarray() for x in rs.resample(af)])
+    push([x.to_ndarray() for x in rs.resample(None)])
+    if pending.shape[1]:
+        encode(pending)
+    encode(None)
 
 
 def _job(args):
