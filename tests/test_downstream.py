@@ -224,9 +224,10 @@ def test_avssl_checkpoint_init(tmp_path):
 def test_probe_monitor_and_knn(world_dir):
     from avssl.models import build_av_model
 
+    from avssl.downstream import probe_datasets
+
     train, test = load_ucf101_split(world_dir / "ucf101", 1)
-    tr = make_dataset(train, SPEC, "eval", 1)
-    te = make_dataset(test, SPEC, "eval", 1)
+    tr, te = probe_datasets("ucf101", world_dir / "ucf101", SPEC)
     torch.manual_seed(0)
     av = build_av_model(video="tiny", audio="tiny", proj_dim=[16, 8], video_args={"width": 8})
     av.train()

@@ -20,7 +20,7 @@ from torch import nn
 from .knn import knn_accuracy
 from .video_eval import predict_clips
 
-__all__ = ["FeatureExtractor", "extract_features", "linear_probe_accuracy", "probe_monitor"]
+__all__ = ["FeatureExtractor", "extract_features", "linear_probe_accuracy", "probe_monitor", "probe_datasets"]
 
 
 class FeatureExtractor(nn.Module):
@@ -106,3 +106,18 @@ def probe_monitor(model: nn.Module, train_ds, test_ds, video_transform=None, *, 
         "num_train": int(len(tr_y)), "num_test": int(len(te_y)), "feature_dim": int(tr_x.shape[1]),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def probe_datasets(fmt: str, root, spec, fold: int = 1, clips_per_video: int = 1, max_videos: int | None = None,
+                   seed: int = 0):
+    """(train_ds, test_ds) for `probe_monitor` from a benchmark layout (`load_split` formats), e.g.
+    ``probe_datasets("kinetics", "data/world/default/kinetics", spec)``. `max_videos` keeps a stratified,
+    seeded share of each split (a cheaper per-epoch monitor)."""
+    from .data import load_split, make_dataset, subsample_labels
+
+    train, test = load_split(fmt, root, fold)
+    if max_videos is not None:
+        train = subsample_labels(train, min(1.0, max_videos / max(len(train), 1)), seed)
+        test = subsample_labels(test, min(1.0, max_videos / max(len(test), 1)), seed)
+    return (make_dataset(train, spec, "eval", clips_per_video, seed),
+            make_dataset(test, spec, "eval", clips_per_video, seed))
