@@ -14,7 +14,28 @@ import pytest
 from avssl.pipeline import STAGES, demo_config, run_main_job
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("main_job")]
+pytestmark = [pytest.mark.xdist_group("main_job")]
+
+
+def test_printed_overrides_compose_back_to_the_same_values(tmp_path):
+    """Values the job writes into commands (nested dicts, lists, odd paths) parse back unchanged."""
+    from omegaconf import OmegaConf
+
+    from avssl.pipeline import compose, hydra_value, minimal_overrides
+
+    odd = str(tmp_path / "my runs" / "it's=here")
+    clip = {"num_frames": 4, "fps": 8.0, "frame_size": [24, 32], "audio_rate": 24000, "audio_channels": 1,
+            "audio_duration": 0.5}
+    wanted = {"out_dir": odd, "clip": clip, "checkpoint": None, "mp4": False, "eval.fraction": 0.1,
+              "annotation_format": "vggss"}
+    over = minimal_overrides("localize", [], wanted, always=("checkpoint",))
+    assert "checkpoint=null" in over  # named in `always`: shown although it is the default
+    cfg = compose("localize", [shlex.split(shlex.quote(o))[0] for o in over])  # through the shell and back
+    for key, value in wanted.items():
+        got = OmegaConf.select(cfg, key)
+        got = OmegaConf.to_container(got, resolve=True) if OmegaConf.is_config(got) else got
+        assert got == value, (key, got, value)
+    assert hydra_value("null") == "'null'" and hydra_value("a/b.c") == "a/b.c"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +57,7 @@ def _png_ok(path: Path) -> None:
         assert np.asarray(im.convert("L")).std() > 1.0, f"{path} is a flat picture"
 
 
+@pytest.mark.slow
 def test_every_stage_ran_and_recorded_its_command(job):
     cfg, results, lines, base = job
     out = base / "out"
@@ -53,6 +75,7 @@ def test_every_stage_ran_and_recorded_its_command(job):
     assert saved["rows"] == json.loads(json.dumps(results["rows"]))
 
 
+@pytest.mark.slow
 def test_pretraining_losses_are_finite_and_runs_evaluated(job):
     _, results, _, _ = job
     for stage in ("avid", "cma"):
@@ -68,6 +91,7 @@ def test_pretraining_losses_are_finite_and_runs_evaluated(job):
         "trained"]["retrieval"]["num_clips"]
 
 
+@pytest.mark.slow
 def test_finetune_and_localization_outputs(job):
     _, results, _, _ = job
     ft = results["stages"]["finetune"]["summary"]
@@ -83,6 +107,7 @@ def test_finetune_and_localization_outputs(job):
     assert loc["baselines"]["oracle_box"]["mean_ciou"] >= loc["pretrained"]["model"]["mean_ciou"]
 
 
+@pytest.mark.slow
 def test_pictures_are_real_pngs_and_mp4s_with_sound(job):
     from avssl.io.probe import probe
 
@@ -101,6 +126,7 @@ def test_pictures_are_real_pngs_and_mp4s_with_sound(job):
         assert info.num_frames > 0 and info.has_audio, p  # the heatmap video keeps the clip's own sound
 
 
+@pytest.mark.slow
 def test_retrieval_is_computed_and_the_printed_command_reproduces_it(job, tmp_path):
     _, results, _, base = job
     s = results["stages"]["extract"]["summary"]
@@ -128,6 +154,7 @@ def test_retrieval_is_computed_and_the_printed_command_reproduces_it(job, tmp_pa
     assert again["random_init"]["v2a"]["R@5"] == pytest.approx(s["random_init"]["v2a"]["R@5"])
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages_and_redoes_changed_ones(job):
     cfg, results, _, base = job
     lines: list[str] = []
