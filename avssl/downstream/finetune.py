@@ -210,6 +210,17 @@ def _unwrap(m: nn.Module) -> nn.Module:
     return m.module if hasattr(m, "module") else m
 
 
+def _train_clips(dcfg: dict, num_videos: int, batch_size: int) -> int:
+    """Random clips per video per epoch: `train_clips_per_video`, raised so that an epoch makes at
+    least `min_steps_per_epoch` optimizer steps (few labels, e.g. 10 %, would otherwise give a
+    handful of steps and an untrained classifier)."""
+    clips = int(dcfg.get("train_clips_per_video", 1))
+    min_steps = dcfg.get("min_steps_per_epoch")
+    if min_steps:
+        clips = max(clips, math.ceil(int(min_steps) * batch_size / max(num_videos, 1)))
+    return clips
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1009 + rank) % (2 ** 63)
 
@@ -226,7 +237,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     splits = prepare_splits(dcfg, fold, seed)
     spec = _clip_spec(dcfg["spec"])
     backend, workers = dcfg.get("backend"), int(dcfg.get("index_workers", 1))
-    train_set = make_dataset(splits["train"], spec, "train", int(dcfg.get("train_clips_per_video", 1)), seed, backend, workers)
+    batch_size = int(dcfg["batch_size"])
+    train_set = make_dataset(splits["train"], spec, "train", _train_clips(dcfg, len(splits["train"]), batch_size * world),
+                             seed, backend, workers)
     val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers)
                if len(splits["val"]) else None)
     classes = splits["train"].classes
@@ -241,7 +254,6 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg.get("weight_decay", 0.0)))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
     epochs, warmup = int(ocfg["epochs"]), int(ocfg.get("warmup_epochs", 0))
-    batch_size = int(dcfg["batch_size"])
     ddp_model = model
     if world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(
