@@ -25,4 +25,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q $(ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py $(ARGS)
+	$(BIN)/python benchmarks/collect.py
