@@ -195,7 +195,8 @@ def test_finetune_resume_equals_uninterrupted(tmp_path, world_dir):
 
 
 def test_warmup_keeps_encoder_weights(tmp_path, world_dir):
-    cfg = ft_cfg(tmp_path / "warm", world_dir, "optim.epochs=1", "optim.warmup_epochs=1")
+    cfg = ft_cfg(tmp_path / "warm", world_dir, "optim.epochs=1", "optim.warmup_epochs=1",
+                 "optim.warmup_encoder_eval=true")
     torch.manual_seed(cfg["seed"])
     before = load_pretrained_video_encoder(cfg["init"], cfg["model"]).state_dict()
     finetune(cfg)

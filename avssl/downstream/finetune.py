@@ -221,6 +221,14 @@ def _train_clips(dcfg: dict, num_videos: int, batch_size: int) -> int:
     return clips
 
 
+def _frozen_eval(setting, init: dict) -> bool:
+    """'auto': a pretrained encoder keeps its BatchNorm statistics while frozen (eval mode); a random
+    one has none worth keeping (running mean 0 / var 1), so its BatchNorm follows the batches."""
+    if setting == "auto":
+        return init.get("kind", "scratch") != "scratch"
+    return bool(setting)
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1009 + rank) % (2 ** 63)
 
@@ -249,7 +257,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     torch.manual_seed(seed)  # identical initial head on every rank
     encoder = load_pretrained_video_encoder(cfg.get("init", {}), cfg["model"])
     model = VideoClassifier(encoder, len(classes), float(cfg["model"].get("dropout", 0.5)),
-                            frozen_eval=bool(ocfg.get("warmup_encoder_eval", True))).to(device)
+                            frozen_eval=_frozen_eval(ocfg.get("warmup_encoder_eval", "auto"), cfg.get("init", {}))).to(device)
     train_tf, eval_tf = _transforms(cfg, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg.get("weight_decay", 0.0)))
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
