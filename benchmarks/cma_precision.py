@@ -1,0 +1,68 @@
+"""Precision of CMA's discovered positive sets on the embedded world: the share of each clip's
+k positives (found from the AVID memory banks) that have the clip's sound-source class
+(gt.csv), for the four agreement modes, against the expected share of k random other clips.
+
+    python benchmarks/cma_precision.py --checkpoint runs/avid_default --ks 8 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avssl.cma.positives import find_positives
+from avssl.engine import pretrain as P
+from avssl.engine.checkpoint import CheckpointManager, load_checkpoint
+
+MODES = ("consensus", "union", "video", "audio")
+
+
+def slot_classes(cfg: dict) -> np.ndarray:
+    """Sound-source class of every memory slot (slot = train manifest id)."""
+    data = P.build_data({**cfg, "eval": {**cfg["eval"], "enabled": False}}, P.setup_distributed("cpu"))
+    m = data.train_set.manifest
+    world = Path(cfg["data"]["world_dir"])
+    by_name = {Path(r["path"]).name: r["source_class"] for r in csv.DictReader(open(world / "gt.csv"))}
+    labels = np.full(data.num_train_videos, "", dtype=object)
+    for row in range(len(m.id)):
+        labels[int(m.id[row])] = by_name[Path(m.path(row)).name]
+    return labels
+
+
+def precision(pos: torch.Tensor, labels: np.ndarray) -> float:
+    lab = labels[pos.numpy()]
+    return float((lab == labels[:, None]).mean())
+
+
+def random_precision(labels: np.ndarray) -> float:
+    """Expected precision of positives drawn uniformly from the other clips."""
+    _, counts = np.unique(labels, return_counts=True)
+    n = len(labels)
+    return float((counts * (counts - 1)).sum() / (n * (n - 1)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", default="runs/avid_default", help="checkpoint file or run directory")
+    ap.add_argument("--ks", type=int, nargs="+", default=[8, 32])
+    args = ap.parse_args()
+    path = Path(args.checkpoint)
+    if path.is_dir():
+        path = CheckpointManager(path).latest_path()
+    state = load_checkpoint(path)
+    labels = slot_classes(state["config"])
+    vb, ab = state["criterion"]["video_bank.bank"], state["criterion"]["audio_bank.bank"]
+    rows = {"checkpoint": str(path), "random": round(random_precision(labels), 3)}
+    for k in args.ks:
+        for mode in MODES:
+            rows[f"k={k} {mode}"] = round(precision(find_positives(vb, ab, k=k, mode=mode), labels), 3)
+    print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
