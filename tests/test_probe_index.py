@@ -200,3 +200,39 @@ def test_manifest_is_columnar_small_and_roundtrips(tmp_path):
     assert np.array_equal(m.position_of([5, 19999, 0]), [5, 19999, 0])
     rows[3]["path"] = "other.mp4"
     assert Manifest.from_rows(rows).fingerprint() != m.fingerprint()
+
+
+def test_index_cache_is_columnar_npz_reads_v1_json_and_keeps_ids_of_returning_files(tmp_path):
+    import json
+    import shutil
+
+    d = tmp_path / "v"
+    for i in range(3):
+        _video(d / f"v{i}.mp4", seconds=1.0)
+    cache = tmp_path / "cache.idx"
+    m1, _ = build_index(d, cache=cache, root=d, workers=1, progress=False)
+    assert cache.read_bytes()[:2] == b"PK"  # an npz, not JSON
+    with np.load(cache) as z:
+        assert z["size"].dtype == np.int64 and len(z["path_offsets"]) == 4 and int(z["next_id"]) == 3
+    ids1 = dict(zip(m1.paths, m1.id.tolist()))
+
+    shutil.move(d / "v1.mp4", tmp_path / "away.mp4")  # gone for a run, then back unchanged
+    m2, r2 = build_index(d, cache=cache, root=d, workers=1, progress=False)
+    assert m2.paths == ["v0.mp4", "v2.mp4"] and not r2.bad  # a folder listing just lacks it
+    shutil.move(tmp_path / "away.mp4", d / "v1.mp4")
+    m3, r3 = build_index(d, cache=cache, root=d, workers=1, progress=False)
+    assert r3.probed == 0 and dict(zip(m3.paths, m3.id.tolist())) == ids1
+
+    # a version-1 JSON cache (earlier releases) is read: nothing re-probed, ids kept, rewritten as npz
+    st = {p: os.stat(d / p) for p in m1.paths}
+    legacy = {"version": 1, "next_id": 7, "files": {p: {
+        "id": ids1[p] + 4, "size": st[p].st_size, "mtime_ns": st[p].st_mtime_ns, "error": None,
+        "info": {k: m1.row(i)[k] for k in m1.row(i) if k not in ("id", "path")}} for i, p in enumerate(m1.paths)}}
+    old_cache = tmp_path / "old.json"
+    old_cache.write_text(json.dumps(legacy))
+    m4, r4 = build_index(d, cache=old_cache, root=d, workers=1, progress=False)
+    assert r4.probed == 0 and m4.id.tolist() == [ids1[p] + 4 for p in m4.paths]
+    np.testing.assert_array_equal(m4.duration, m1.duration)
+    _video(d / "v3.mp4", seconds=1.0)
+    m5, _ = build_index(d, cache=old_cache, root=d, workers=1, progress=False)
+    assert old_cache.read_bytes()[:2] == b"PK" and m5.id.tolist()[-1] == 7  # next_id carried over

@@ -244,19 +244,92 @@ def _probe_one(full_path: str) -> tuple[str, dict | None, tuple[str, str] | None
     return full_path, {k: getattr(info, k) for k in keys}, None
 
 
-def _load_cache(path: Path) -> dict:
-    if path.exists():
+_INFO_COLUMNS = {k: v for k, v in _COLUMNS.items() if k != "id"}
+_CACHE_VERSION = 2
+
+
+def _pack(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    encoded = [t.encode("utf-8") for t in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in encoded], dtype=np.int64)
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _unpack(buf: np.ndarray, offsets: np.ndarray) -> list[str]:
+    text = buf.tobytes()
+    bounds = offsets.tolist()
+    return [text[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class _ProbeCache:
+    """On-disk probe cache, columnar like the manifest: one row per file ever seen (path, size,
+    mtime_ns, id or -1, probe error reason/detail or "", and the probed columns), in one .npz.
+
+    Loading 10^6 rows is array reads plus one pass splitting the packed paths (no JSON parse,
+    no per-row dicts); see benchmarks/index_scale.md. `next_id` is never lowered, so an id is
+    never reused even after its file disappears."""
+
+    def __init__(self, paths: list[str], cols: dict[str, np.ndarray], reasons: list[str], details: list[str],
+                 next_id: int):
+        self.paths, self.cols, self.reasons, self.details, self.next_id = paths, cols, reasons, details, next_id
+        self.row_of = {p: i for i, p in enumerate(paths)}
+
+    @classmethod
+    def empty(cls) -> "_ProbeCache":
+        cols = {"size": np.zeros(0, np.int64), "mtime_ns": np.zeros(0, np.int64), "id": np.zeros(0, np.int64)}
+        cols.update({k: np.zeros(0, dt) for k, dt in _INFO_COLUMNS.items()})
+        return cls([], cols, [], [], 0)
+
+    @classmethod
+    def load(cls, path: Path) -> "_ProbeCache":
+        if not path.exists():
+            return cls.empty()
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head == b"PK":  # npz (zip)
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["version"]) != _CACHE_VERSION:
+                    return cls.empty()
+                cols = {k: z[k] for k in ["size", "mtime_ns", "id", *_INFO_COLUMNS]}
+                return cls(_unpack(z["path_bytes"], z["path_offsets"]), cols,
+                           _unpack(z["reason_bytes"], z["reason_offsets"]),
+                           _unpack(z["detail_bytes"], z["detail_offsets"]), int(z["next_id"]))
+        return cls._from_json(path)  # version-1 caches (JSON) are read once and rewritten as npz
+
+    @classmethod
+    def _from_json(cls, path: Path) -> "_ProbeCache":
         data = json.loads(path.read_text())
-        if data.get("version") == 1:
-            return data
-    return {"version": 1, "next_id": 0, "files": {}}
+        if data.get("version") != 1:
+            return cls.empty()
+        files = data["files"]
+        paths = list(files)
+        n = len(paths)
+        cols = {"size": np.zeros(n, np.int64), "mtime_ns": np.zeros(n, np.int64), "id": np.full(n, -1, np.int64)}
+        cols.update({k: np.zeros(n, dt) for k, dt in _INFO_COLUMNS.items()})
+        reasons, details = [""] * n, [""] * n
+        for i, p in enumerate(paths):
+            e = files[p]
+            cols["size"][i], cols["mtime_ns"][i] = e.get("size", -1), e.get("mtime_ns", -1)
+            if e.get("id") is not None:
+                cols["id"][i] = e["id"]
+            if e.get("error"):
+                reasons[i], details[i] = e["error"][0], e["error"][1]
+            elif e.get("info"):
+                for k in _INFO_COLUMNS:
+                    cols[k][i] = e["info"][k]
+        return cls(paths, cols, reasons, details, int(data.get("next_id", 0)))
 
-
-def _save_cache(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        pb, po = _pack(self.paths)
+        rb, ro = _pack(self.reasons)
+        db, do = _pack(self.details)
+        with open(tmp, "wb") as f:  # a file object: np.savez must not append ".npz" to the name
+            np.savez(f, version=np.int64(_CACHE_VERSION), next_id=np.int64(self.next_id), path_bytes=pb,
+                     path_offsets=po, reason_bytes=rb, reason_offsets=ro, detail_bytes=db, detail_offsets=do,
+                     **self.cols)
+        os.replace(tmp, path)
 
 
 def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2,
@@ -264,8 +337,9 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
                 progress: bool = True) -> tuple[Manifest, IndexReport]:
     """Probe every video of `source` (see `list_videos`) and return `(Manifest, IndexReport)`.
 
-    `cache`: a JSON file keyed by path with each file's size and mtime; a re-run probes only
-    new or changed files and keeps every known file's id. New files get ids never used before
+    `cache`: a columnar .npz file (any name; a version-1 JSON cache is read and rewritten)
+    holding each file's size, mtime, id and probe result; a re-run probes only new or changed
+    files and keeps every known file's id. New files get ids never used before
     (the cache remembers the next free id), so ids are stable across re-runs. Without a cache
     ids are 0..n-1 in path order.
     Bad files (missing, zero-byte, truncated, not-a-video, no-video-stream, corrupt) are left
@@ -279,78 +353,113 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
     seen = set()
     paths = [p for p in paths if not (p in seen or seen.add(p))]
     cache_path = Path(cache) if cache is not None else None
-    state = _load_cache(cache_path) if cache_path else {"version": 1, "next_id": 0, "files": {}}
-    files = state["files"]
+    old = _ProbeCache.load(cache_path) if cache_path else _ProbeCache.empty()
 
     def full(p: str) -> str:
         return p if root is None or os.path.isabs(p) else os.path.join(str(root), p)
 
     report = IndexReport(total=len(paths), missing_audio=missing_audio)
-    results: dict[str, tuple[dict | None, tuple[str, str] | None]] = {}
-    todo = []
-    stats = {}
-    for p in paths:
+    n = len(paths)
+    size = np.full(n, -1, np.int64)
+    mtime = np.full(n, -1, np.int64)
+    missing = np.zeros(n, bool)
+    for i, p in enumerate(paths):
         try:
             st = os.stat(full(p))
         except FileNotFoundError:
-            results[p] = (None, ("missing", "no such file"))
+            missing[i] = True
             continue
-        stats[p] = (st.st_size, st.st_mtime_ns)
-        entry = files.get(p)
-        if entry is not None and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-            results[p] = (entry.get("info"), tuple(entry["error"]) if entry.get("error") else None)
-            report.cached += 1
-        else:
-            todo.append(p)
+        size[i], mtime[i] = st.st_size, st.st_mtime_ns
+    old_row = np.array([old.row_of.get(p, -1) for p in paths], dtype=np.int64)
+    known = old_row >= 0
+    src = np.where(known, old_row, 0)
+    cached = known & ~missing
+    if len(old.paths):
+        cached &= (old.cols["size"][src] == size) & (old.cols["mtime_ns"][src] == mtime)
+    else:
+        cached[:] = False
+    report.cached = int(cached.sum())
 
+    # this run's table, in path order: cached rows copied column-wise, the rest probed below
+    cols = {k: np.zeros(n, dt) for k, dt in _INFO_COLUMNS.items()}
+    ids = np.full(n, -1, np.int64)
+    if len(old.paths):
+        for k in _INFO_COLUMNS:
+            cols[k][cached] = old.cols[k][src[cached]]
+        ids[known] = old.cols["id"][src[known]]  # a changed file keeps its id
+    reasons = [old.reasons[src[i]] if cached[i] else "" for i in range(n)]
+    details = [old.details[src[i]] if cached[i] else "" for i in range(n)]
+    for i in np.flatnonzero(missing):
+        reasons[i], details[i] = "missing", "no such file"
+
+    todo = [paths[i] for i in np.flatnonzero(~cached & ~missing)]
     if todo:
+        pos = {p: i for i, p in enumerate(paths)}
         by_full = {full(p): p for p in todo}
+
+        def store(fp, info, err):
+            i = pos[by_full[fp]]
+            if err is not None:
+                reasons[i], details[i] = err
+            else:
+                for k in _INFO_COLUMNS:
+                    cols[k][i] = info[k]
+
         bar = tqdm(total=len(todo), desc="probing videos", unit="file", disable=not progress)
         if workers and workers > 1 and len(todo) > 1:
             with ProcessPoolExecutor(max_workers=int(workers)) as pool:
                 chunks = max(1, min(64, len(todo) // (4 * int(workers))))
                 for fp, info, err in pool.map(_probe_one, list(by_full), chunksize=chunks):
-                    results[by_full[fp]] = (info, err)
+                    store(fp, info, err)
                     bar.update(1)
         else:
             for fp in by_full:
-                _, info, err = _probe_one(fp)
-                results[by_full[fp]] = (info, err)
+                store(*_probe_one(fp))
                 bar.update(1)
         bar.close()
         report.probed = len(todo)
 
-    rows = []
-    for p in paths:
-        info, err = results[p]
-        entry = files.get(p)
-        if p in stats:
-            if entry is None:
-                entry = files[p] = {"id": None}
-            entry.update(size=stats[p][0], mtime_ns=stats[p][1], info=info, error=list(err) if err else None)
-        if err is not None:
-            report.bad.append(BadFile(p, err[0], err[1]))
+    keep = np.zeros(n, bool)
+    for i, p in enumerate(paths):
+        if reasons[i]:
+            report.bad.append(BadFile(p, reasons[i], details[i]))
             continue
-        if not info["has_audio"]:
+        if not cols["has_audio"][i]:
             if missing_audio == "error":
                 raise NoAudioStream(full(p), "missing_audio='error'")
             report.no_audio.append(p)
             if missing_audio == "skip":
                 report.bad.append(BadFile(p, "no-audio", "left out by missing_audio='skip'"))
                 continue
-        rows.append(dict(info, path=p))
+        keep[i] = True
 
+    next_id = old.next_id
     if cache_path:
-        for r in rows:
-            entry = files[r["path"]]
-            if entry.get("id") is None:
-                entry["id"] = state["next_id"]
-                state["next_id"] += 1
-            r["id"] = entry["id"]
-        _save_cache(cache_path, state)
+        new_ids = np.flatnonzero(keep & (ids < 0))  # first indexed now: ids never used before
+        ids[new_ids] = next_id + np.arange(len(new_ids))
+        next_id += len(new_ids)
+        manifest_ids = ids[keep]
+        # files of earlier runs not listed now stay in the cache, so their ids survive a return
+        # (and a listed file missing right now keeps its row: same id if it comes back)
+        gone = {paths[i] for i in np.flatnonzero(missing)}
+        listed = set(paths)
+        rest = [j for j, p in enumerate(old.paths) if p not in listed or p in gone]
+        stored = ~missing
+        table_cols = {"size": np.concatenate([size[stored], old.cols["size"][rest]]),
+                      "mtime_ns": np.concatenate([mtime[stored], old.cols["mtime_ns"][rest]]),
+                      "id": np.concatenate([ids[stored], old.cols["id"][rest]])}
+        for k in _INFO_COLUMNS:
+            table_cols[k] = np.concatenate([cols[k][stored], old.cols[k][rest]])
+        idx = np.flatnonzero(stored).tolist()
+        _ProbeCache([paths[i] for i in idx] + [old.paths[j] for j in rest], table_cols,
+                    [reasons[i] for i in idx] + [old.reasons[j] for j in rest],
+                    [details[i] for i in idx] + [old.details[j] for j in rest], next_id).save(cache_path)
     else:
-        for i, r in enumerate(rows):
-            r["id"] = i
-    report.indexed = len(rows)
-    manifest = Manifest.from_rows(rows, None if root is None else str(root))
+        manifest_ids = np.arange(int(keep.sum()), dtype=np.int64)
+    kept = np.flatnonzero(keep)
+    mcols = {k: cols[k][kept] for k in _INFO_COLUMNS}
+    mcols["id"] = manifest_ids
+    pbuf, poff = _pack([paths[i] for i in kept])
+    report.indexed = len(kept)
+    manifest = Manifest(mcols, pbuf, poff, None if root is None else str(root))
     return manifest, report
