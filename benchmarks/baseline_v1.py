@@ -10,7 +10,7 @@ import torchvision.transforms.v2.functional as TF
 
 from avssl.engine.distributed import all_gather_varlen, all_reduce_mean
 from avssl.losses.avid import AVIDCriterion
-from avssl.losses.nce import estimate_partition
+from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
 from avssl.memory.bank import MemoryBank, average_duplicates
 from avssl.transforms.video import VideoAugment
 
@@ -120,6 +120,35 @@ class BaselineAVIDCriterion(AVIDCriterion):
         local = estimate_partition(torch.cat([n.reshape(-1) for n in neg_logits]), self.num_items)
         z = all_reduce_mean(local.exp())
         self.log_partition.copy_(z.log().to(self.log_partition.device))
+
+    def pair_loss(self, pos_cos: torch.Tensor, neg_cos: torch.Tensor) -> torch.Tensor:
+        """Loss of one term from cosines (positives [B] or [B, P], negatives [B, K])."""
+        if self.loss_type == "nce":
+            return nce_loss(pos_cos / self.temperature, neg_cos / self.temperature,
+                            self.log_partition.to(pos_cos.device), self.num_items)
+        return info_nce_loss(pos_cos, neg_cos, self.temperature)
+
+    def _compute_terms(self, terms: dict[str, tuple[torch.Tensor, torch.Tensor]]
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """terms: name -> (pos cosines, neg cosines). Returns per-term losses and stats."""
+        self._ensure_partition([neg / self.temperature for _, neg in terms.values()])
+        losses, stats = {}, {}
+        for name, (pos, neg) in terms.items():
+            losses[name] = self.pair_loss(pos, neg)
+            stats[f"loss/{name}"] = losses[name].detach()
+            stats[f"sim/{name}_pos"] = pos.detach().mean()
+            stats[f"sim/{name}_neg"] = neg.detach().mean()
+        if self.loss_type == "nce":
+            stats["partition"] = self.log_partition.detach().exp()
+        return losses, stats
+
+    @torch.no_grad()
+    def update_banks(self, video_emb: torch.Tensor, audio_emb: torch.Tensor,
+                     indices: torch.Tensor) -> None:
+        """Momentum update of both banks (collective when distributed)."""
+        self.video_bank.update(indices, video_emb.detach())
+        self.audio_bank.update(indices, audio_emb.detach())
+
 
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
                 negatives: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -46,6 +46,28 @@ def timed(fn, reps: int, dev: torch.device) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def count_ops(cls, dev, n=1000, k=16, d=16, b=32) -> int:
+    """Top-level aten ops of one criterion step (draw, forward, backward, update): on a GPU
+    each is at least one launch plus dispatcher time, which bounds the step there."""
+    from torch.profiler import profile
+
+    c = cls(n, d, num_negatives=k).to(dev)
+    v = torch.randn(b, d, device=dev, requires_grad=True)
+    a = torch.randn(b, d, device=dev, requires_grad=True)
+    g = torch.Generator(device=dev).manual_seed(0)
+
+    def step():
+        loss, _ = c(v, a, torch.randint(0, n, (b,), device=dev, generator=g), generator=g)
+        loss.backward()
+
+    for _ in range(3):
+        step()
+    with profile() as prof:
+        step()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::")
+               and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+
+
 def objective(dev, reps, batch=32, slots=100_000, negatives=1024, dim=128) -> dict:
     out = {}
     v = torch.randn(batch, dim, device=dev, requires_grad=True)
@@ -60,6 +82,17 @@ def objective(dev, reps, batch=32, slots=100_000, negatives=1024, dim=128) -> di
             loss.backward()
 
         out[f"avid_{name}_ms"] = timed(step, reps, dev) * 1e3
+    # same negatives, same banks: both codes must give the same loss and bank
+    g = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, slots, (batch,), generator=g).to(dev)
+    negs = torch.randint(0, slots - 1, (batch, negatives), generator=g).to(dev)
+    negs = negs + (negs >= idx[:, None]).long()
+    pair = [cls(slots, dim, num_negatives=negatives).to(dev) for cls in (BaselineAVIDCriterion, AVIDCriterion)]
+    losses = [float(c(v.detach(), a.detach(), idx, negatives=negs)[0]) for c in pair]
+    out["avid_loss_abs_diff"] = abs(losses[0] - losses[1])
+    out["avid_bank_max_abs_diff"] = float((pair[0].video_bank.bank - pair[1].video_bank.bank).abs().max())
+    out["ops_per_step"] = {name: count_ops(cls, dev) for name, cls in
+                           (("baseline", BaselineAVIDCriterion), ("current", AVIDCriterion))}
     cma = CMACriterion.from_avid(crit)
     cma.set_positives(((torch.arange(slots).unsqueeze(1) + 1 + torch.arange(32)) % slots).to(dev))
     out["cma_current_ms"] = timed(lambda: step(cma), reps, dev) * 1e3

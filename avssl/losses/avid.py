@@ -22,7 +22,7 @@ from torch import nn
 
 from avssl.engine.distributed import all_reduce_mean
 from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
-from avssl.memory.bank import MemoryBank
+from avssl.memory.bank import MemoryBank, update_banks
 
 __all__ = ["AVIDCriterion", "VARIANTS", "LOSSES"]
 
@@ -145,24 +145,38 @@ class AVIDCriterion(nn.Module):
 
     def _compute_terms(self, terms: dict[str, tuple[torch.Tensor, torch.Tensor]]
                        ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """terms: name -> (pos cosines, neg cosines). Returns per-term losses and stats."""
-        self._ensure_partition([neg / self.temperature for _, neg in terms.values()])
+        """terms: name -> (pos logits, neg logits), logits = cos / T. Returns per-term
+        losses and stats (similarities reported as cosines)."""
+        if self.loss_type == "nce" and not self._partition_frozen():
+            self._ensure_partition([neg for _, neg in terms.values()])
         losses, stats = {}, {}
         for name, (pos, neg) in terms.items():
-            losses[name] = self.pair_loss(pos, neg)
+            if self.loss_type == "nce":
+                losses[name] = nce_loss(pos, neg, self.log_partition, self.num_items)
+            else:
+                losses[name] = info_nce_loss(pos, neg)
             stats[f"loss/{name}"] = losses[name].detach()
-            stats[f"sim/{name}_pos"] = pos.detach().mean()
-            stats[f"sim/{name}_neg"] = neg.detach().mean()
+            stats[f"sim/{name}_pos"] = pos.detach().mean() * self.temperature
+            stats[f"sim/{name}_neg"] = neg.detach().mean() * self.temperature
         if self.loss_type == "nce":
             stats["partition"] = self.log_partition.detach().exp()
         return losses, stats
+
+    def _gather_rows(self, *id_blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """One gather per bank for all the id blocks ([B, n_i] each, concatenated along dim 1):
+        video rows, audio rows [B, sum n_i, D] and the blocks' start columns."""
+        ids = torch.cat(id_blocks, 1)
+        starts = [0]
+        for block in id_blocks:
+            starts.append(starts[-1] + block.shape[1])
+        with torch.no_grad():
+            return self.video_bank(ids), self.audio_bank(ids), starts
 
     @torch.no_grad()
     def update_banks(self, video_emb: torch.Tensor, audio_emb: torch.Tensor,
                      indices: torch.Tensor) -> None:
         """Momentum update of both banks (collective when distributed)."""
-        self.video_bank.update(indices, video_emb.detach())
-        self.audio_bank.update(indices, audio_emb.detach())
+        update_banks([self.video_bank, self.audio_bank], indices, [video_emb.detach(), audio_emb.detach()])
 
     # ------------------------------------------------------------------ forward
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
@@ -178,16 +192,18 @@ class AVIDCriterion(nn.Module):
         """
         v, a, idx = self._prepare(video_emb, audio_emb, indices)
         neg_ids = self._draw_negatives(idx, negatives, generator)
-        with torch.no_grad():
-            v_pos, a_pos = self.video_bank(idx), self.audio_bank(idx)
-            v_neg, a_neg = self.video_bank(neg_ids), self.audio_bank(neg_ids)
+        # positive row first, then the negatives: one gather and one product per direction
+        v_rows, a_rows, _ = self._gather_rows(idx.unsqueeze(1), neg_ids)
+        vq, aq = v / self.temperature, a / self.temperature  # products are logits cos / T
         terms = {}
         if self.weights["cross"] > 0:
-            terms["v2a"] = ((v * a_pos).sum(1), bank_scores(v, a_neg))
-            terms["a2v"] = ((a * v_pos).sum(1), bank_scores(a, v_neg))
+            v2a, a2v = bank_scores(vq, a_rows), bank_scores(aq, v_rows)
+            terms["v2a"] = (v2a[:, 0], v2a[:, 1:])
+            terms["a2v"] = (a2v[:, 0], a2v[:, 1:])
         if self.weights["self"] > 0:
-            terms["v2v"] = ((v * v_pos).sum(1), bank_scores(v, v_neg))
-            terms["a2a"] = ((a * a_pos).sum(1), bank_scores(a, a_neg))
+            v2v, a2a = bank_scores(vq, v_rows), bank_scores(aq, a_rows)
+            terms["v2v"] = (v2v[:, 0], v2v[:, 1:])
+            terms["a2a"] = (a2a[:, 0], a2a[:, 1:])
         losses, stats = self._compute_terms(terms)
         total = v.new_zeros(())
         if self.weights["cross"] > 0:

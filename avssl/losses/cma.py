@@ -132,26 +132,27 @@ class CMACriterion(AVIDCriterion):
         pos_ids = self.positives[idx]  # [B, k]
         neg_ids = self._draw_negatives(idx, negatives, generator, exclude=pos_ids)
         c = self.coeffs
-        with torch.no_grad():
-            v_self, a_self = self.video_bank(idx), self.audio_bank(idx)
-            v_neg, a_neg = self.video_bank(neg_ids), self.audio_bank(neg_ids)
-            need_pos = c["wmodal_pos"] > 0 or c["xmodal_pos"] > 0
-            v_pos = self.video_bank(pos_ids) if need_pos else None
-            a_pos = self.audio_bank(pos_ids) if need_pos else None
-        within = self.num_negatives_within
+        # self, positives, negatives: one gather per bank, one product per (query, bank) pair
+        v_rows, a_rows, (_, p0, n0, _) = self._gather_rows(idx.unsqueeze(1), pos_ids, neg_ids)
+        vq, aq = v / self.temperature, a / self.temperature  # products are logits cos / T
+        within = n0 + self.num_negatives_within
         terms = {}
+        if c["xmodal_inst"] > 0 or c["xmodal_pos"] > 0:
+            v2a, a2v = bank_scores(vq, a_rows), bank_scores(aq, v_rows)
+        if c["wmodal_pos"] > 0 or c["wmodal_inst"] > 0:
+            v2v, a2a = bank_scores(vq, v_rows), bank_scores(aq, a_rows)
         if c["xmodal_inst"] > 0:
-            terms["xmodal_inst/v2a"] = ((v * a_self).sum(1), bank_scores(v, a_neg))
-            terms["xmodal_inst/a2v"] = ((a * v_self).sum(1), bank_scores(a, v_neg))
+            terms["xmodal_inst/v2a"] = (v2a[:, 0], v2a[:, n0:])
+            terms["xmodal_inst/a2v"] = (a2v[:, 0], a2v[:, n0:])
         if c["wmodal_pos"] > 0:
-            terms["wmodal_pos/v2v"] = (bank_scores(v, v_pos), bank_scores(v, v_neg[:, :within]))
-            terms["wmodal_pos/a2a"] = (bank_scores(a, a_pos), bank_scores(a, a_neg[:, :within]))
+            terms["wmodal_pos/v2v"] = (v2v[:, p0:n0], v2v[:, n0:within])
+            terms["wmodal_pos/a2a"] = (a2a[:, p0:n0], a2a[:, n0:within])
         if c["wmodal_inst"] > 0:
-            terms["wmodal_inst/v2v"] = ((v * v_self).sum(1), bank_scores(v, v_neg))
-            terms["wmodal_inst/a2a"] = ((a * a_self).sum(1), bank_scores(a, a_neg))
+            terms["wmodal_inst/v2v"] = (v2v[:, 0], v2v[:, n0:])
+            terms["wmodal_inst/a2a"] = (a2a[:, 0], a2a[:, n0:])
         if c["xmodal_pos"] > 0:
-            terms["xmodal_pos/v2a"] = (bank_scores(v, a_pos), bank_scores(v, a_neg))
-            terms["xmodal_pos/a2v"] = (bank_scores(a, v_pos), bank_scores(a, v_neg))
+            terms["xmodal_pos/v2a"] = (v2a[:, p0:n0], v2a[:, n0:])
+            terms["xmodal_pos/a2v"] = (a2v[:, p0:n0], a2v[:, n0:])
         losses, stats = self._compute_terms(terms)
         total = v.new_zeros(())
         for group, weight in c.items():

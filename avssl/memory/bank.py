@@ -15,7 +15,7 @@ from torch import nn
 
 from avssl.engine.distributed import all_gather_varlen
 
-__all__ = ["MemoryBank", "MemoryBankMismatchError", "average_duplicates"]
+__all__ = ["MemoryBank", "MemoryBankMismatchError", "average_duplicates", "update_banks"]
 
 
 class MemoryBankMismatchError(ValueError):
@@ -51,19 +51,43 @@ def _segment_means(indices: torch.Tensor, values: torch.Tensor) -> tuple[torch.T
     device sync. Same float64 prefix-sum arithmetic, hence the same means."""
     order = torch.sort(indices, stable=True).indices
     ids = indices[order]
+    start = torch.searchsorted(ids, ids)  # first row of each row's group
+    stop = torch.searchsorted(ids, ids, right=True)  # one past its last row
     vals = values[order].to(torch.float64)
-    m = ids.shape[0]
-    pos = torch.arange(m, device=ids.device)
-    new_group = torch.ones(m, dtype=torch.bool, device=ids.device)
-    new_group[1:] = ids[1:] != ids[:-1]
-    last = torch.ones(m, dtype=torch.bool, device=ids.device)
-    last[:-1] = new_group[1:]
-    start = torch.cummax(torch.where(new_group, pos, 0), 0).values
-    end = torch.cummin(torch.where(last, pos, m).flip(0), 0).values.flip(0)
     csum = torch.cat([vals.new_zeros(1, vals.shape[1]), torch.cumsum(vals, 0)], 0)
-    seg = csum[end + 1] - csum[start]
-    means = seg / (end - start + 1).unsqueeze(1).to(torch.float64)
+    means = (csum[stop] - csum[start]) / (stop - start).unsqueeze(1).to(torch.float64)
     return ids, means.to(values.dtype)
+
+
+def update_banks(banks, indices: torch.Tensor, embeddings) -> None:
+    """Momentum update of several banks over the same slot ids (e.g. the video and the audio
+    bank of one batch) with one id check, one gather across ranks and one duplicate
+    averaging for all of them. ``MemoryBank.update`` is the one-bank case."""
+    first = banks[0]
+    if any(b.num_items != first.num_items or b.bank.device != first.bank.device for b in banks):
+        raise ValueError("banks updated together must have the same slots and device")
+    for bank, emb in zip(banks, embeddings, strict=True):
+        if emb.ndim != 2 or emb.shape[1] != bank.dim:
+            raise ValueError(f"embeddings must be [B, {bank.dim}], got {tuple(emb.shape)}")
+        if emb.shape[0] != indices.shape[0]:
+            raise ValueError(f"{indices.shape[0]} indices for {emb.shape[0]} embeddings")
+    indices = first._check_indices(indices)
+    new = torch.cat([F.normalize(emb.detach().to(b.bank.device, b.bank.dtype), dim=1)
+                     for b, emb in zip(banks, embeddings)], 1)
+    all_ids = all_gather_varlen(indices)
+    all_new = all_gather_varlen(new)
+    if all_ids.numel() == 0:
+        return
+    ids, mean_new = _segment_means(all_ids, all_new)
+    col = 0
+    for bank in banks:
+        part = mean_new[:, col:col + bank.dim]
+        col += bank.dim
+        old = bank.bank.index_select(0, ids)
+        updated = F.normalize(bank.momentum * old + (1.0 - bank.momentum) * part, dim=1)
+        # rows of one id carry bit-identical values, so whichever copy lands is the same:
+        # deterministic without first reducing to unique ids (which needs a device sync)
+        bank.bank.index_copy_(0, ids, updated)
 
 
 class MemoryBank(nn.Module):
@@ -161,22 +185,7 @@ class MemoryBank(nn.Module):
         clips of one video, padded samplers) are averaged before the momentum step:
         ``slot <- normalize(m * slot + (1 - m) * mean(new rows of that id))``.
         """
-        if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
-            raise ValueError(f"embeddings must be [B, {self.dim}], got {tuple(embeddings.shape)}")
-        if embeddings.shape[0] != indices.shape[0]:
-            raise ValueError(f"{indices.shape[0]} indices for {embeddings.shape[0]} embeddings")
-        indices = self._check_indices(indices)
-        new = F.normalize(embeddings.detach().to(self.bank.device, self.bank.dtype), dim=1)
-        all_ids = all_gather_varlen(indices)
-        all_new = all_gather_varlen(new)
-        if all_ids.numel() == 0:
-            return
-        ids, mean_new = _segment_means(all_ids, all_new)
-        old = self.bank.index_select(0, ids)
-        updated = F.normalize(self.momentum * old + (1.0 - self.momentum) * mean_new, dim=1)
-        # rows of one id carry bit-identical values, so whichever copy lands is the same:
-        # deterministic without first reducing to unique ids (which needs a device sync)
-        self.bank.index_copy_(0, ids, updated)
+        update_banks([self], indices, [embeddings])
 
     # ------------------------------------------------------------------ negatives
     def sample_negatives(self, indices: torch.Tensor, k: int, generator: torch.Generator | None = None,
