@@ -93,10 +93,13 @@ def _same(a, b) -> bool:
 
 def minimal_overrides(config_name: str, base: list[str], wanted: dict[str, Any], extra: list[str] = (),
                       always: tuple[str, ...] = ()) -> list[str]:
-    """``base`` + an override for each ``wanted`` key whose composed value differs (or is named in
-    ``always``: the settings that define a run, shown even when they equal the default) + ``extra``.
+    """``base`` + the overrides that give each ``wanted`` key its value (only where the composed
+    value differs, or where the key is named in ``always``: settings that define a run, shown even
+    when they equal the default) + ``extra``.
 
-    So the printed command carries only what the job changes (a user's copy stays short)."""
+    So the printed command carries only what the job changes (a user's copy stays short). Hydra
+    merges a dict override into an existing dict, so dicts are written key by key (``+k.new=v``,
+    ``~k.gone``) to end up exactly equal to the wanted value."""
     from omegaconf import OmegaConf
 
     cfg = compose(config_name, base)
@@ -106,9 +109,23 @@ def minimal_overrides(config_name: str, base: list[str], wanted: dict[str, Any],
         now = OmegaConf.select(cfg, key, default=absent)
         if now is absent:  # not in the tool's config: Hydra's append syntax
             out.append(f"+{key}={hydra_value(value)}")
-        elif key in always or not _same(_plain(now), value):
+            continue
+        diff = _dict_diff(key, _plain(now), value)
+        if diff:
+            out.extend(diff)
+        elif key in always:
             out.append(f"{key}={hydra_value(value)}")
     return out + list(extra)
+
+
+def _dict_diff(key: str, now: Any, value: Any) -> list[str]:
+    """Overrides turning ``now`` into ``value`` at ``key`` (empty when they are equal)."""
+    if isinstance(now, dict) and isinstance(value, dict):
+        out = []
+        for k, v in value.items():
+            out += _dict_diff(f"{key}.{k}", now[k], v) if k in now else [f"+{key}.{k}={hydra_value(v)}"]
+        return out + [f"~{key}.{k}" for k in now if k not in value]
+    return [] if _same(now, value) else [f"{key}={hydra_value(value)}"]
 
 
 def command_line(tool: str, args: list[str], python: str = "python") -> str:
@@ -354,7 +371,9 @@ class MainJob:
         w = self.cfg["world"]
         inits = {"pretrained": {"init.kind": "avssl", "init.checkpoint": str(self.final_run)}}
         if c.get("random_baseline", True):
-            inits["random_init"] = {"init.kind": "scratch"}
+            model = self._run_config()["model"]  # the pretrained video encoder's architecture, random weights
+            inits["random_init"] = {"init.kind": "scratch", "model.video": model["video"],
+                                    "model.video_args": dict(model.get("video_args") or {})}
         plan = []
         for label, init in inits.items():
             wanted = {"run_dir": str(self.out / "finetune" / label), "folds": c.get("folds", 1),
