@@ -340,3 +340,23 @@ def test_overreported_frame_count_reads_the_end_on_every_backend(tmp_path):
                 assert job.get("error") == "CorruptMedia" or job.get("codes") == want, where
         else:
             assert job.get("codes") == want, f"{where}: got {job.get('codes')} / {job.get('error')}, want {want}"
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_over_many_reads(tmp_path):
+    """100 read_clip calls per backend on one file (after 10 warm-up calls) grow RSS by less than
+    16 MiB; the same loop leaking its PyAV containers grows it by far more (measured ~150 MiB),
+    so the bound does catch a leak. Figures per call: benchmarks/clip_reading.md."""
+    import importlib.util
+
+    spec_ = importlib.util.spec_from_file_location(
+        "clip_reading_memory", Path(__file__).resolve().parents[1] / "benchmarks" / "clip_reading_memory.py")
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    path = M.write_coded(tmp_path / "mem.mp4", seconds=4, fps=30, size=(144, 256), audio_rate=48000, gop=30).path
+    results = bench.measure(str(path), [*available_backends(), "leaky-pyav"], warmup=10, calls=100)
+    growth = {r["reader"]: r["growth_mb"] for r in results}
+    assert set(growth) == {*available_backends(), "leaky-pyav"}
+    assert growth["leaky-pyav"] > 64, f"the leaky baseline should break the bound: {growth}"
+    for name in available_backends():
+        assert growth[name] < 16, f"{name}: RSS grew {growth[name]:.1f} MiB over 100 reads ({growth})"
