@@ -305,7 +305,7 @@ class MainJob:
                               workers=int(w.get("workers", 2)), progress=self.progress)
         meta = json.loads((self.world_dir / "world.json").read_text())
         summary = {"num_clips": info.num_clips, "counts": meta.get("counts", {}), "reused": info.reused,
-                   "generation_seconds": info.seconds, "source_classes": info.source_classes,
+                   "generation_seconds": meta.get("seconds", info.seconds), "source_classes": info.source_classes,
                    "actions": info.actions}
         self.echo(f"   world {self.world_dir}: {info.num_clips} clips {meta.get('counts', {})}"
                   f"{' (reused)' if info.reused else ''}")
@@ -629,7 +629,7 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
                 r["chance_R@1"], "chance")
             add("held-out retrieval after AVID (1 clip/video)", "audio→video R@5", r["a2v_R@5"], _get(r0, "a2v_R@5"),
                 r["chance_R@5"], "chance")
-        add("AVID pretraining", "NCE loss first→last steps",
+        add("AVID pretraining", "training loss, first → last 5 steps of this run",
             f"{_get(s, 'trained', 'loss_first'):.3f} → {_get(s, 'trained', 'loss_last'):.3f}"
             if _finite(_get(s, "trained", "loss_first")) else None, None)
     if "cma" in records:
