@@ -4,7 +4,9 @@ PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-export OMP_NUM_THREADS ?= 2
+# one BLAS thread per process: DataLoader workers decode in their own processes, and more
+# threads than cores made CPU steps ~10x slower on a loaded 2-core machine (measured in the demo)
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: setup demo test bench clean-data
 
