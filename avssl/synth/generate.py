@@ -176,6 +176,27 @@ def load_world(out_dir: str | os.PathLike) -> WorldInfo:
     )
 
 
+
+def run_clip_jobs(make_one, jobs: list, workers: int | None, desc: str, progress: bool,
+                  worker_init=None) -> list[dict]:
+    """Run `make_one(job) -> GT row` over `jobs` (in forked worker processes when workers > 1)
+    with a progress bar; rows come back sorted by clip index. Shared by every generated world."""
+    workers = workers or os.cpu_count() or 1
+    rows: list[dict] = []
+    bar = tqdm(total=len(jobs), desc=desc, unit="clip", disable=not progress)
+    if workers <= 1:
+        for j in jobs:
+            rows.append(make_one(j))
+            bar.update()
+    else:
+        with get_context("fork").Pool(workers, initializer=worker_init) as pool:
+            for row in pool.imap_unordered(make_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
+                rows.append(row)
+                bar.update()
+    bar.close()
+    rows.sort(key=lambda r: r["index"])
+    return rows
+
 def generate_world(out_dir: str | os.PathLike, preset: str | dict | WorldPreset = "tiny", seed: int = 0,
                    workers: int | None = None, progress: bool = True) -> WorldInfo:
     """Generate (or reuse) the world for (preset, seed) under `out_dir`.
@@ -202,20 +223,7 @@ def generate_world(out_dir: str | os.PathLike, preset: str | dict | WorldPreset 
     (root / "gt").mkdir(parents=True, exist_ok=True)
     labels = world_assignments(preset.num_clips, seed, preset)
     jobs = [(i, seed, preset, labels, str(root)) for i in range(preset.num_clips)]
-    workers = workers or os.cpu_count() or 1
-    rows: list[dict] = []
-    bar = tqdm(total=len(jobs), desc=f"world[{preset.name}]", unit="clip", disable=not progress)
-    if workers <= 1:
-        for j in jobs:
-            rows.append(_make_one(j))
-            bar.update()
-    else:
-        with get_context("fork").Pool(workers, initializer=_worker_init) as pool:
-            for row in pool.imap_unordered(_make_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
-                rows.append(row)
-                bar.update()
-    bar.close()
-    rows.sort(key=lambda r: r["index"])
+    rows = run_clip_jobs(_make_one, jobs, workers, f"world[{preset.name}]", progress, _worker_init)
     gt_csv = root / "gt.csv"
     with open(gt_csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=GT_CSV_COLUMNS)

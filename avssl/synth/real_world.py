@@ -23,15 +23,14 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, fields
-from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from tqdm import tqdm
 
 from .real_catalog import (StampInstance, StampsNotFoundError, build_catalogue, held_out_instances, load_picture,
                            load_recording, stamps_dir)
+from .generate import run_clip_jobs
 from .render import _mask_boxes, background
 
 log = logging.getLogger(__name__)
@@ -458,20 +457,7 @@ def generate_real_world(out_dir, preset="real_tiny", seed: int = 0, workers: int
     labels = world_labels(A["catalogue"], preset, seed)
     (root / "gt").mkdir(parents=True, exist_ok=True)
     jobs = [(i, seed, preset, labels, str(root)) for i in range(preset.num_clips)]
-    workers = workers or os.cpu_count() or 1
-    rows: list[dict] = []
-    bar = tqdm(total=len(jobs), desc=f"real world[{preset.name}]", unit="clip", disable=not progress)
-    if workers <= 1:
-        for j in jobs:
-            rows.append(_make_one(j))
-            bar.update()
-    else:
-        with get_context("fork").Pool(workers, initializer=_worker_init) as pool:
-            for row in pool.imap_unordered(_make_one, jobs, chunksize=max(1, len(jobs) // (workers * 8))):
-                rows.append(row)
-                bar.update()
-    bar.close()
-    rows.sort(key=lambda r: r["index"])
+    rows = run_clip_jobs(_make_one, jobs, workers, f"real world[{preset.name}]", progress, _worker_init)
     with open(root / "gt.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=GT_COLUMNS)
         w.writeheader()
