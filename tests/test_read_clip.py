@@ -72,6 +72,18 @@ def test_frames_at_requested_times(files, backend, name, start):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_frames_at_every_frame_time(tmp_path, backend):
+    """Every start on the file's own frame grid (x264 defaults: B-frames, keyframes where the
+    encoder puts them). Seeks that land just before the clip once lost its first frame in the
+    pyav backend (a B-frame dropped while skipping non-reference frames): frame k-1 at k's time."""
+    media = M.write_coded(tmp_path / "grid.mp4", seconds=3.0, fps=16.0, size=(48, 80), audio_rate=None)
+    spec = ClipSpec(num_frames=4, fps=8.0, frame_size=(48, 80))
+    for k in range(0, 41):
+        clip = read_clip(media.path, k / 16, spec, backend=backend, audio=False)
+        check_frames(clip, media)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ["rot90", "rot270"])
 def test_rotation_metadata_is_applied(files, backend, name):
     media = files[name]  # displayed 96x160 (landscape), stored 160x96 turned

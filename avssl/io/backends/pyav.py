@@ -85,6 +85,14 @@ def _read_video(container, times: np.ndarray, frame_size, origin: float) -> np.n
     return result
 
 
+def _frames(container, vs):
+    """Decoded frames of `vs`, each packet yielded just before it is decoded (packets with data only)."""
+    for packet in container.demux(vs):
+        if packet.size:
+            yield packet
+        yield from packet.decode()  # the final empty packet flushes the decoder
+
+
 class _NoFrameAfterSeek(Exception):
     """Decoding forward from a seek gave no frame at all."""
 
@@ -105,16 +113,22 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool):
         return cache_img
 
     # Between the keyframe and the clip only reference frames are needed to reach it: skipping
-    # non-reference (B) frames there saves their decoding; full decoding resumes SKIP_MARGIN
-    # seconds before the first needed time, well beyond the decoder's reordering delay.
+    # non-reference (B) frames there saves their decoding. Full decoding resumes at the first
+    # *packet* stamped SKIP_MARGIN s before the first needed time, decided before that packet is
+    # sent: deciding on decoded frames instead came too late when the seek landed within the
+    # margin (the decoder holds several packets before its first frame comes out, and a B-frame
+    # of the clip among them was dropped: frame k-1 shown at k's time).
     cc = vs.codec_context
-    skipping = check_first and times[order[0]] - SKIP_MARGIN > 0
+    first_needed = times[order[0]]
+    skipping = check_first and first_needed - SKIP_MARGIN > 0
     if skipping:
         cc.skip_frame = "NONREF"
-    for frame in container.decode(vs):
-        if skipping and frame.pts is not None and float(frame.pts * vs.time_base) - origin >= times[order[0]] - SKIP_MARGIN:
-            cc.skip_frame = "DEFAULT"
-            skipping = False
+    for frame in _frames(container, vs):
+        if isinstance(frame, av.Packet):  # a packet about to be decoded: is full decoding due?
+            if skipping and (frame.pts is None or float(frame.pts * vs.time_base) - origin >= first_needed - SKIP_MARGIN):
+                cc.skip_frame = "DEFAULT"
+                skipping = False
+            continue
         if frame.pts is not None:
             ft = float(frame.pts * vs.time_base) - origin
         else:  # no timestamp (rare, some AVI): assume a constant rate after the previous frame
