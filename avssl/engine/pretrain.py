@@ -152,6 +152,22 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
         eval_manifest, _ = build_index(eval_src, **{k: v for k, v in index_kw.items() if k != "cache"})
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
                                  missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"])
+    decoded = data_cfg.get("decoded_cache")  # null | "memory" | a folder: decode every video once into RAM
+    if decoded:
+        from avssl.data.decoded import DecodedClipDataset
+
+        cache_dir = None if decoded == "memory" else decoded
+        dkw = {"workers": data_cfg.get("index_workers", 1), "progress": index_kw["progress"]}
+        if cache_dir is not None and du.is_dist():  # rank 0 decodes and writes; the others load its file
+            if dist_info.rank == 0:
+                train_set = DecodedClipDataset(train_set, cache_dir, **dkw)
+            dist.barrier()
+            if dist_info.rank != 0:
+                train_set = DecodedClipDataset(train_set, cache_dir, **dkw)
+        else:
+            train_set = DecodedClipDataset(train_set, cache_dir, **dkw)
+        if eval_set is not None:
+            eval_set = DecodedClipDataset(eval_set, cache_dir, **dkw)
     # memory-bank slot = manifest id; ids need not be contiguous (a cache keeps ids of removed files)
     num_slots = int(train_manifest.id.max()) + 1
     return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots,
@@ -206,7 +222,7 @@ def build_criterion(cfg: dict, num_items: int, fingerprint: str) -> torch.nn.Mod
     common = dict(
         num_items=num_items, dim=lcfg["dim"], num_negatives=min(lcfg["num_negatives"], num_items - 1),
         temperature=lcfg["temperature"], momentum=lcfg["momentum"], loss=lcfg["loss"],
-        index_fingerprint=fingerprint,
+        index_fingerprint=fingerprint, in_batch=bool(lcfg.get("in_batch", False)),
     )
     if cfg["stage"] == "avid":
         return AVIDCriterion(variant=lcfg.get("variant", "cross"), **common)

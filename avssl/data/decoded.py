@@ -1,0 +1,188 @@
+"""`DecodedClipDataset`: the items of `AVClipDataset`, served from videos decoded once into RAM.
+
+On a small collection (the embedded world, a low-resolution UCF101 copy) decoding is most of a
+CPU training step; decoding each video once and slicing clips out of memory removes it. Every
+video is decoded whole on the clip grid (frame k shown at k / fps, the same rule as `read_clip`)
+together with its audio from `margin` s before the first frame to `margin` s after the last, so
+any clip start, A/V offset and audio window of the wrapped dataset can be cut out without
+decoding again. Clip starts are rounded to the frame grid (at most half a frame, 31 ms at
+16 fps, from where `AVClipDataset` would start); apart from that an item equals `read_clip`'s.
+
+Storage is columnar (one uint8 frame tensor, one float32 audio tensor, an offset per video), so
+DataLoader workers forked from the process share it without copying, and it can be saved to one
+file keyed on the index fingerprint and the clip spec (`cache_dir`), which later runs on the same
+index (the CMA stage, a resumed run) load in a second instead of decoding again.
+A video that fails to decode is logged and its items yield None, like `AVClipDataset`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from avssl.data.dataset import AVClipDataset
+from avssl.io.errors import MediaError
+from avssl.io.read import read_clip
+from avssl.io.types import ClipSpec
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DecodedClipDataset"]
+
+_CACHE_VERSION = 1
+
+
+class _WholeVideos(Dataset):
+    """Item r: (frames uint8 [N,H,W,3], audio float32 [C,S]) of the r-th row, or None if it fails."""
+
+    def __init__(self, base: AVClipDataset, margin: float):
+        self.base, self.margin = base, margin
+
+    def __len__(self) -> int:
+        return len(self.base.rows)
+
+    def __getitem__(self, r: int):
+        base, spec = self.base, self.base.spec
+        row = int(base.rows[r])
+        duration = float(base.manifest.duration[row])
+        n = max(spec.num_frames, int(math.ceil(duration * spec.fps - 1e-6)))
+        span = n / spec.fps
+        whole = ClipSpec(num_frames=n, fps=spec.fps, frame_size=spec.frame_size, audio_rate=spec.audio_rate,
+                         audio_channels=spec.audio_channels, audio_duration=span + 2 * self.margin)
+        has_audio = bool(base.manifest.has_audio[row])
+        try:
+            clip = read_clip(base._path(row), 0.0, whole, backend=base.backend, audio=has_audio)
+        except MediaError as e:
+            log.warning("DecodedClipDataset: video id %d left out (%s)", int(base.manifest.id[row]), e)
+            return None
+        audio = clip.audio if clip.audio is not None else torch.zeros(spec.audio_channels, whole.audio_samples)
+        return clip.video, audio
+
+
+def _spec_key(base: AVClipDataset, margin: float, fingerprint: str) -> str:
+    d = {"spec": asdict(base.spec), "margin": margin, "fingerprint": fingerprint, "rows": len(base.rows),
+         "backend": base.backend, "version": _CACHE_VERSION}
+    return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class DecodedClipDataset(Dataset):
+    """Wraps an `AVClipDataset`: same length, items, sample plans (starts rounded to the frame grid).
+
+    Args:
+        base: the dataset whose videos are decoded (its manifest, spec, mode, jitter, labels).
+        cache_dir: folder for the decoded file (``decoded_<key>.pt``); None keeps it in RAM only.
+        workers: decoding processes (DataLoader workers) while building.
+        progress: a tqdm bar while decoding.
+    """
+
+    def __init__(self, base: AVClipDataset, cache_dir: str | os.PathLike | None = None, workers: int = 0,
+                 progress: bool = True):
+        self.base = base
+        spec = base.spec
+        # audio reaches half its window + the largest A/V offset outside the video clip
+        self.margin = spec.audio_duration / 2.0 + base.av_jitter + spec.video_duration
+        key = _spec_key(base, self.margin, base.manifest.fingerprint())
+        path = Path(cache_dir) / f"decoded_{key}.pt" if cache_dir is not None else None
+        if path is not None and path.exists():
+            store = torch.load(path, weights_only=True)
+            log.info("DecodedClipDataset: loaded %s", path)
+        else:
+            store = self._decode(workers, progress)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                torch.save(store, tmp)
+                os.replace(tmp, path)  # atomic: a killed run never leaves half a cache
+        self.frames, self.frame_offsets = store["frames"], store["frame_offsets"]
+        self.audio, self.audio_offsets = store["audio"], store["audio_offsets"]
+        self.ok = store["ok"]
+        self.cache_path = path
+
+    def _decode(self, workers: int, progress: bool) -> dict:
+        whole = _WholeVideos(self.base, self.margin)
+        loader = DataLoader(whole, batch_size=None, num_workers=workers, collate_fn=lambda x: x)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(whole), desc="decoding videos into RAM", unit="video", dynamic_ncols=True)
+        frames, audio, ok = [], [], []
+        spec = self.base.spec
+        for item in loader:
+            if item is None:  # keep the row (ids line up), with no frames; its items yield None
+                frames.append(torch.zeros(0, 1, 1, 3, dtype=torch.uint8))
+                audio.append(torch.zeros(spec.audio_channels, 0))
+                ok.append(False)
+            else:
+                frames.append(item[0])
+                audio.append(item[1])
+                ok.append(True)
+            if bar:
+                bar.update(1)
+        if bar:
+            bar.close()
+        shapes = {tuple(f.shape[1:]) for f, good in zip(frames, ok) if good}
+        if len(shapes) > 1:
+            raise ValueError(f"DecodedClipDataset needs one frame size for all videos (set spec.frame_size to "
+                             f"(H, W)); decoded sizes: {sorted(shapes)}")
+        hw = shapes.pop() if shapes else (1, 1, 3)
+        frames = [f if good else torch.zeros(0, *hw, dtype=torch.uint8) for f, good in zip(frames, ok)]
+        counts = torch.tensor([0] + [f.shape[0] for f in frames]).cumsum(0)
+        acounts = torch.tensor([0] + [a.shape[1] for a in audio]).cumsum(0)
+        return {"frames": torch.cat(frames), "frame_offsets": counts, "audio": torch.cat(audio, dim=1),
+                "audio_offsets": acounts, "ok": torch.tensor(ok)}
+
+    # ---------------------------------------------------------------- Dataset protocol
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    @property
+    def manifest(self):
+        return self.base.manifest
+
+    @property
+    def spec(self) -> ClipSpec:
+        return self.base.spec
+
+    def sample_plan(self, idx: int) -> tuple[int, int, float, float]:
+        """The base plan with the start rounded to the frame grid."""
+        row, clip_index, start, offset = self.base.sample_plan(idx)
+        k0 = int(round(start * self.base.spec.fps))
+        return row, clip_index, k0 / self.base.spec.fps, offset
+
+    def __getitem__(self, idx: int):
+        row, clip_index, start, offset = self.sample_plan(idx)
+        r = idx // self.base.clips_per_video  # position in base.rows (= order of the decoded store)
+        if not bool(self.ok[r]):
+            return None
+        spec = self.base.spec
+        k0 = int(round(start * spec.fps))
+        f0, f1 = int(self.frame_offsets[r]), int(self.frame_offsets[r + 1])
+        # times after the last frame show the last frame (read_clip's padding rule)
+        ks = (k0 + torch.arange(spec.num_frames)).clamp_(0, f1 - f0 - 1)
+        video = self.frames[f0 + ks]
+        a0, a1 = int(self.audio_offsets[r]), int(self.audio_offsets[r + 1])
+        centre = start + spec.video_duration / 2.0 + offset
+        first = int(round((centre - spec.audio_duration / 2.0 + self.margin) * spec.audio_rate))
+        n = spec.audio_samples
+        lo, hi = max(first, 0), min(first + n, a1 - a0)
+        audio = torch.zeros(spec.audio_channels, n)
+        if hi > lo:
+            audio[:, lo - first : hi - first] = self.audio[:, a0 + lo : a0 + hi]
+        item = {"video": video, "audio": audio, "index": int(self.base.manifest.id[row]), "clip_index": clip_index,
+                "start": float(start), "av_offset": offset}
+        if self.base.labels is not None:
+            item["label"] = int(self.base.labels[row])
+        return item
