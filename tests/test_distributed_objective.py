@@ -31,7 +31,12 @@ def _rank_job(rank, world):
     loss2, _ = crit(a[share], v[share], idx[share], negatives=negs[share])
     gathered = all_gather_varlen(torch.arange(rank + 1) + 10 * rank)  # varying sizes
     pos = find_positives(crit.video_bank, crit.audio_bank, k=5, mode="consensus", chunk_size=7)
-    return {"loss": float(loss), "loss2": float(loss2), "z": crit.partition,
+    # in-batch cross terms: every rank's rows gathered (with gradient) as negatives
+    vg, ag = v[share].clone().requires_grad_(), a[share].clone().requires_grad_()
+    live = AVIDCriterion(N, D, num_negatives=K, loss="infonce", in_batch=True)
+    loss_live, _ = live(vg, ag, idx[share], negatives=negs[share])
+    loss_live.backward()
+    return {"loss_live": float(loss_live), "grad_live": torch.cat([vg.grad, ag.grad], 1),"loss": float(loss), "loss2": float(loss2), "z": crit.partition,
             "vbank": crit.video_bank.bank.clone(), "abank": crit.audio_bank.bank.clone(),
             "gathered": gathered, "pos": pos}
 
@@ -53,6 +58,15 @@ def test_two_ranks_match_one_process():
     # global loss = mean of the rank losses (equal batch shares)
     assert abs((r0["loss"] + r1["loss"]) / 2 - float(loss)) < 1e-4
     assert abs((r0["loss2"] + r1["loss2"]) / 2 - float(loss2)) < 1e-4
+    # in-batch terms: mean of rank losses == whole-batch loss; the summed gradients of the ranks'
+    # losses (what DDP averages, times world size) == the whole-batch gradient of each row
+    vg, ag = v.clone().requires_grad_(), a.clone().requires_grad_()
+    live = AVIDCriterion(N, D, num_negatives=K, loss="infonce", in_batch=True)
+    loss_live, _ = live(vg, ag, idx, negatives=negs)
+    loss_live.backward()
+    assert abs((r0["loss_live"] + r1["loss_live"]) / 2 - float(loss_live)) < 1e-5
+    whole = torch.cat([vg.grad, ag.grad], 1)
+    assert torch.allclose(torch.cat([r0["grad_live"], r1["grad_live"]]) / 2, whole, atol=1e-6)
     # variable-size gather, rank order
     assert r0["gathered"].tolist() == [0, 10, 11] == r1["gathered"].tolist()
     # distributed CMA search == one-shot search on the same banks

@@ -162,3 +162,37 @@ def test_bad_config_raises():
         AVIDCriterion(10, variant="both")
     with pytest.raises(ValueError):
         AVIDCriterion(10, num_negatives=10)
+
+
+def test_in_batch_cross_terms_equal_explicit_formula_and_mask_same_video():
+    """in_batch=True: live positive v_i.a_i, the batch's rows of other videos as negatives, rows of
+    the same video id (two clips of video 8 below) never a negative; the banks are still updated."""
+    crit = AVIDCriterion(200, dim=16, num_negatives=32, loss="infonce", temperature=0.1, in_batch=True)
+    abank0, vbank0 = crit.audio_bank.bank.clone(), crit.video_bank.bank.clone()
+    v, a = _batch()
+    idx = torch.tensor([3, 8, 100, 8, 7, 199])
+    negs = crit.video_bank.sample_negatives(idx, 32, generator=torch.Generator().manual_seed(1))
+    loss, stats = crit(v, a, idx, negatives=negs)
+    loss.backward()
+    assert v.grad.norm() > 0 and a.grad.norm() > 0
+    vn, an = F.normalize(v.detach(), dim=1), F.normalize(a.detach(), dim=1)
+    t, expected = 0.1, []
+    for q, keys in ((vn, an), (an, vn)):
+        per = []
+        for i in range(len(idx)):
+            others = [keys[j] for j in range(len(idx)) if idx[j] != idx[i]]
+            logits = torch.cat([(q[i] @ keys[i])[None], torch.stack(others) @ q[i]]) / t
+            per.append(torch.logsumexp(logits, 0) - logits[0])
+        expected.append(torch.stack(per).mean())
+    assert torch.allclose(loss.detach(), (expected[0] + expected[1]) / 2, atol=1e-5)
+    assert math.isfinite(float(stats["sim/v2a_neg"]))
+    rows = torch.tensor([0, 2])  # ids 3 and 100 appear once: the plain momentum update
+    assert torch.allclose(crit.video_bank.bank[idx[rows]], F.normalize(0.5 * vbank0[idx[rows]] + 0.5 * vn[rows], dim=1),
+                          atol=1e-6)
+    assert not torch.equal(crit.audio_bank.bank, abank0) and not torch.equal(crit.video_bank.bank, vbank0)
+    # the same batch without in_batch scores against the (random) bank row instead
+    ref = AVIDCriterion(200, dim=16, num_negatives=32, loss="infonce", temperature=0.1)
+    loss_ref, _ = ref(v.detach(), a.detach(), idx, negatives=negs)
+    assert abs(float(loss_ref.detach()) - float(loss.detach())) > 1e-3
+    with pytest.raises(ValueError, match="infonce"):
+        AVIDCriterion(200, dim=16, num_negatives=32, loss="nce", in_batch=True)

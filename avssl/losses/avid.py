@@ -9,6 +9,20 @@ Each pair of terms is averaged ((v2a + a2v) / 2). One set of negative ids per ro
 drawn uniformly over all slots except the row's own id and shared by all terms, as in
 the reference. The banks are updated after the loss is computed, with detached
 embeddings, so no gradient flows through the bank.
+
+``in_batch=True`` (InfoNCE only) makes the cross-modal terms in-batch: the positive of
+q_video(i) is the *current* audio embedding a(i) of the same clip (gradient into both
+encoders), not the bank row A[i] written one epoch ago, and the negatives are the other clips
+of the batch (every rank's, gathered with gradient):
+
+    v2a_i = -log exp(v_i.a_i/T) / sum_{j: j = i or id_j != id_i} exp(v_i.a_j/T)
+
+(a2v symmetric). The banks are still updated every step and still serve the self-modal
+terms, CMA's within-modal terms and its positive-set discovery. Why: a bank slot is
+rewritten once per epoch, so on a small collection (the embedded world: 342 slots, 10 steps
+an epoch) bank positives are stale, at first random, targets, and bank negatives next to live
+positives let every embedding drift away from the stale rows together (measured: cosines of
+positives and negatives both -> 0.98 within 50 steps); benchmarks/pretrain_learning.md.
 """
 
 from __future__ import annotations
@@ -20,11 +34,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from avssl.engine import distributed as du
 from avssl.engine.distributed import all_reduce_mean
 from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
 from avssl.memory.bank import MemoryBank, update_banks
 
 __all__ = ["AVIDCriterion", "VARIANTS", "LOSSES"]
+
+
+def _gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` concatenated along dim 0 (rank order); gradients flow back to each
+    rank's own rows (torch.distributed.nn). Single process: ``x`` itself. Equal sizes per rank
+    (the trainer's sampler drops the last incomplete batch)."""
+    if not du.is_dist():
+        return x
+    if not x.is_floating_point():
+        parts = [torch.empty_like(x) for _ in range(du.world_size())]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()))
 
 VARIANTS = ("cross", "self", "joint")
 LOSSES = ("nce", "infonce")
@@ -58,12 +88,16 @@ class AVIDCriterion(nn.Module):
     def __init__(self, num_items: int, dim: int = 128, num_negatives: int = 1024,
                  temperature: float = 0.07, momentum: float = 0.5, variant: str = "cross",
                  loss: str = "nce", index_fingerprint: str | None = None,
-                 joint_weights: tuple[float, float] = (0.5, 0.5)) -> None:
+                 joint_weights: tuple[float, float] = (0.5, 0.5), in_batch: bool = False) -> None:
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if in_batch and loss != "infonce":
+            # NCE's noise model is K uniform bank draws with a frozen Z; batch rows are neither
+            raise ValueError("in_batch=True needs loss='infonce'")
+        self.in_batch = bool(in_batch)
         if num_negatives < 1 or num_negatives > num_items - 1:
             raise ValueError(f"num_negatives must be in [1, {num_items - 1}], got {num_negatives}")
         if temperature <= 0:
@@ -157,7 +191,8 @@ class AVIDCriterion(nn.Module):
                 losses[name] = info_nce_loss(pos, neg)
             stats[f"loss/{name}"] = losses[name].detach()
             stats[f"sim/{name}_pos"] = pos.detach().mean() * self.temperature
-            stats[f"sim/{name}_neg"] = neg.detach().mean() * self.temperature
+            # masked in-batch entries are -inf: left out of the mean (nanmean: no host sync)
+            stats[f"sim/{name}_neg"] = torch.where(torch.isfinite(neg), neg, torch.nan).detach().nanmean() * self.temperature
         if self.loss_type == "nce":
             stats["partition"] = self.log_partition.detach().exp()
         return losses, stats
@@ -178,6 +213,23 @@ class AVIDCriterion(nn.Module):
         """Momentum update of both banks (collective when distributed)."""
         update_banks([self.video_bank, self.audio_bank], indices, [video_emb.detach(), audio_emb.detach()])
 
+    @staticmethod
+    def in_batch_cross_terms(vq: torch.Tensor, a: torch.Tensor, idx: torch.Tensor
+                             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """v2a / a2v (positive logits [B], negative logits [B, B_all]) of the in-batch variant:
+        live positives, the whole batch (every rank's rows, gathered with gradient) as negatives;
+        rows of the same video id (several clips of one video, padded samplers) are masked out
+        (-inf), never negatives. ``vq`` is v / T, so products are logits."""
+        a_all, idx_all = _gather_with_grad(a), _gather_with_grad(idx)
+        offset = du.rank() * a.shape[0] if du.is_dist() else 0  # this rank's rows in the gathered batch
+        own = torch.arange(a.shape[0], device=a.device) + offset
+        same = idx[:, None] == idx_all[None, :]
+        v2a = vq @ a_all.t()  # [B, B_all]: v_i . a_j / T
+        a2v = a @ _gather_with_grad(vq).t()  # a_i . v_j / T
+        pos = v2a.gather(1, own[:, None])[:, 0]
+        return {"v2a": (pos, v2a.masked_fill(same, float("-inf"))),
+                "a2v": (pos, a2v.masked_fill(same, float("-inf")))}
+
     # ------------------------------------------------------------------ forward
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
                 negatives: torch.Tensor | None = None, generator: torch.Generator | None = None,
@@ -196,7 +248,9 @@ class AVIDCriterion(nn.Module):
         v_rows, a_rows, _ = self._gather_rows(idx.unsqueeze(1), neg_ids)
         vq, aq = v / self.temperature, a / self.temperature  # products are logits cos / T
         terms = {}
-        if self.weights["cross"] > 0:
+        if self.weights["cross"] > 0 and self.in_batch:
+            terms.update(self.in_batch_cross_terms(vq, a, idx))
+        elif self.weights["cross"] > 0:
             v2a, a2v = bank_scores(vq, a_rows), bank_scores(aq, v_rows)
             terms["v2a"] = (v2a[:, 0], v2a[:, 1:])
             terms["a2v"] = (a2v[:, 0], a2v[:, 1:])

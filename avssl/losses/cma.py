@@ -43,9 +43,10 @@ class CMACriterion(AVIDCriterion):
                  num_negatives_within: int = 64, temperature: float = 0.07, momentum: float = 0.5,
                  loss: str = "nce", index_fingerprint: str | None = None,
                  xmodal_inst: float = 0.5, wmodal_pos: float = 0.5, wmodal_inst: float = 0.0,
-                 xmodal_pos: float = 0.0, num_positives: int = 32, mode: str = "consensus") -> None:
+                 xmodal_pos: float = 0.0, num_positives: int = 32, mode: str = "consensus",
+                 in_batch: bool = False) -> None:
         super().__init__(num_items, dim, num_negatives, temperature, momentum, variant="cross",
-                         loss=loss, index_fingerprint=index_fingerprint)
+                         loss=loss, index_fingerprint=index_fingerprint, in_batch=in_batch)
         if not 1 <= num_negatives_within <= num_negatives:
             raise ValueError(f"num_negatives_within must be in [1, {num_negatives}], "
                              f"got {num_negatives_within}")
@@ -68,7 +69,7 @@ class CMACriterion(AVIDCriterion):
         (same num_items, dim, temperature, momentum, fingerprint unless overridden)."""
         kw = dict(num_items=avid.num_items, dim=avid.dim, num_negatives=avid.num_negatives,
                   temperature=avid.temperature, momentum=avid.video_bank.momentum,
-                  loss=avid.loss_type, index_fingerprint=avid.index_fingerprint)
+                  loss=avid.loss_type, index_fingerprint=avid.index_fingerprint, in_batch=avid.in_batch)
         kw.update(kwargs)
         cma = cls(**kw).to(avid.video_bank.bank.device)
         cma.load_avid_state(avid.state_dict())
@@ -137,11 +138,14 @@ class CMACriterion(AVIDCriterion):
         vq, aq = v / self.temperature, a / self.temperature  # products are logits cos / T
         within = n0 + self.num_negatives_within
         terms = {}
-        if c["xmodal_inst"] > 0 or c["xmodal_pos"] > 0:
+        if (c["xmodal_inst"] > 0 and not self.in_batch) or c["xmodal_pos"] > 0:
             v2a, a2v = bank_scores(vq, a_rows), bank_scores(aq, v_rows)
         if c["wmodal_pos"] > 0 or c["wmodal_inst"] > 0:
             v2v, a2a = bank_scores(vq, v_rows), bank_scores(aq, a_rows)
-        if c["xmodal_inst"] > 0:
+        if c["xmodal_inst"] > 0 and self.in_batch:  # live positives + batch negatives (see AVIDCriterion)
+            live = self.in_batch_cross_terms(vq, a, idx)
+            terms["xmodal_inst/v2a"], terms["xmodal_inst/a2v"] = live["v2a"], live["a2v"]
+        elif c["xmodal_inst"] > 0:
             terms["xmodal_inst/v2a"] = (v2a[:, 0], v2a[:, n0:])
             terms["xmodal_inst/a2v"] = (a2v[:, 0], a2v[:, n0:])
         if c["wmodal_pos"] > 0:
