@@ -38,17 +38,20 @@ def build_audio_encoder(name: str, **kw: Any) -> nn.Module:
 
 def build_av_model(cfg: Mapping | str | None = None, *, video: str | None = None, audio: str | None = None,
                    proj_dim: int | Sequence[int] = (512, 512, 128), video_args: Mapping | None = None,
-                   audio_args: Mapping | None = None, **extra: Any) -> AVModel:
+                   audio_args: Mapping | None = None, head_norm: bool = False, **extra: Any) -> AVModel:
     """An `AVModel` from names: ``build_av_model(video="tiny", audio="tiny", proj_dim=[32, 32, 16])``,
     a config mapping with those keys (``configs/model/*.yaml``), or a preset name (``"avid"``,
     ``"tiny"``, ``"r2plus1d_18"``, ``"r3d_18"``: the video encoder with the AVID audio net).
-    ``proj_dim`` lists the head's Linear output sizes (reference ``[512, 512, 128]``)."""
+    ``proj_dim`` lists the head's Linear output sizes (reference ``[512, 512, 128]``); ``head_norm``
+    adds a BatchNorm before each hidden ReLU of both heads (see `ProjectionHead`)."""
     if isinstance(cfg, str):
         cfg = PRESETS.get(cfg) or _unknown_preset(cfg)
     if cfg is not None:
         merged = {k: v for k, v in dict(cfg).items() if k not in ("name", "_target_")}
         merged.update({k: v for k, v in dict(video=video, audio=audio, video_args=video_args,
                                              audio_args=audio_args).items() if v is not None})
+        if head_norm:
+            merged["head_norm"] = True
         return build_av_model(**merged, **extra)
     if extra:
         raise TypeError(f"build_av_model got unexpected options {sorted(extra)}")
@@ -57,7 +60,7 @@ def build_av_model(cfg: Mapping | str | None = None, *, video: str | None = None
     v = build_video_encoder(video, **dict(video_args or {}))
     a = build_audio_encoder(audio, **dict(audio_args or {}))
     dims = [int(proj_dim)] if isinstance(proj_dim, int) else list(proj_dim)
-    return AVModel(v, a, ProjectionHead(v.out_dim, dims), ProjectionHead(a.out_dim, dims))
+    return AVModel(v, a, ProjectionHead(v.out_dim, dims, norm=head_norm), ProjectionHead(a.out_dim, dims, norm=head_norm))
 
 
 PRESETS: dict[str, dict] = {
