@@ -43,7 +43,11 @@ PRESETS: dict[str, WorldPreset] = {
     # tests: ~24 clips in a few seconds
     "tiny": WorldPreset("tiny", num_clips=24, width=64, height=64, fps=16.0, duration=2.0, audio_rate=24000),
     # the README's main job: < 1 min on 2 cores, small CPU models learn in minutes
-    "default": WorldPreset("default", num_clips=480, width=112, height=112, fps=16.0, duration=3.0, audio_rate=24000),
+    # (objects large enough to tell apart at 64 px and to cover a real share of the frame, at most one
+    # silent distractor: benchmarks/pretrain_learning.md measured the smaller, busier v1 world unlearnable
+    # in a CPU budget)
+    "default": WorldPreset("default", num_clips=480, width=112, height=112, fps=16.0, duration=3.0, audio_rate=24000,
+                           max_distractors=1, radius=(0.15, 0.23)),
     # GPU machine: 10^5 clips (~3.5 h on 2 cores, minutes on a many-core box)
     "large": WorldPreset("large", num_clips=100_000, width=128, height=128, fps=16.0, duration=4.0, audio_rate=24000),
 }

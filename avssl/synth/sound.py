@@ -1,9 +1,9 @@
 """Sound of a clip, driven by the sounding object's motion.
 
 Each visual event (bounce, wall hit, top of circle, pulse start, shake burst) triggers
-one note of the class timbre at that exact time; the note's pitch follows the
-object's height on screen (higher = up to +/- half an octave) and its loudness the
-object's size. A quiet sustained layer follows the object's speed/scale continuously.
+one note of the class timbre at that exact time; the note's base pitch is set by the
+object's size (bigger = lower, `world.make_plan`), moves with its height on screen
+(+/- 0.15 octave) and its loudness follows the size too. A quiet sustained layer follows the object's speed/scale continuously.
 Background noise is added at the clip's SNR; silent clips hold only that noise.
 """
 
@@ -48,9 +48,14 @@ def _tone(timbre: str, f0: np.ndarray, rate: int, rng: np.random.Generator) -> n
     raise ValueError(f"unknown timbre {timbre!r}")
 
 
+HEIGHT_OCTAVES = 0.3  # pitch span (octaves) from the bottom of the frame to the top
+
+
 def pitch_of_height(y: np.ndarray, height: int) -> np.ndarray:
-    """Pitch multiplier from vertical position: top of frame 2^0.5, bottom 2^-0.5."""
-    return 2.0 ** (0.5 - np.clip(y / max(height - 1, 1), 0.0, 1.0))
+    """Pitch multiplier from vertical position: top of frame 2^0.15, bottom 2^-0.15. Kept smaller
+    than a class's pitch range, so that the object's size (which sets the base pitch, see
+    `world.make_plan`) stays audible under the movement."""
+    return 2.0 ** (HEIGHT_OCTAVES * (0.5 - np.clip(y / max(height - 1, 1), 0.0, 1.0)))
 
 
 def synth_audio(plan: ClipPlan) -> tuple[np.ndarray, list[dict]]:

@@ -257,6 +257,12 @@ def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> C
     distractors = [obj(c, int(rng.integers(0, len(ACTIONS))), False) for c in dis_classes]
     objects = distractors + ([] if offscreen else [main])
     lo, hi = SOURCE_CLASSES[src].pitch
+    # bigger objects sound lower (as drums, bells and pipes do): the base pitch falls across the
+    # class range as the sounding object's radius grows, with a little jitter, so that one look at
+    # the picture says something about this clip's sound beyond its class (an instance-level cue)
+    r_lo, r_hi = preset.radius
+    size = (main.motion.radius / side - r_lo) / max(r_hi - r_lo, 1e-9)
+    pitch_pos = float(np.clip(1.0 - size + rng.normal(0.0, 0.08), 0.0, 1.0))
     return ClipPlan(
         index=index,
         clip_id=f"clip_{index:06d}",
@@ -270,7 +276,7 @@ def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> C
         container=".webm" if labels["webm"][index] else ".mp4",
         objects=objects,
         sound_object=None if silent else main,
-        pitch_factor=float(rng.uniform(lo, hi)),
+        pitch_factor=float(lo * (hi / lo) ** pitch_pos),
         loudness=float(rng.uniform(0.45, 0.9)),
         snr_db=float(rng.uniform(*preset.snr_db)),
         width=preset.width,
