@@ -148,13 +148,11 @@ class DecodedClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    @property
-    def manifest(self):
-        return self.base.manifest
-
-    @property
-    def spec(self) -> ClipSpec:
-        return self.base.spec
+    def __getattr__(self, name: str):
+        # everything else (manifest, spec, labels, clips_per_video, mode, ...) is the wrapped dataset's
+        if name in ("base", "__setstate__", "__getstate__") or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
 
     def sample_plan(self, idx: int) -> tuple[int, int, float, float]:
         """The base plan with the start rounded to the frame grid."""

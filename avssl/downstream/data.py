@@ -179,10 +179,13 @@ def subsample_labels(train: VideoSplit, fraction: float, seed: int = 0) -> Video
 
 
 def make_dataset(split: VideoSplit, spec, mode: str, clips_per_video: int, seed: int = 0,
-                 backend: str | None = None, workers: int = 1, progress: bool = False):
+                 backend: str | None = None, workers: int = 1, progress: bool = False,
+                 decoded_cache: str | None = None):
     """Index the split's files and wrap them in an `AVClipDataset` carrying the labels.
 
     Unreadable files are left out by the indexer and listed in `dataset.index_report`.
+    `decoded_cache`: "memory" or a folder: serve the clips from videos decoded once
+    (`avssl.data.decoded.DecodedClipDataset`; starts on the frame grid), None: decode every clip.
     """
     from avssl.data.dataset import AVClipDataset
     from avssl.data.index import build_index
@@ -196,6 +199,11 @@ def make_dataset(split: VideoSplit, spec, mode: str, clips_per_video: int, seed:
     labels = np.array([label_of[manifest.path(i)] for i in range(len(manifest))], dtype=np.int64)
     ds = AVClipDataset(manifest, spec, mode=mode, clips_per_video=clips_per_video, seed=seed, labels=labels,
                        backend=backend)
+    if decoded_cache:
+        from avssl.data.decoded import DecodedClipDataset
+
+        ds = DecodedClipDataset(ds, None if decoded_cache == "memory" else decoded_cache, workers=workers,
+                                progress=progress)
     ds.index_report = report
     ds.classes = split.classes
     return ds

@@ -246,10 +246,11 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     spec = _clip_spec(dcfg["spec"])
     backend, workers = dcfg.get("backend"), int(dcfg.get("index_workers", 1))
     batch_size = int(dcfg["batch_size"])
+    decoded = dcfg.get("decoded_cache")  # null | memory | folder: decode each video once (small datasets)
     train_set = make_dataset(splits["train"], spec, "train", _train_clips(dcfg, len(splits["train"]), batch_size * world),
-                             seed, backend, workers)
-    val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers)
-               if len(splits["val"]) else None)
+                             seed, backend, workers, decoded_cache=decoded)
+    val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers,
+                            decoded_cache=decoded) if len(splits["val"]) else None)
     classes = splits["train"].classes
     log.info("fold %d: train %d videos (%d items), val %d, test %d; %d classes", fold, len(splits["train"]),
              len(train_set), len(splits["val"]), len(splits["test"]), len(classes))
@@ -346,7 +347,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
 
     # ---- test once with the selected weights
     model.load_state_dict(torch.load(run_dir / "best_model.pt", map_location=device, weights_only=True))
-    test_set = make_dataset(splits["test"], spec, "eval", int(dcfg.get("eval_clips_per_video", 10)), seed, backend, workers)
+    test_set = make_dataset(splits["test"], spec, "eval", int(dcfg.get("eval_clips_per_video", 10)), seed, backend, workers,
+                            decoded_cache=decoded)
     metrics = evaluate_classifier(model, test_set, eval_tf, batch_size=eval_bs, device=device,
                                   num_workers=num_workers, progress=progress)
     metrics.update(fold=fold, best_epoch=best["epoch"], classes=classes, history=history,
