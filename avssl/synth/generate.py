@@ -28,7 +28,7 @@ from .render import render_clip
 from .sound import synth_audio
 from .world import ACTION_HMDB_NAMES, ACTION_UCF_NAMES, ACTIONS, SOURCE_CLASSES, SOURCE_NAMES, make_plan, world_assignments
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: larger objects, one distractor at most, pitch set by size
 
 GT_CSV_COLUMNS = [
     "clip_id", "index", "path", "split", "group", "source_class", "source_index", "action_class",
