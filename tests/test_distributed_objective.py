@@ -36,7 +36,8 @@ def _rank_job(rank, world):
     live = AVIDCriterion(N, D, num_negatives=K, loss="infonce", in_batch=True)
     loss_live, _ = live(vg, ag, idx[share], negatives=negs[share])
     loss_live.backward()
-    return {"loss_live": float(loss_live), "grad_live": torch.cat([vg.grad, ag.grad], 1),"loss": float(loss), "loss2": float(loss2), "z": crit.partition,
+    return {"loss_live": float(loss_live.detach()), "grad_live": torch.cat([vg.grad, ag.grad], 1),
+            "loss": float(loss), "loss2": float(loss2), "z": crit.partition,
             "vbank": crit.video_bank.bank.clone(), "abank": crit.audio_bank.bank.clone(),
             "gathered": gathered, "pos": pos}
 
@@ -64,7 +65,7 @@ def test_two_ranks_match_one_process():
     live = AVIDCriterion(N, D, num_negatives=K, loss="infonce", in_batch=True)
     loss_live, _ = live(vg, ag, idx, negatives=negs)
     loss_live.backward()
-    assert abs((r0["loss_live"] + r1["loss_live"]) / 2 - float(loss_live)) < 1e-5
+    assert abs((r0["loss_live"] + r1["loss_live"]) / 2 - float(loss_live.detach())) < 1e-5
     whole = torch.cat([vg.grad, ag.grad], 1)
     assert torch.allclose(torch.cat([r0["grad_live"], r1["grad_live"]]) / 2, whole, atol=1e-6)
     # variable-size gather, rank order
