@@ -118,24 +118,19 @@ class DecodedClipDataset(Dataset):
         frames, audio, ok = [], [], []
         spec = self.base.spec
         for item in loader:
-            if item is None:  # keep the row (ids line up), with no frames; its items yield None
-                frames.append(torch.zeros(0, 1, 1, 3, dtype=torch.uint8))
-                audio.append(torch.zeros(spec.audio_channels, 0))
-                ok.append(False)
-            else:
-                frames.append(item[0])
-                audio.append(item[1])
-                ok.append(True)
+            ok.append(item is not None)  # a failed row stays (positions line up), empty; its items yield None
+            frames.append(item[0] if item is not None else None)
+            audio.append(item[1] if item is not None else torch.zeros(spec.audio_channels, 0))
             if bar:
                 bar.update(1)
         if bar:
             bar.close()
-        shapes = {tuple(f.shape[1:]) for f, good in zip(frames, ok) if good}
+        shapes = {tuple(f.shape[1:]) for f in frames if f is not None}
         if len(shapes) > 1:
             raise ValueError(f"DecodedClipDataset needs one frame size for all videos (set spec.frame_size to "
                              f"(H, W)); decoded sizes: {sorted(shapes)}")
         hw = shapes.pop() if shapes else (1, 1, 3)
-        frames = [f if good else torch.zeros(0, *hw, dtype=torch.uint8) for f, good in zip(frames, ok)]
+        frames = [f if f is not None else torch.zeros(0, *hw, dtype=torch.uint8) for f in frames]
         counts = torch.tensor([0] + [f.shape[0] for f in frames]).cumsum(0)
         acounts = torch.tensor([0] + [a.shape[1] for a in audio]).cumsum(0)
         return {"frames": torch.cat(frames), "frame_offsets": counts, "audio": torch.cat(audio, dim=1),
