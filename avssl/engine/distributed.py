@@ -22,6 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 __all__ = [
+    "all_gather_with_grad",
     "is_dist",
     "rank",
     "world_size",
@@ -79,6 +80,36 @@ def all_gather_varlen(tensor: torch.Tensor) -> torch.Tensor:
     dist.all_gather(buckets, local)
     out = torch.cat([b[:n] for b, n in zip(buckets, sizes_int)], 0)
     return out.to(tensor.device)
+
+
+def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's ``x`` concatenated along dim 0 (rank order); gradients flow back to each
+    rank's own rows (torch.distributed.nn). Single process: ``x`` itself. Equal sizes per rank
+    (the trainer's sampler drops the last incomplete batch)."""
+    if not is_dist():
+        return x
+    if not x.is_floating_point():
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat([_ContiguousGrad.apply(part) for part in all_gather(x.contiguous())])
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous. torch.distributed.nn's
+    all_gather backward reduces the raw gradient buffers: a strided gradient (an einsum over a
+    gathered 5-d map hands back a permuted view) came back wrong on gloo, silently (measured:
+    tests/test_distributed_objective.py, the localization term)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
 
 
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:

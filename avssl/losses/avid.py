@@ -42,19 +42,7 @@ from avssl.memory.bank import MemoryBank, update_banks
 __all__ = ["AVIDCriterion", "VARIANTS", "LOSSES"]
 
 
-def _gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Every rank's ``x`` concatenated along dim 0 (rank order); gradients flow back to each
-    rank's own rows (torch.distributed.nn). Single process: ``x`` itself. Equal sizes per rank
-    (the trainer's sampler drops the last incomplete batch)."""
-    if not du.is_dist():
-        return x
-    if not x.is_floating_point():
-        parts = [torch.empty_like(x) for _ in range(du.world_size())]
-        torch.distributed.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()))
+_gather_with_grad = du.all_gather_with_grad
 
 VARIANTS = ("cross", "self", "joint")
 LOSSES = ("nce", "infonce")
