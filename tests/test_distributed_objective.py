@@ -5,7 +5,12 @@ import torch.nn.functional as F
 
 from avssl.cma import find_positives
 from avssl.engine.distributed import all_gather_varlen, run_distributed
-from avssl.losses import AVIDCriterion
+from avssl.losses import AVIDCriterion, global_batch_max_position_infonce
+
+
+def _dense():
+    g = torch.Generator().manual_seed(5)
+    return F.normalize(torch.randn(B, D, 2, 3, 3, generator=g), dim=1)
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]  # spawn of 2 processes: ~15-20 s on the shared CPU
 
@@ -36,7 +41,12 @@ def _rank_job(rank, world):
     live = AVIDCriterion(N, D, num_negatives=K, loss="infonce", in_batch=True)
     loss_live, _ = live(vg, ag, idx[share], negatives=negs[share])
     loss_live.backward()
+    # the localization term: the same global batch as negatives
+    dg, ag2 = _dense()[share].clone().requires_grad_(), a[share].clone().requires_grad_()
+    loss_loc = global_batch_max_position_infonce(dg, ag2, idx[share], temperature=0.1)
+    loss_loc.backward()
     return {"loss_live": float(loss_live.detach()), "grad_live": torch.cat([vg.grad, ag.grad], 1),
+            "loss_loc": float(loss_loc.detach()), "grad_loc": (dg.grad, ag2.grad),
             "loss": float(loss), "loss2": float(loss2), "z": crit.partition,
             "vbank": crit.video_bank.bank.clone(), "abank": crit.audio_bank.bank.clone(),
             "gathered": gathered, "pos": pos}
@@ -68,6 +78,13 @@ def test_two_ranks_match_one_process():
     assert abs((r0["loss_live"] + r1["loss_live"]) / 2 - float(loss_live.detach())) < 1e-5
     whole = torch.cat([vg.grad, ag.grad], 1)
     assert torch.allclose(torch.cat([r0["grad_live"], r1["grad_live"]]) / 2, whole, atol=1e-6)
+    # localization term: the same identities (mean loss, summed rank gradients)
+    dg, ag2 = _dense().requires_grad_(), a.clone().requires_grad_()
+    loss_loc = global_batch_max_position_infonce(dg, ag2, idx, temperature=0.1)
+    loss_loc.backward()
+    assert abs((r0["loss_loc"] + r1["loss_loc"]) / 2 - float(loss_loc.detach())) < 1e-5
+    assert torch.allclose(torch.cat([r0["grad_loc"][0], r1["grad_loc"][0]]) / 2, dg.grad, atol=1e-6)
+    assert torch.allclose(torch.cat([r0["grad_loc"][1], r1["grad_loc"][1]]) / 2, ag2.grad, atol=1e-6)
     # variable-size gather, rank order
     assert r0["gathered"].tolist() == [0, 10, 11] == r1["gathered"].tolist()
     # distributed CMA search == one-shot search on the same banks

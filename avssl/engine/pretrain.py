@@ -38,6 +38,7 @@ from avssl.engine.checkpoint import (
 )
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
+from avssl.losses.localization import global_batch_max_position_infonce
 
 
 def _plain(cfg) -> dict:
@@ -437,12 +438,22 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             if ctx.channels_last:
                 video = video.contiguous(memory_format=torch.channels_last_3d)
                 audio = audio.contiguous(memory_format=torch.channels_last)
+        loc_weight = float(cfg["loss"].get("localization_weight", 0.0))
         with timer.phase("forward"):
             with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-                v_emb, a_emb = ctx.model(video, audio)
+                if loc_weight > 0:  # per-position video embeddings of the same encoder pass
+                    v_emb, a_emb, v_dense = ctx.model(video, audio, dense=True)
+                else:
+                    v_emb, a_emb = ctx.model(video, audio)
         with timer.phase("loss_memory"):
             # the objective (cosines / T, exp, log) runs in fp32 whatever the autocast dtype
             loss, stats = ctx.criterion(v_emb.float(), a_emb.float(), indices, generator=ctx.neg_generator)
+            if loc_weight > 0:
+                loc = global_batch_max_position_infonce(
+                    v_dense.float(), F.normalize(a_emb.float(), dim=1), indices,
+                    temperature=float(cfg["loss"].get("localization_temperature") or cfg["loss"]["temperature"]))
+                stats["loss/localization"] = loc.detach()
+                loss = loss + loc_weight * loc
         with timer.phase("backward"):
             ctx.optimizer.zero_grad(set_to_none=True)
             if ctx.scaler is not None:

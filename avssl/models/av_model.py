@@ -44,14 +44,22 @@ class AVModel(nn.Module):
         """``[B,1,F,Tf] -> [B,D]`` unit-norm joint-space embedding."""
         return F.normalize(self.audio_proj(self.audio_model(audio_spec)), dim=1)
 
-    def forward(self, video: torch.Tensor, audio_spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.embed_video(video), self.embed_audio(audio_spec)
+    def forward(self, video: torch.Tensor, audio_spec: torch.Tensor, dense: bool = False):
+        """``(v_emb, a_emb)``; with ``dense=True`` also ``video_dense_embeddings`` of the same
+        encoder pass, ``(v_emb, a_emb, v_dense)`` (a keyword, so DDP-wrapped models take it too)."""
+        if not dense:
+            return self.embed_video(video), self.embed_audio(audio_spec)
+        feats = self.video_model.forward_features(video)
+        v = F.normalize(self.video_proj(feats["pool"]), dim=1)
+        return v, self.embed_audio(audio_spec), self._dense_from_map(feats[self.video_model.last_map])
 
     def video_dense_embeddings(self, video: torch.Tensor) -> torch.Tensor:
         """``[B,3,T,H,W] -> [B,D,T',H',W']``: the video head applied at every position of the last
         feature map (its Linear layers act on the channel dim, i.e. as 1x1x1 convs), L2-normalised
         over D, so each position lives in the space of ``embed_audio`` (localization heatmaps).
         The pooled embedding is the head of the max/avg over these positions' features."""
-        fmap = self.video_model.forward_features(video)[self.video_model.last_map]  # [B,C,T',H',W']
-        dense = self.video_proj(fmap.movedim(1, -1))  # [B,T',H',W',D]
+        return self._dense_from_map(self.video_model.forward_features(video)[self.video_model.last_map])
+
+    def _dense_from_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        dense = self.video_proj(fmap.movedim(1, -1))  # [B,C,T',H',W'] -> [B,T',H',W',D]
         return F.normalize(dense, dim=-1).movedim(-1, 1)
