@@ -128,6 +128,11 @@ def test_items_from_world_layout(tmp_path):
     (m,) = ev.items_from_world(tmp_path, "test", mismatched=True)
     assert m.video_path.endswith("a.mp4") and m.audio_path.endswith("b.mp4")
     assert m.boxes == [[0.6, 0.2, 0.9, 0.8]] and m.label == "bell" and m.audio_time == pytest.approx(0.2)
+    # control: the same items and boxes with the clip's own sound
+    (c,) = ev.items_from_world(tmp_path, "test", mismatched="control")
+    assert c.item_id == m.item_id and c.boxes == m.boxes and c.audio_path is None and c.audio_time is None
+    with pytest.raises(ValueError, match="control"):
+        ev.items_from_world(tmp_path, "test", mismatched="yes")
     with pytest.raises(ValueError):
         ev.items_from_world(tmp_path, "train")
     with pytest.raises(ValueError):

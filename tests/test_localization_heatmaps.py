@@ -210,3 +210,37 @@ def test_evaluate_on_encoded_clips_with_negatives(tmp_path):
     assert len(res.frames) == 5 and res.frames[0].shape == (64, 64, 3)
     paths = res.write(tmp_path / "eval")
     assert paths["grid_best"].is_file() and paths["grid_worst"].is_file()
+
+
+def test_temporal_mean_averages_the_clip_slots(tmp_path):
+    """The red object sits top-left in the clip's first slot and bottom-right in its second;
+    the low tone plays throughout. 'slot' keeps the annotated frame's slot (top-left only),
+    'mean' lights both places about equally."""
+    from avssl.io import ClipSpec
+    from avssl.io.writer import write_av
+
+    f = np.zeros((4, 64, 64, 3), np.uint8)
+    f[..., 1] = 255
+    f[:2, 8:24, 8:24] = (255, 0, 0)
+    f[2:, 40:56, 40:56] = (255, 0, 0)
+    t = np.arange(RATE // 2) / RATE
+    path = write_av(tmp_path / "moving.mp4", f, 8, (0.4 * np.sin(2 * np.pi * 1000.0 * t))[None].astype(np.float32), RATE)
+    box = [[8 / 64, 8 / 64, 24 / 64, 24 / 64]]
+    # the annotated frame in the first slot (t = 0.1 s) and in the second (t = 0.35 s)
+    items = [ev.LocalizationItem("first", str(path), 0.1, box), ev.LocalizationItem("second", str(path), 0.35, box)]
+    out = {}
+    for mode in ("slot", "mean"):
+        res = ev.evaluate(ColourPitchModel(), items, ClipSpec(**SPEC), _video_u8_to_input, _power_spectrogram,
+                          progress=False, eval_size=64, temporal=mode)
+        out[mode] = res.display_maps.numpy()  # [2, 16, 16]: cells of 4 px
+        assert res.settings["temporal"] == mode
+    tl, br = (slice(2, 6), slice(2, 6)), (slice(10, 14), slice(10, 14))
+    first, second = out["slot"]
+    assert first[tl].mean() > 0.5 and first[br].mean() < 0.1  # red (the tone's colour) top-left
+    assert second[br].mean() > 0.5 and second[tl].mean() < 0.1
+    # 'mean': one map per clip, the average of its slots, whichever frame is annotated
+    assert np.allclose(out["mean"][0], (first + second) / 2, atol=1e-5)
+    assert np.allclose(out["mean"][1], out["mean"][0], atol=1e-6)
+    with pytest.raises(ValueError, match="temporal"):
+        ev.evaluate(ColourPitchModel(), items, ClipSpec(**SPEC), _video_u8_to_input, _power_spectrogram,
+                    progress=False, temporal="max")

@@ -30,6 +30,13 @@ def test_tiny_encoders_shapes_and_feature_names():
     assert torch.equal(feats["pool"], feats["conv4x"].flatten(2).amax(-1))
     assert v.out_dim == 64 and v(torch.randn(3, 3, 8, 64, 64)).shape == (3, 64)
 
+    # last_spatial_stride=1: the last stage keeps conv3x's resolution (finer localization maps)
+    fine = build_video_encoder("tiny", last_spatial_stride=1)
+    assert fine.forward_features(torch.randn(2, 3, 8, 56, 56))["conv4x"].shape == (2, 64, 2, 7, 7)
+    assert n_params(fine) == n_params(v)  # same weights, only the stride differs
+    with pytest.raises(ValueError, match="last_spatial_stride"):
+        build_video_encoder("tiny", last_spatial_stride=3)
+
     a = build_audio_encoder("tiny")
     feats = a.forward_features(torch.randn(2, 1, 257, 200))
     assert list(feats) == ["conv1", "block1", "block2", "block3", "pool"]

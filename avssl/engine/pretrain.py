@@ -492,6 +492,8 @@ def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
         step_times.get("forward", 0), step_times.get("loss_memory", 0), step_times.get("backward", 0),
         float(_mean_stat(stats, "_pos")), float(_mean_stat(stats, "_neg")), progress.dropped_samples,
     )
+    if "loss/localization" in stats:
+        ctx.logger.info("step %d | loss/localization %.4f", progress.global_step, float(stats["loss/localization"]))
     tb = ctx.tb
     if tb is None:
         return

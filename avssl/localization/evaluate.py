@@ -6,7 +6,8 @@ from the generated world's ground truth (``items_from_world``, also the mismatch
 variant) and from VGG-SS-style JSON / Flickr-SoundNet-style XML exports.
 
 Pipeline: ``infer_heatmaps`` (decode the clip around each annotated frame, run the model,
-keep the low-resolution cosine map of the temporal slot holding that frame) ->
+keep the low-resolution cosine map of the temporal slot holding that frame, or with
+``temporal="mean"`` the mean over the clip's slots) ->
 ``score`` (GT map and heatmap both at ``eval_size`` x ``eval_size`` as in the field's
 224x224 protocol; cIoU for the model and the centre-prior / whole-image baselines;
 confidences for the open-set AP / max-F1) -> ``EvaluationResult.write`` (results.json,
@@ -75,7 +76,7 @@ def items_from_world(
     split: str | None = "test",
     *,
     frames: str | int = "mid",
-    mismatched: bool = False,
+    mismatched: bool | str = False,
     seed: int = 0,
 ) -> list[LocalizationItem]:
     """Items from the generated world's per-clip ground truth (``gt/<clip_id>.json``).
@@ -85,7 +86,11 @@ def items_from_world(
     ``mismatched=True``: for each clip with a visible silent distractor of class k, play the
     sound of another clip (same split) whose sounding object is of class k; the GT is the
     distractor's box, so a model that listens moves its heatmap onto the distractor.
+    ``mismatched="control"``: the same items (distractor boxes) with the clip's own sound: how
+    much of the distractor a heatmap covers anyway (the comparison that says it *moved*).
     """
+    if mismatched not in (False, True, "control"):
+        raise ValueError(f"mismatched must be false, true or 'control', got {mismatched!r}")
     root = Path(root)
     with open(root / "gt.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if split is None or r["split"] == split]
@@ -124,7 +129,8 @@ def items_from_world(
                 items.append(LocalizationItem(
                     f"{iid}:obj{j}<-{donor['clip_id']}", str(root / g["path"]), t,
                     [_norm_box(box, g["width"], g["height"])], "vggss", True, ob["class"],
-                    audio_path=str(root / donor["path"]), audio_time=float(donor["frame_times"][donor["num_frames"] // 2]),
+                    audio_path=None if mismatched == "control" else str(root / donor["path"]),
+                    audio_time=None if mismatched == "control" else float(donor["frame_times"][donor["num_frames"] // 2]),
                 ))
     return items
 
@@ -158,7 +164,7 @@ def load_items(
     media_root: str | os.PathLike | None = None,
     split: str | None = "test",
     frames: str | int = "mid",
-    mismatched: bool = False,
+    mismatched: bool | str = False,
     seed: int = 0,
 ) -> list[LocalizationItem]:
     """Items from ``fmt``: 'world' (generated world root), 'vggss' (VGG-SS-style JSON) or
@@ -224,8 +230,13 @@ def infer_heatmaps(
     device: str | torch.device = "cpu",
     backend: str | None = None,
     progress: bool = True,
+    temporal: str = "slot",
 ) -> InferredMaps:
-    """Decode the clip around each item's frame, run the model, keep the slot holding it."""
+    """Decode the clip around each item's frame, run the model, keep the slot holding it
+    (``temporal="slot"``) or average the clip's slots (``"mean"``: the clip's whole window of
+    sound against every slot; steadier when the encoder's slots are few and long)."""
+    if temporal not in ("slot", "mean"):
+        raise ValueError(f"temporal must be 'slot' or 'mean', got {temporal!r}")
     from tqdm.auto import tqdm
 
     from avssl.io import MediaError, read_clip
@@ -270,7 +281,7 @@ def infer_heatmaps(
         )
         t_slots = hm.low_res.shape[1]
         for m, rel in zip(hm.low_res.cpu(), slots_at):
-            maps.append(m[min(max(int(math.floor(rel * t_slots)), 0), t_slots - 1)])
+            maps.append(m.mean(0) if temporal == "mean" else m[min(max(int(math.floor(rel * t_slots)), 0), t_slots - 1)])
     bar.close()
     if skipped:
         log.warning("skipped %d of %d items (media errors): %s", len(skipped), len(items),
@@ -409,14 +420,17 @@ def evaluate(
     device="cpu",
     backend: str | None = None,
     progress: bool = True,
+    temporal: str = "slot",
     **score_kwargs,
 ) -> EvaluationResult:
     """``infer_heatmaps`` then ``score``; the result keeps the frames for the grids."""
     inferred = infer_heatmaps(model, items, clip_spec, video_transform, audio_transform,
-                              batch_size=batch_size, device=device, backend=backend, progress=progress)
+                              batch_size=batch_size, device=device, backend=backend, progress=progress,
+                              temporal=temporal)
     res = score([items[i] for i in inferred.kept], inferred.maps, **score_kwargs)
     res.frames = inferred.frames
     res.settings["skipped"] = inferred.skipped
+    res.settings["temporal"] = temporal
     return res
 
 
