@@ -137,6 +137,7 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, default=None, help="default: <out-dir>/downstream.json")
     ap.add_argument("--md", type=Path, default=None, help="write the markdown table here")
     ap.add_argument("--skip-finetune", action="store_true")
+    ap.add_argument("--skip-probes", action="store_true", help="fine-tuning only (e.g. more seeds of one row)")
     ap.add_argument("override", nargs="*", help="extra Hydra overrides for the fine-tuning config")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -173,13 +174,13 @@ def main(argv=None):
             if not args.skip_finetune:
                 for frac in args.fractions:
                     r[f"finetune_{frac:g}"] = run_finetune(args, fmt, init, frac)
-            r["probes"] = run_probes(args, fmt, init)
+            r["probes"] = {} if args.skip_probes else run_probes(args, fmt, init)
             r["seconds"] = time.perf_counter() - t0
             per_init[init["name"]] = r
             print(f"{fmt} {init['name']}: " + ", ".join(
                 f"FT {f:g}: {fmt_ms(r.get(f'finetune_{f:g}', {}).get('video_top1'))}" for f in args.fractions)
-                + f", linear {fmt_ms(r['probes']['linear_top1'])}, kNN {fmt_ms(r['probes']['knn_top1'])}, "
-                  f"audio {fmt_ms(r['probes']['audio_top1'])} ({r['seconds']:.0f}s)", flush=True)
+                + f", linear {fmt_ms(r['probes'].get('linear_top1'))}, kNN {fmt_ms(r['probes'].get('knn_top1'))}, "
+                  f"audio {fmt_ms(r['probes'].get('audio_top1'))} ({r['seconds']:.0f}s)", flush=True)
     results["seconds"] = time.perf_counter() - t_all
     out_json = args.json or args.out_dir / "downstream.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +213,7 @@ def markdown_table(results: dict, fmt: str, fractions) -> str:
             if ms and base and name != "scratch":
                 cell += f" ({100 * (ms['mean'] - base['mean']):+.1f})"
             cells.append(cell)
-        cells += [fmt_ms(r["probes"]["linear_top1"]), fmt_ms(r["probes"]["knn_top1"]), fmt_ms(r["probes"]["audio_top1"])]
+        cells += [fmt_ms(r["probes"].get(k)) for k in ("linear_top1", "knn_top1", "audio_top1")]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(f"Mean ± sample std over runs (in brackets: points above scratch). {results['machine']}; "

@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # the CPU experiments' model and inputs (configs/experiment/avid_embedded_cpu.yaml): random init uses the same
-RANDOM_MODEL = "{video: tiny, audio: tiny, proj_dim: [128, 128, 64]}"
-RANDOM_CLIP = "{num_frames: 8, fps: 16.0, frame_size: 64, audio_rate: 24000, audio_channels: 1, audio_duration: 2.0}"
+RANDOM_MODEL = ("{video: tiny, audio: tiny, proj_dim: [128, 128, 64], head_norm: true, "
+                "video_args: {pool: avg, last_spatial_stride: 1}, audio_args: {pool: avg}}")
+RANDOM_CLIP = "{num_frames: 8, fps: 4.0, frame_size: 64, audio_rate: 24000, audio_channels: 1, audio_duration: 2.0}"
 RANDOM_TRANSFORMS = "{video: {crop_size: 56}, audio: {preset: avid, compute_dtype: float32}}"
 
 
@@ -48,7 +49,7 @@ def run(cmd: list[str], log: Path) -> float:
 def localization(world: Path, ckpt: str | None, out: Path) -> dict:
     cmd = [sys.executable, "tools/localize.py", f"annotations={world}", "annotation_format=world", "split=test",
            f"out_dir={out}", "progress=false", "mp4=false"]
-    cmd += [f"checkpoint={ckpt}"] if ckpt else [f"model={RANDOM_MODEL}", f"clip={RANDOM_CLIP}",
+    cmd += [f"checkpoint={ckpt}"] if ckpt else [f"++model={RANDOM_MODEL}", f"clip={RANDOM_CLIP}",
                                                   f"transforms={RANDOM_TRANSFORMS}"]
     run(cmd, out / "log.txt")
     s = json.loads((out / "report.json").read_text())["eval"]["summaries"]
