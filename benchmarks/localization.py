@@ -37,11 +37,9 @@ def _inputs(run: str | None, like: str):
     from avssl.embed.api import load_model, spec_from
     from avssl.localization.defaults import localization_inputs
 
-    _, info = load_model(like, None, device="cpu")
+    model, info = load_model(like if run is None else run, None, device="cpu")
     if run is None:
         model, _ = load_model(None, info["model_config"], device="cpu", seed=0)
-    else:
-        model, info = load_model(run, None, device="cpu")
     spec, video_t, audio_t = localization_inputs(spec_from(info.get("spec")), info.get("transforms"), "cpu")
     return model.eval(), spec, video_t, audio_t
 

@@ -27,11 +27,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# the CPU experiments' model and inputs (configs/experiment/avid_embedded_cpu.yaml): random init uses the same
-RANDOM_MODEL = ("{video: tiny, audio: tiny, proj_dim: [128, 128, 64], head_norm: true, "
-                "video_args: {pool: avg, last_spatial_stride: 1}, audio_args: {pool: avg}}")
-RANDOM_CLIP = "{num_frames: 8, fps: 4.0, frame_size: 64, audio_rate: 24000, audio_channels: 1, audio_duration: 2.0}"
-RANDOM_TRANSFORMS = "{video: {crop_size: 56}, audio: {preset: avid, compute_dtype: float32}}"
+PRESET = ROOT / "configs" / "experiment" / "avid_embedded_cpu.yaml"
+
+
+def _flow(x) -> str:
+    """A Hydra override value (flow style) for a plain dict / list / scalar."""
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in x.items()) + "}"
+    if isinstance(x, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in x) + "]"
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    return "null" if x is None else str(x)
+
+
+def _preset(section: str) -> str:
+    """`section` of the CPU pretraining preset as an override value: the random init gets the same
+    model and inputs as the pretrained checkpoints (read, not copied, so they cannot drift)."""
+    from omegaconf import OmegaConf
+
+    return _flow(OmegaConf.to_container(OmegaConf.select(OmegaConf.load(PRESET), section)))
 
 
 def run(cmd: list[str], log: Path) -> float:
@@ -49,8 +64,8 @@ def run(cmd: list[str], log: Path) -> float:
 def localization(world: Path, ckpt: str | None, out: Path) -> dict:
     cmd = [sys.executable, "tools/localize.py", f"annotations={world}", "annotation_format=world", "split=test",
            f"out_dir={out}", "progress=false", "mp4=false"]
-    cmd += [f"checkpoint={ckpt}"] if ckpt else [f"++model={RANDOM_MODEL}", f"clip={RANDOM_CLIP}",
-                                                  f"transforms={RANDOM_TRANSFORMS}"]
+    cmd += [f"checkpoint={ckpt}"] if ckpt else [f"++model={_preset('model')}", f"clip={_preset('data.spec')}",
+                                                  f"transforms={_preset('transforms')}"]
     run(cmd, out / "log.txt")
     s = json.loads((out / "report.json").read_text())["eval"]["summaries"]
     return {k: {"ciou@0.5": s[k]["ciou_at"], "auc": s[k]["auc"], "mean_ciou": s[k]["mean_ciou"],
@@ -62,7 +77,7 @@ def retrieval(world: Path, ckpt: str | None, out: Path, clips_per_video: int) ->
 
     cmd = [sys.executable, "tools/extract.py", f"input={(world / 'test.txt').resolve()}", f"out_dir={out}",
            "overwrite=true", f"clips_per_video={clips_per_video}", "progress=false", "num_workers=0", "device=cpu"]
-    cmd += [f"checkpoint={ckpt}"] if ckpt else [f"+model={RANDOM_MODEL}", f"spec={RANDOM_CLIP}"]
+    cmd += [f"checkpoint={ckpt}"] if ckpt else [f"+model={_preset('model')}", f"spec={_preset('data.spec')}"]
     run(cmd, out / "log.txt")
     res = collection_retrieval(out, level="video")
     return {"a2v": res["a2v"], "num_videos": res["num_videos"], "chance": res["chance"]}

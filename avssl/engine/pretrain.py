@@ -404,6 +404,8 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                         # or a resumed run (one extra iterator) would diverge from an uninterrupted one
                         generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
     ctx.model.train()
+    loc_weight = float(cfg["loss"].get("localization_weight", 0.0))
+    loc_temperature = float(cfg["loss"].get("localization_temperature") or cfg["loss"]["temperature"])
     total = ctx.sampler.batches_per_epoch
     bar = None
     if ctx.dist.rank == 0 and tcfg.get("progress", True):
@@ -438,7 +440,6 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             if ctx.channels_last:
                 video = video.contiguous(memory_format=torch.channels_last_3d)
                 audio = audio.contiguous(memory_format=torch.channels_last)
-        loc_weight = float(cfg["loss"].get("localization_weight", 0.0))
         with timer.phase("forward"):
             with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
                 if loc_weight > 0:  # per-position video embeddings of the same encoder pass
@@ -449,9 +450,8 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             # the objective (cosines / T, exp, log) runs in fp32 whatever the autocast dtype
             loss, stats = ctx.criterion(v_emb.float(), a_emb.float(), indices, generator=ctx.neg_generator)
             if loc_weight > 0:
-                loc = global_batch_max_position_infonce(
-                    v_dense.float(), F.normalize(a_emb.float(), dim=1), indices,
-                    temperature=float(cfg["loss"].get("localization_temperature") or cfg["loss"]["temperature"]))
+                loc = global_batch_max_position_infonce(v_dense.float(), F.normalize(a_emb.float(), dim=1), indices,
+                                                        temperature=loc_temperature)
                 stats["loss/localization"] = loc.detach()
                 loss = loss + loc_weight * loc
         with timer.phase("backward"):

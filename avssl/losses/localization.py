@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from avssl.engine import distributed as du
+
 __all__ = ["max_position_scores", "max_position_infonce", "global_batch_max_position_infonce"]
 
 
@@ -69,8 +71,6 @@ def global_batch_max_position_infonce(video_dense: torch.Tensor, audio: torch.Te
                                       temperature: float = 0.1) -> torch.Tensor:
     """``max_position_infonce`` with every rank's rows as negatives (gathered with gradient, equal
     batch shares per rank, as the trainer's sampler guarantees); one process: the batch itself."""
-    from avssl.engine import distributed as du
-
     if not du.is_dist():
         return max_position_infonce(video_dense, audio, video_ids, temperature)
     own = torch.arange(audio.shape[0], device=audio.device) + du.rank() * audio.shape[0]
