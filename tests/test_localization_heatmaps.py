@@ -244,3 +244,41 @@ def test_temporal_mean_averages_the_clip_slots(tmp_path):
     with pytest.raises(ValueError, match="temporal"):
         ev.evaluate(ColourPitchModel(), items, ClipSpec(**SPEC), _video_u8_to_input, _power_spectrogram,
                     progress=False, temporal="max")
+
+
+def test_upsample_places_cells_on_their_receptive_field_centres():
+    """A one-hot 7x7 map from a 56 px input (stride 8): with ``input_size`` cell (2, 5) lands on
+    input pixel (16, 40) -> 224 px output around (66, 162); a plain resize puts it on the centre
+    of band (2, 5), 3.5 input px further down-right."""
+    from avssl.localization.heatmap import map_stride
+
+    assert map_stride(56, 7) == 8 and map_stride(84, 11) == 8 and map_stride(112, 7) == 16 and map_stride(64, 64) == 1
+    m = torch.zeros(1, 7, 7)
+    m[0, 2, 5] = 1.0
+    aligned = upsample_maps(m, 224, input_size=(56, 56))[0]
+    plain = upsample_maps(m, 224)[0]
+    centre = lambda a, axis: float((a.sum(axis) * torch.arange(224)).sum() / a.sum())  # noqa: E731
+    # input pixel p covers output pixels [4p, 4p + 4): its centre is output 4p + 1.5
+    assert centre(aligned, 1) == pytest.approx(4 * 16 + 1.5, abs=0.2) and centre(aligned, 0) == pytest.approx(4 * 40 + 1.5, abs=0.2)
+    assert centre(plain, 1) == pytest.approx(4 * 19.5 + 1.5, abs=0.2) and centre(plain, 0) == pytest.approx(4 * 43.5 + 1.5, abs=0.2)
+    # a constant map stays constant; non-square inputs / outputs (the frame of a 16:9 film)
+    assert torch.allclose(upsample_maps(torch.full((2, 3, 4), 0.3), (90, 160), input_size=(24, 32)), torch.tensor(0.3))
+    wide = upsample_maps(m, (720, 1280), input_size=(56, 56))[0]
+    assert wide.argmax() // 1280 == pytest.approx(720 * 16.5 / 56, abs=13)
+
+
+def test_model_maps_are_placed_with_the_encoders_cell_offset():
+    """compute_heatmaps / infer_heatmaps use the AVModel's declared offset; a model that declares
+    none (ColourPitchModel: pooled 4 px cells) keeps the plain resize."""
+    from avssl.localization.heatmap import model_cell_offset
+    from avssl.models import build_av_model
+
+    model = build_av_model({"video": "tiny", "audio": "tiny", "proj_dim": [16, 16, 8],
+                            "video_args": {"last_spatial_stride": 1}}).eval()
+    assert model_cell_offset(model) == 0.0 and model_cell_offset(ColourPitchModel()) is None
+    torch.manual_seed(0)
+    video, spec = torch.randn(2, 3, 4, 56, 56), torch.randn(2, 1, 40, 100)
+    hm = compute_heatmaps(model, video, spec)
+    assert hm.low_res.shape[-2:] == (7, 7)
+    assert torch.allclose(hm.frames, upsample_maps(hm.low_res, 56, input_size=(56, 56)), atol=1e-6)
+    assert not torch.allclose(hm.frames, upsample_maps(hm.low_res, 56), atol=1e-3)

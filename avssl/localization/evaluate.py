@@ -34,7 +34,8 @@ import torch
 
 from avssl.localization import metrics
 from avssl.localization.gt import gt_map
-from avssl.localization.heatmap import DenseAVModel, centre_prior_maps, compute_heatmaps, upsample_maps, whole_image_maps
+from avssl.localization.heatmap import (DenseAVModel, centre_prior_maps, compute_heatmaps, model_cell_offset, upsample_maps,
+                                        whole_image_maps)
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,10 @@ class InferredMaps:
     frames: list[np.ndarray]
     kept: list[int] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
+    # where the cells sit (``upsample_maps``): the model input's (H, W) and the model's cell offset;
+    # None = the model does not say, maps are resized plainly
+    input_size: tuple[int, int] | None = None
+    cell_offset: float = 0.0
 
 
 @torch.no_grad()
@@ -249,7 +254,7 @@ def infer_heatmaps(
             durations[p] = probe(p).duration
         return durations[p]
 
-    maps, frames, kept, skipped = [], [], [], []
+    maps, frames, kept, skipped, input_size = [], [], [], [], None
     bar = tqdm(total=len(items), desc="localization", unit="item", disable=not progress)
     for b0 in range(0, len(items), batch_size):
         chunk = items[b0 : b0 + batch_size]
@@ -276,9 +281,9 @@ def infer_heatmaps(
         bar.update(len(chunk))
         if not vids:
             continue
-        hm = compute_heatmaps(
-            model, video_transform(torch.stack(vids).to(device)), audio_transform(torch.stack(wavs).to(device))
-        )
+        video = video_transform(torch.stack(vids).to(device))
+        input_size = tuple(video.shape[-2:])
+        hm = compute_heatmaps(model, video, audio_transform(torch.stack(wavs).to(device)))
         t_slots = hm.low_res.shape[1]
         for m, rel in zip(hm.low_res.cpu(), slots_at):
             maps.append(m.mean(0) if temporal == "mean" else m[min(max(int(math.floor(rel * t_slots)), 0), t_slots - 1)])
@@ -288,7 +293,9 @@ def infer_heatmaps(
                     ", ".join(f"{s['item_id']} ({s['reason']})" for s in skipped[:5]))
     if not maps:
         raise RuntimeError(f"no item could be read ({len(skipped)} media errors)")
-    return InferredMaps(torch.stack(maps), frames, kept, skipped)
+    offset = model_cell_offset(model)
+    return InferredMaps(torch.stack(maps), frames, kept, skipped,
+                        input_size=None if offset is None else input_size, cell_offset=offset or 0.0)
 
 
 # ---------------------------------------------------------------- scoring
@@ -322,6 +329,8 @@ class EvaluationResult:
     frames: list[np.ndarray] | None = None
     display_maps: torch.Tensor | None = None  # [N, h, w] raw, for pictures
     items: list[LocalizationItem] | None = None
+    input_size: tuple[int, int] | None = None  # cell placement of display_maps (``upsample_maps``)
+    cell_offset: float = 0.0
 
     def write(self, out_dir: str | os.PathLike, grid_size: int = 8) -> dict[str, Path]:
         """results.json, per_sample.csv and (with frames) grid_best.png / grid_worst.png."""
@@ -350,7 +359,8 @@ class EvaluationResult:
             maps, boxes = [], []
             for i, f in zip(sel, frames):
                 h, w = f.shape[:2]
-                maps.append(metrics.minmax_normalize(upsample_maps(self.display_maps[i], (h, w)).numpy()))
+                maps.append(metrics.minmax_normalize(upsample_maps(self.display_maps[i], (h, w), input_size=self.input_size,
+                                                                  cell_offset=self.cell_offset).numpy()))
                 boxes.append([[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b in self.items[i].boxes])
             titles = [f"{self.rows[i]['item_id'][:22]}\ncIoU {self.rows[i]['ciou']:.2f}" for i in sel]
             written[name] = save_grid(out / f"{name}.png", frames, maps, titles=titles, boxes=boxes, ncols=4)
@@ -375,14 +385,19 @@ def score(
     confidence: str = "top_quarter_mean",
     variant: str = "voc",
     baselines: bool = True,
+    input_size: tuple[int, int] | None = None,
+    cell_offset: float = 0.0,
 ) -> EvaluationResult:
-    """Score raw heatmaps ``maps`` ``[N, h, w]`` (one per item) against the items' boxes."""
+    """Score raw heatmaps ``maps`` ``[N, h, w]`` (one per item) against the items' boxes.
+
+    ``input_size`` / ``cell_offset``: where the map cells sit in the model input (from
+    ``InferredMaps``; see ``upsample_maps``); without them the maps are resized plainly."""
     if len(items) != len(maps):
         raise ValueError(f"{len(items)} items but {len(maps)} heatmaps")
     n = len(items)
     gts = np.stack([gt_map(it.boxes, it.style, eval_size) for it in items])
     pos = np.array([it.has_source for it in items])
-    model_maps = upsample_maps(maps.float(), eval_size).numpy()
+    model_maps = upsample_maps(maps.float(), eval_size, input_size=input_size, cell_offset=cell_offset).numpy()
     candidates = {"model": model_maps}
     if baselines:
         candidates["centre_prior"] = centre_prior_maps(n, eval_size).numpy()
@@ -406,7 +421,10 @@ def score(
         rows.append(row)
     settings = {"eval_size": eval_size, "fraction": fraction, "ciou_threshold": ciou_threshold,
                 "confidence": confidence, "ap_variant": variant, "num_items": n, "num_negatives": int((~pos).sum())}
-    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items))
+    if input_size is not None:
+        settings.update(input_size=list(input_size), cell_offset=cell_offset)
+    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items),
+                            input_size=input_size, cell_offset=cell_offset)
 
 
 def evaluate(
@@ -427,6 +445,8 @@ def evaluate(
     inferred = infer_heatmaps(model, items, clip_spec, video_transform, audio_transform,
                               batch_size=batch_size, device=device, backend=backend, progress=progress,
                               temporal=temporal)
+    score_kwargs.setdefault("input_size", inferred.input_size)
+    score_kwargs.setdefault("cell_offset", inferred.cell_offset)
     res = score([items[i] for i in inferred.kept], inferred.maps, **score_kwargs)
     res.frames = inferred.frames
     res.settings["skipped"] = inferred.skipped

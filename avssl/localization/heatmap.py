@@ -53,13 +53,54 @@ def cross_similarity_maps(audio_emb: torch.Tensor, dense: torch.Tensor) -> torch
     return torch.einsum("ad,vdthw->avthw", a, v)
 
 
-def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], align_corners: bool = False) -> torch.Tensor:
-    """Bilinear resize of ``[..., h, w]`` to ``[..., H, W]``."""
+def map_stride(input_size: int, map_size: int) -> int:
+    """Total stride of an encoder whose ``input_size``-pixel input gave a ``map_size``-cell map:
+    the power of two nearest ``input_size / map_size`` (every stride in our encoders is 1 or 2;
+    a ratio such as 84 / 11 comes from the ceil of strided convolutions on odd sizes)."""
+    if input_size < 1 or map_size < 1:
+        raise ValueError(f"sizes must be positive, got input {input_size}, map {map_size}")
+    return max(1, 2 ** round(math.log2(input_size / map_size)))
+
+
+def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], align_corners: bool = False,
+                  input_size: int | tuple[int, int] | None = None, cell_offset: float = 0.0) -> torch.Tensor:
+    """Bilinear resample of ``[..., h, w]`` maps to ``[..., H, W]`` pixels covering the whole frame.
+
+    Without ``input_size``: a plain resize, which puts cell ``j`` at the centre of the ``j``-th
+    of ``h`` equal bands of the frame -- right for pooled grids (cell = mean of a pixel block).
+    With ``input_size`` (the model input's ``(H_in, W_in)``): cell ``j`` is placed where its
+    receptive field is centred, on input pixel ``stride * j + cell_offset`` (``map_stride``).
+    Convolution stacks with "same" padding (ours, torchvision's) have ``cell_offset = 0``;
+    a plain resize would put that cell at ``stride * j + (stride - 1) / 2``, shifting every
+    map by half a cell to the bottom-right (3.5 px of a 56 px input at stride 8).
+    Outside the outermost cell centres the map is held constant (border padding).
+    """
     size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     lead = maps.shape[:-2]
-    x = maps.reshape(-1, 1, *maps.shape[-2:]).float()
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+    h, w = maps.shape[-2:]
+    x = maps.reshape(-1, 1, h, w).float()
+    if input_size is None:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
+        return x.reshape(*lead, *size)
+    in_h, in_w = (input_size, input_size) if isinstance(input_size, int) else (int(v) for v in input_size)
+
+    def axis(n_out: int, n_in: int, n_cells: int) -> torch.Tensor:
+        # output pixel centre -> input pixel coordinate -> cell coordinate -> grid_sample's [-1, 1]
+        # (align_corners=True: -1 and 1 are the centres of the first and last cells)
+        pix = (torch.arange(n_out, dtype=torch.float32, device=x.device) + 0.5) * (n_in / n_out) - 0.5
+        cell = (pix - cell_offset) / map_stride(n_in, n_cells)
+        return cell * (2.0 / (n_cells - 1)) - 1.0 if n_cells > 1 else torch.zeros_like(cell)
+
+    gy, gx = torch.meshgrid(axis(size[0], in_h, h), axis(size[1], in_w, w), indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).expand(x.shape[0], *size, 2)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return x.reshape(*lead, *size)
+
+
+def model_cell_offset(model) -> float | None:
+    """Where the model's dense map cells sit in its input (``upsample_maps``'s ``cell_offset``),
+    or None when the model does not say (then maps are resized plainly)."""
+    return getattr(model, "dense_cell_offset", None)
 
 
 def normalize_maps(maps: torch.Tensor, mode: str = "minmax", value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
@@ -123,7 +164,9 @@ def compute_heatmaps(
         audio_emb = model.embed_audio(spec)
     dense = model.video_dense_embeddings(video)
     low = similarity_maps(audio_emb.to(dense.device), dense)
-    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners)
+    offset = model_cell_offset(model)
+    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners,
+                           input_size=None if offset is None else tuple(video.shape[-2:]), cell_offset=offset or 0.0)
     return Heatmaps(low_res=low, frames=frames, pooled=frames.mean(dim=1))
 
 
@@ -163,6 +206,8 @@ class HeatmapTrack:
     maps: torch.Tensor
     clip_starts: np.ndarray
     audio_source: str = ""
+    input_size: tuple[int, int] | None = None  # model input (H, W) the maps came from (cell placement)
+    cell_offset: float = 0.0
 
     def __post_init__(self):
         if len(self.times) != len(self.maps) or len(self.times) == 0:
@@ -189,7 +234,7 @@ class HeatmapTrack:
             maps = (maps - lo) / (hi - lo) if hi > lo else torch.zeros_like(maps)
             norm = None
         sel = maps[torch.as_tensor(self.index_at(frame_times))]
-        up = upsample_maps(sel, size, align_corners)
+        up = upsample_maps(sel, size, align_corners, input_size=self.input_size, cell_offset=self.cell_offset)
         return up.clamp(0, 1) if norm is None else normalize_maps(up, norm)
 
 
@@ -242,7 +287,7 @@ def video_heatmap_track(
     elif not info.has_audio:
         raise ValueError(f"{path} has no audio stream; pass audio_path to play another sound")
 
-    times, maps = [], []
+    times, maps, input_size = [], [], None
     bar = tqdm(total=len(starts), desc=f"heatmaps {os.path.basename(str(path))}", unit="clip", disable=not progress)
     for b0 in range(0, len(starts), batch_size):
         chunk = starts[b0 : b0 + batch_size]
@@ -257,6 +302,7 @@ def video_heatmap_track(
                 wavs.append(read_clip(audio_path, s_a, clip_spec, backend=backend, video=False).audio)
         video = video_transform(torch.stack(vids).to(device))
         spec = audio_transform(torch.stack(wavs).to(device))
+        input_size = tuple(video.shape[-2:])
         hm = compute_heatmaps(model, video, spec)
         t_slots = hm.low_res.shape[1]
         slot = clip_spec.video_duration / t_slots
@@ -270,4 +316,6 @@ def video_heatmap_track(
         maps=torch.cat(maps, 0),
         clip_starts=starts,
         audio_source=str(audio_path or path),
+        input_size=None if model_cell_offset(model) is None else input_size,
+        cell_offset=model_cell_offset(model) or 0.0,
     )

@@ -149,7 +149,8 @@ def localize_file(
                                   progress=progress)
         prod.outputs["mp4"] = str(dst)
     np.savez_compressed(out / f"{tag}_track.npz", times=track.times, maps=track.maps.numpy(),
-                        clip_starts=track.clip_starts)
+                        clip_starts=track.clip_starts, input_size=np.array(track.input_size or (), dtype=np.int64),
+                        cell_offset=track.cell_offset)
     prod.outputs["track"] = str(out / f"{tag}_track.npz")
     return prod
 

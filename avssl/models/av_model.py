@@ -36,6 +36,12 @@ class AVModel(nn.Module):
     def audio_encoder(self) -> nn.Module:
         return self.audio_model
 
+    @property
+    def dense_cell_offset(self) -> float | None:
+        """Input pixel of dense cell 0's receptive-field centre (cell j: ``stride * j + offset``),
+        as the video encoder declares it (``map_cell_offset``); None if it does not."""
+        return getattr(self.video_model, "map_cell_offset", None)
+
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:
         """``[B,3,T,H,W] -> [B,D]`` unit-norm joint-space embedding."""
         return F.normalize(self.video_proj(self.video_model(video)), dim=1)

@@ -86,6 +86,10 @@ class R2Plus1DNet(nn.Module):
         self.out_dim = in_ch
         self.last_map = self.stage_names[-1]
 
+    # every conv / pool has "same" padding ((k - 1) / 2), so a map cell j is centred on input pixel
+    # stride * j (tests/test_models.py measures it from the gradients); localization reads this
+    map_cell_offset = 0.0
+
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         _check_input(x, 5, 3, "video")
         feats = OrderedDict()

@@ -32,6 +32,10 @@ class TorchvisionVideoEncoder(nn.Module):
         self.out_dim = net.fc.in_features
         self.last_map = "layer4"
 
+    # every conv / pool has "same" padding ((k - 1) / 2), so a map cell j is centred on input pixel
+    # stride * j (tests/test_models.py measures it from the gradients); localization reads this
+    map_cell_offset = 0.0
+
     def forward_features(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         _check_input(x, 5, 3, "video")
         feats = OrderedDict()
