@@ -448,7 +448,9 @@ class MainJob:
                "flickr": str(self.world_dir / "flickr" / "Annotations")}[fmt]
         media_root = None if fmt == "world" else str(self.world_dir / "videos")
         base = {"annotations": ann, "annotation_format": fmt, "media_root": media_root,
-                "progress": self.progress, "eval.fraction": float(c.get("fraction", 0.5))}
+                "progress": self.progress, "eval.fraction": float(c.get("fraction", 0.5)),
+                "eval.temporal": c.get("temporal", "slot"),
+                "eval.also_fractions": [float(f) for f in (c.get("also_fractions") or [])]}
         runs = {"pretrained": {"checkpoint": str(self.final_run), "input": str(self.out / "localize" / "inputs"),
                                "overlays": int(c.get("overlays_per_video", 3)), "mp4": bool(c.get("mp4", True))}}
         if c.get("random_baseline", True):
@@ -470,9 +472,12 @@ class MainJob:
             self._announce(commands, "localize", over, f"localization ({label.replace('_', ' ')})")
             report = tool.main_impl(compose(config, over))
             sums = report["eval"]["summaries"]
-            summary[label] = {"model": sums["model"], "settings_fraction": float(c.get("fraction", 0.5))}
+            by = report["eval"].get("by_fraction", {})
+            summary[label] = {"model": sums["model"], "settings_fraction": float(c.get("fraction", 0.5)),
+                              "by_fraction": {f: {"model": v["model"]} for f, v in by.items()}}
             if label == "pretrained":
                 summary["baselines"] = {k: v for k, v in sums.items() if k != "model"}
+                summary["baselines_by_fraction"] = {f: {k: x for k, x in v.items() if k != "model"} for f, v in by.items()}
                 summary["num_items"] = sums["model"].get("num_samples")
                 for k, v in report["eval"]["files"].items():
                     if str(v).endswith(".png"):
@@ -660,6 +665,14 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
             add(task, "mean cIoU", m["mean_ciou"], _get(m0, "mean_ciou"), _get(cp, "mean_ciou"), "centre prior")
             add(task, "cIoU@0.5", m["ciou_at"], _get(m0, "ciou_at"), _get(_get(s, "baselines", "oracle_box"), "ciou_at"),
                 "oracle-box ceiling")
+        for f, v in (_get(s, "pretrained", "by_fraction") or {}).items():  # other kept shares, same maps
+            m, m0 = v["model"], _get(s, "random_init", "by_fraction", f, "model")
+            base = _get(s, "baselines_by_fraction", f) or {}
+            task = f"sound localization (VGG-SS-style export, top-{100 * float(f):g}% pixels)"
+            add(task, "cIoU AUC", m["auc"], _get(m0, "auc"), _get(base, "centre_prior", "auc"), "centre prior")
+            add(task, "mean cIoU", m["mean_ciou"], _get(m0, "mean_ciou"), _get(base, "centre_prior", "mean_ciou"),
+                "centre prior")
+            add(task, "cIoU@0.5", m["ciou_at"], _get(m0, "ciou_at"), _get(base, "centre_prior", "ciou_at"), "centre prior")
     if "extract" in records:
         s = records["extract"].summary
         p, z = s.get("pretrained", {}), s.get("random_init", {})

@@ -105,6 +105,13 @@ def test_finetune_and_localization_outputs(job):
         assert 0.0 <= m["auc"] <= 1.0 and m["num_samples"] > 0
     # the oracle box is the protocol's ceiling: no heatmap beats it
     assert loc["baselines"]["oracle_box"]["mean_ciou"] >= loc["pretrained"]["model"]["mean_ciou"]
+    # the tiny preset also scores a 15 % kept share on the same maps, with its own baselines and table rows
+    (f,) = loc["pretrained"]["by_fraction"]
+    assert float(f) == 0.15 and set(loc["random_init"]["by_fraction"]) == {f}
+    assert loc["baselines_by_fraction"][f]["oracle_box"]["mean_ciou"] >= loc["pretrained"]["by_fraction"][f]["model"]["mean_ciou"]
+    assert loc["baselines_by_fraction"][f]["centre_prior"]["mean_ciou"] != loc["baselines"]["centre_prior"]["mean_ciou"]
+    tasks = {r["task"] for r in results["rows"]}
+    assert any("top-15%" in t for t in tasks) and any("top-50%" in t for t in tasks)
 
 
 @pytest.mark.slow

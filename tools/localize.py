@@ -69,11 +69,21 @@ def main_impl(cfg: DictConfig) -> dict:
                               seed=cfg.seed)
         if cfg.limit:
             items = items[: int(cfg.limit)]
+        eval_cfg = OmegaConf.to_container(cfg.eval)
+        also = [float(f) for f in (eval_cfg.pop("also_fractions", None) or [])]
         res = ev.evaluate(model, items, clip_spec, video_t, audio_t, batch_size=cfg.batch_size, device=cfg.device,
-                          progress=cfg.progress, **OmegaConf.to_container(cfg.eval))
+                          progress=cfg.progress, **eval_cfg)
         paths = res.write(out / "eval", grid_size=cfg.grid_size)
         report["eval"] = {"summaries": res.summaries, "files": {k: str(v) for k, v in paths.items()}}
         log.info("\n%s", ev.summary_table(res))
+        if also:  # the same maps scored at other kept shares (no second inference)
+            keep = {k: v for k, v in eval_cfg.items() if k not in ("fraction", "temporal")}
+            by = {f: ev.score(res.items, res.display_maps, input_size=res.input_size, cell_offset=res.cell_offset,
+                              **{**keep, "fraction": f}).summaries for f in also}
+            report["eval"]["by_fraction"] = {str(f): v for f, v in by.items()}
+            (out / "eval" / "fractions.json").write_text(json.dumps(report["eval"]["by_fraction"], indent=1, default=str))
+            for f, sums in by.items():
+                log.info("kept share %g:\n%s", f, ev.summary_table(ev.EvaluationResult([], sums, {})))
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
     return report
 
