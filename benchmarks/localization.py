@@ -29,6 +29,7 @@ import torch  # noqa: E402
 
 FRACTIONS = (0.5, 0.15)
 TEMPORAL = ("slot", "mean")
+SWEEP = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # kept shares of the robustness table
 
 
 def _inputs(run: str | None, like: str):
@@ -63,7 +64,7 @@ def main() -> None:
     }
     models = {Path(r).name: r for r in args.run}
     models["random init"] = None
-    t0, results = time.time(), {}
+    t0, results, sweep = time.time(), {}, {}
     for name, run in models.items():
         model, spec, vt, at = _inputs(run, args.run[0])
         for temporal in TEMPORAL:
@@ -71,8 +72,16 @@ def main() -> None:
                 # one inference per (model, temporal, set); both fractions score the same maps
                 inferred = ev.infer_heatmaps(model, its, spec, vt, at, batch_size=16, progress=False, temporal=temporal)
                 kept = [its[i] for i in inferred.kept]
+                if set_name == "sources":  # mean cIoU at every kept share of SWEEP
+                    for frac in SWEEP:
+                        res = ev.score(kept, inferred.maps, fraction=frac, input_size=inferred.input_size,
+                                       cell_offset=inferred.cell_offset, baselines=name == next(iter(models)))
+                        for method, summ in res.summaries.items():
+                            key = name if method == "model" else method
+                            sweep.setdefault(temporal, {}).setdefault(key, {})[frac] = summ["mean_ciou"]
                 for frac in FRACTIONS:
-                    res = ev.score(kept, inferred.maps, fraction=frac)
+                    res = ev.score(kept, inferred.maps, fraction=frac, input_size=inferred.input_size,
+                                   cell_offset=inferred.cell_offset)
                     for method, summ in res.summaries.items():
                         if method != "model" and name != next(iter(models)):
                             continue  # baselines do not depend on the model or the sound: report once
@@ -90,6 +99,26 @@ def main() -> None:
         order = [m for m in models if m in rows] + [m for m in rows if m not in models]  # models, then baselines
         for method, s in ((m, rows[m]) for m in order):
             lines.append(f"| {temporal} | {frac} | {method} | {s['ciou_at']:.3f} | {s['auc']:.3f} | {s['mean_ciou']:.3f} |")
+    from avssl.localization.gt import gt_map
+
+    areas = [float(gt_map(it.boxes, it.style, 224).mean()) for it in items["sources"]]
+    runs = [m for m in models if m != "random init"]
+    lines += ["", "### Mean cIoU at every kept share (sounding object, own sound)", "",
+              f"Share of the frame inside the ground-truth box: mean {sum(areas) / len(areas):.3f}, "
+              f"range {min(areas):.3f}-{max(areas):.3f} (the oracle box's cIoU falls once the kept share exceeds it).", "",
+              "| heatmap | method | " + " | ".join(f"{f:g}" for f in SWEEP) + " |", "|---|---|" + "---|" * len(SWEEP)]
+    for temporal, rows in sweep.items():
+        names = runs + ["random init", "centre_prior", "whole_image", "oracle_box"]
+        for method in names:
+            lines.append(f"| {temporal} | {method} | " + " | ".join(f"{rows[method][f]:.3f}" for f in SWEEP) + " |")
+        if len(runs) > 1:
+            import statistics
+
+            cells = []
+            for f in SWEEP:
+                vals = [rows[m][f] for m in runs]
+                cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+            lines.append(f"| {temporal} | runs: mean ± sd ({len(runs)}) | " + " | ".join(cells) + " |")
     lines += ["", "### Does the map follow the sound? Distractor boxes, mean cIoU", "",
               "| heatmap | kept share | model | distractor's sound played | clip's own sound | moved by |",
               "|---|---|---|---|---|---|"]
@@ -107,7 +136,8 @@ def main() -> None:
     if args.md:
         Path(args.md).write_text(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": args.run, "world": str(world), "results": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"runs": args.run, "world": str(world), "results": results,
+                                               "sweep": sweep, "gt_area": areas}, indent=1))
 
 
 if __name__ == "__main__":
