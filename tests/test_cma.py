@@ -95,3 +95,113 @@ def test_cma_refuses_other_index_and_missing_positives():
         cma(torch.randn(2, 8), torch.randn(2, 8), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="own instance"):
         cma.set_positives(torch.arange(40).unsqueeze(1).repeat(1, 2))
+
+
+# ---------------------------------------------------------------- method="blocks" (default)
+def _full_scores(v, a, mode):
+    sv, sa = v @ v.T, a @ a.T
+    s = {"consensus": torch.minimum(sv, sa), "union": torch.maximum(sv, sa), "video": sv, "audio": sa}[mode]
+    return s.fill_diagonal_(-float("inf"))
+
+
+def assert_exact_topk(got, scores, k, same_rows=0.99):
+    """``got`` is the top-k of every row of ``scores`` (brute force, diagonal -inf), in order:
+    the score at each position equals the brute-force k-th... 1st best (up to float rounding,
+    which may swap exact or ulp-level ties), ids unique per row, never the row itself, rows
+    by decreasing score; and at least ``same_rows`` of the rows have exactly the brute-force ids."""
+    n = scores.shape[0]
+    ref = scores.topk(k, dim=1)
+    assert got.shape == (n, k) and got.dtype == torch.long
+    assert not (got == torch.arange(n).unsqueeze(1)).any()
+    assert (got.sort(dim=1).values.diff(dim=1) != 0).all()
+    vals = scores.gather(1, got)
+    torch.testing.assert_close(vals, ref.values, atol=1e-6, rtol=0)
+    assert (vals.diff(dim=1) <= 1e-6).all()
+    assert (got == ref.indices).all(1).float().mean() >= same_rows
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_blocks_match_brute_force(mode):
+    for n, d in ((1000, 16), (1237, 32)):
+        v, a = _banks(n, d, seed=n)
+        scores = _full_scores(v, a, mode)
+        for block in (None, 64, 100, 333, n):  # 64 / 100 / 333 do not divide 1237 (nor 1000 for 64, 333)
+            for k in (1, 32):
+                got = find_positives(v, a, k=k, mode=mode, chunk_size=block)
+                assert_exact_topk(got, scores, k)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_blocks_all_others_and_tiny_blocks(mode):
+    v, a = _banks(120, 8, seed=3)
+    scores = _full_scores(v, a, mode)
+    for block in (3, 7, 40):  # blocks smaller than k: rows start with fewer than k entries
+        assert_exact_topk(find_positives(v, a, k=119, mode=mode, chunk_size=block), scores, 119, same_rows=0.5)
+        assert_exact_topk(find_positives(v, a, k=20, mode=mode, chunk_size=block), scores, 20)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_blocks_equal_rows_method(mode):
+    v, a = _banks(2000, 32, seed=4)
+    blocks = find_positives(v, a, k=16, mode=mode, method="blocks")
+    rows = find_positives(v, a, k=16, mode=mode, method="rows")
+    scores = _full_scores(v, a, mode)
+    torch.testing.assert_close(scores.gather(1, blocks), scores.gather(1, rows), atol=1e-6, rtol=0)
+    assert (blocks == rows).all(1).float().mean() >= 0.995
+    assert_exact_topk(blocks, scores, 16)
+
+
+def test_blocks_prune_audio_in_consensus(monkeypatch):
+    import avssl.cma.positives as positives
+    v, a = _banks(3000, 128, seed=5)
+    scores = _full_scores(v, a, "consensus")
+    nb = -(-3000 // 256)
+    diag = sum(min(256, 3000 - 256 * i) ** 2 for i in range(nb))
+    results = {}
+    for share in (1.0, 0.0, positives.CPU_DENSE_AUDIO_SHARE):  # never / always / default dense audio
+        monkeypatch.setattr(positives, "CPU_DENSE_AUDIO_SHARE", share)
+        st = {}
+        got = find_positives(v, a, k=8, chunk_size=256, stats=st)
+        assert_exact_topk(got, scores, 8)
+        assert st["blocks"] == nb * (nb + 1) // 2
+        assert st["pairs"] == sum(min(256, 3000 - 256 * i) * min(256, 3000 - 256 * j)
+                                  for i in range(nb) for j in range(i, nb))
+        results[share] = (got, st)
+    off = results[1.0][1]["pairs"] - diag
+    sparse, dense = results[1.0][1], results[0.0][1]
+    # pruned: the audio cosine of the off-diagonal pairs only where the video one reaches a threshold
+    assert sparse["dense_audio_blocks"] == 0 and sparse["audio_pairs"] == diag + sparse["candidates"]
+    assert sparse["candidates"] < 0.2 * off
+    assert dense["dense_audio_blocks"] == nb * (nb - 1) // 2 and dense["audio_pairs"] == dense["pairs"]
+    assert diag < results[positives.CPU_DENSE_AUDIO_SHARE][1]["audio_pairs"] < dense["pairs"]
+    assert sparse["seconds"]["matmul"] > 0 and sparse["seconds"]["sampled"] > 0
+    st_video = {}
+    find_positives(v, a, k=8, mode="video", chunk_size=256, stats=st_video)
+    assert st_video["audio_pairs"] == 0 and st_video["blocks"] == sparse["blocks"]
+
+
+def test_block_schedule_covers_every_pair_once():
+    from avssl.cma.positives import block_schedule
+    for nb in (1, 2, 7):
+        for world in (1, 2, 3, 5):
+            shares = [block_schedule(nb, world, r) for r in range(world)]
+            flat = [p for s in shares for p in s]
+            assert sorted(flat) == [(i, j) for i in range(nb) for j in range(i, nb)]
+            for s in shares:  # each rank: its diagonal blocks first
+                d = [p[0] == p[1] for p in s]
+                assert d == sorted(d, reverse=True)
+
+
+def test_method_validated():
+    v, a = _banks(20, 4)
+    with pytest.raises(ValueError, match="method"):
+        find_positives(v, a, k=3, method="columns")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_blocks_on_cuda_match_brute_force():
+    v, a = _banks(1500, 32, seed=6)
+    for mode in MODES:
+        got = find_positives(v, a, k=16, mode=mode, chunk_size=256, device="cuda", method="blocks")
+        assert got.device.type == "cpu"
+        assert_exact_topk(got, _full_scores(v, a, mode), 16)

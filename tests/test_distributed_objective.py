@@ -49,11 +49,16 @@ def _rank_job(rank, world):
             "loss_loc": float(loss_loc.detach()), "grad_loc": (dg.grad, ag2.grad),
             "loss": float(loss), "loss2": float(loss2), "z": crit.partition,
             "vbank": crit.video_bank.bank.clone(), "abank": crit.audio_bank.bank.clone(),
-            "gathered": gathered, "pos": pos}
+            "gathered": gathered, "pos": pos, "cma_blocks": _cma_blocks_job(rank, world)}
 
 
-def test_two_ranks_match_one_process():
-    ranks = run_distributed(_rank_job, 2)
+@pytest.fixture(scope="module")
+def ranks():
+    """One spawn of 2 real gloo processes for all the tests of this module."""
+    return run_distributed(_rank_job, 2)
+
+
+def test_two_ranks_match_one_process(ranks):
     v, a, idx, negs = _data()
     crit = AVIDCriterion(N, D, num_negatives=K)
     loss, _ = crit(v, a, idx, negatives=negs)
@@ -90,3 +95,43 @@ def test_two_ranks_match_one_process():
     # distributed CMA search == one-shot search on the same banks
     one_shot = find_positives(crit.video_bank, crit.audio_bank, k=5, mode="consensus", chunk_size=N)
     assert torch.equal(r0["pos"], one_shot) and torch.equal(r1["pos"], one_shot)
+
+
+def _cma_banks():
+    g = torch.Generator().manual_seed(11)
+    v, a = torch.randn(500, 48, generator=g), torch.randn(500, 48, generator=g)
+    return F.normalize(v, dim=1), F.normalize(a, dim=1)
+
+
+CMA_CASES = [("consensus", 64, 12), ("consensus", 500, 12), ("union", 96, 5), ("video", 200, 1)]
+
+
+def _cma_blocks_job(rank, world):
+    v, a = _cma_banks()
+    out = []
+    for mode, block, k in CMA_CASES:
+        st = {}
+        pos = find_positives(v, a, k=k, mode=mode, chunk_size=block, method="blocks", stats=st)
+        out.append((pos, st["blocks"], st["pairs"]))
+    return out
+
+
+def test_two_ranks_cma_blocks_identical_and_equal_one_process(ranks):
+    """find_positives(method="blocks"): each rank computes a disjoint share of the block
+    pairs (pruning with its own thresholds), the partial top-k tables are all-gathered and
+    merged: identical on both ranks, equal to one process (a block size of N puts the one
+    diagonal block on rank 0 alone)."""
+    v, a = _cma_banks()
+    for c, (mode, block, k) in enumerate(CMA_CASES):
+        (p0, b0, n0), (p1, b1, n1) = ranks[0]["cma_blocks"][c], ranks[1]["cma_blocks"][c]
+        assert torch.equal(p0, p1)
+        st = {}
+        one = find_positives(v, a, k=k, mode=mode, chunk_size=block, method="blocks", stats=st)
+        assert torch.equal(p0, one), (mode, block, k)
+        assert b0 + b1 == st["blocks"] and n0 + n1 == st["pairs"]  # disjoint shares, all pairs
+        if block < 500:
+            assert b0 > 0 and b1 > 0
+        sv, sa = v @ v.T, a @ a.T
+        s = {"consensus": torch.minimum(sv, sa), "union": torch.maximum(sv, sa), "video": sv}[mode]
+        s.fill_diagonal_(-float("inf"))
+        torch.testing.assert_close(s.gather(1, p0), s.topk(k, dim=1).values, atol=1e-6, rtol=0)
