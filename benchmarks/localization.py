@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch  # noqa: E402
 FRACTIONS = (0.5, 0.15)
 TEMPORAL = ("slot", "mean")
 SWEEP = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)  # kept shares of the robustness table
+assert set(FRACTIONS) <= set(SWEEP)
 
 
 def _inputs(run: str | None, like: str):
@@ -72,21 +74,15 @@ def main() -> None:
                 # one inference per (model, temporal, set); both fractions score the same maps
                 inferred = ev.infer_heatmaps(model, its, spec, vt, at, batch_size=16, progress=False, temporal=temporal)
                 kept = [its[i] for i in inferred.kept]
-                if set_name == "sources":  # mean cIoU at every kept share of SWEEP
-                    for frac in SWEEP:
-                        res = ev.score(kept, inferred.maps, fraction=frac, input_size=inferred.input_size,
-                                       cell_offset=inferred.cell_offset, baselines=name == next(iter(models)))
-                        for method, summ in res.summaries.items():
-                            key = name if method == "model" else method
-                            sweep.setdefault(temporal, {}).setdefault(key, {})[frac] = summ["mean_ciou"]
-                for frac in FRACTIONS:
-                    res = ev.score(kept, inferred.maps, fraction=frac, input_size=inferred.input_size,
-                                   cell_offset=inferred.cell_offset)
+                first = name == next(iter(models))  # baselines do not depend on the model or the sound: once
+                for frac in SWEEP if set_name == "sources" else FRACTIONS:  # FRACTIONS is a subset of SWEEP
+                    res = ev.score(kept, inferred.maps, fraction=frac, baselines=first, **inferred.placement)
                     for method, summ in res.summaries.items():
-                        if method != "model" and name != next(iter(models)):
-                            continue  # baselines do not depend on the model or the sound: report once
                         key = name if method == "model" else method
-                        results.setdefault(set_name, {}).setdefault(f"{temporal}@{frac}", {})[key] = summ
+                        if set_name == "sources":
+                            sweep.setdefault(temporal, {}).setdefault(key, {})[frac] = summ["mean_ciou"]
+                        if frac in FRACTIONS:
+                            results.setdefault(set_name, {}).setdefault(f"{temporal}@{frac}", {})[key] = summ
         print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
 
     lines = [f"Held-out split `{args.split}` of `{world}`; {len(items['sources'])} clips with a visible sounding "
@@ -112,8 +108,6 @@ def main() -> None:
         for method in names:
             lines.append(f"| {temporal} | {method} | " + " | ".join(f"{rows[method][f]:.3f}" for f in SWEEP) + " |")
         if len(runs) > 1:
-            import statistics
-
             cells = []
             for f in SWEEP:
                 vals = [rows[m][f] for m in runs]

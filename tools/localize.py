@@ -78,8 +78,7 @@ def main_impl(cfg: DictConfig) -> dict:
         log.info("\n%s", ev.summary_table(res))
         if also:  # the same maps scored at other kept shares (no second inference)
             keep = {k: v for k, v in eval_cfg.items() if k not in ("fraction", "temporal")}
-            by = {f: ev.score(res.items, res.display_maps, input_size=res.input_size, cell_offset=res.cell_offset,
-                              **{**keep, "fraction": f}).summaries for f in also}
+            by = {f: ev.score(res.items, res.display_maps, **res.placement, **{**keep, "fraction": f}).summaries for f in also}
             report["eval"]["by_fraction"] = {str(f): v for f, v in by.items()}
             (out / "eval" / "fractions.json").write_text(json.dumps(report["eval"]["by_fraction"], indent=1, default=str))
             for f, sums in by.items():

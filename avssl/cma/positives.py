@@ -157,9 +157,7 @@ def find_positives(video_bank, audio_bank, k: int = 32, mode: str = "consensus",
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if method is None:
-        method = "blocks" if torch.device(device if device is not None else _bank_tensor(video_bank).device).type == "cpu" else "rows"
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     v_all = _bank_tensor(video_bank)
     a_all = _bank_tensor(audio_bank)
@@ -170,6 +168,8 @@ def find_positives(video_bank, audio_bank, k: int = 32, mode: str = "consensus",
     if not 1 <= k <= n - 1:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} instances, got {k}")
     dev = torch.device(device) if device is not None else v_all.device
+    if method is None:
+        method = "blocks" if dev.type == "cpu" else "rows"
     v_all = F.normalize(v_all.to(dev, torch.float32), dim=1)
     a_all = F.normalize(a_all.to(dev, torch.float32), dim=1)
 

@@ -34,7 +34,7 @@ import torch
 
 from avssl.localization import metrics
 from avssl.localization.gt import gt_map
-from avssl.localization.heatmap import (DenseAVModel, centre_prior_maps, compute_heatmaps, model_cell_offset, upsample_maps,
+from avssl.localization.heatmap import (DenseAVModel, centre_prior_maps, compute_heatmaps, map_placement, upsample_maps,
                                         whole_image_maps)
 
 log = logging.getLogger(__name__)
@@ -217,10 +217,7 @@ class InferredMaps:
     frames: list[np.ndarray]
     kept: list[int] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
-    # where the cells sit (``upsample_maps``): the model input's (H, W) and the model's cell offset;
-    # None = the model does not say, maps are resized plainly
-    input_size: tuple[int, int] | None = None
-    cell_offset: float = 0.0
+    placement: dict = field(default_factory=dict)  # ``map_placement``: where the cells sit ({} = plain resize)
 
 
 @torch.no_grad()
@@ -254,7 +251,7 @@ def infer_heatmaps(
             durations[p] = probe(p).duration
         return durations[p]
 
-    maps, frames, kept, skipped, input_size = [], [], [], [], None
+    maps, frames, kept, skipped, placement = [], [], [], [], {}
     bar = tqdm(total=len(items), desc="localization", unit="item", disable=not progress)
     for b0 in range(0, len(items), batch_size):
         chunk = items[b0 : b0 + batch_size]
@@ -282,7 +279,7 @@ def infer_heatmaps(
         if not vids:
             continue
         video = video_transform(torch.stack(vids).to(device))
-        input_size = tuple(video.shape[-2:])
+        placement = map_placement(model, video.shape[-2:])
         hm = compute_heatmaps(model, video, audio_transform(torch.stack(wavs).to(device)))
         t_slots = hm.low_res.shape[1]
         for m, rel in zip(hm.low_res.cpu(), slots_at):
@@ -293,9 +290,7 @@ def infer_heatmaps(
                     ", ".join(f"{s['item_id']} ({s['reason']})" for s in skipped[:5]))
     if not maps:
         raise RuntimeError(f"no item could be read ({len(skipped)} media errors)")
-    offset = model_cell_offset(model)
-    return InferredMaps(torch.stack(maps), frames, kept, skipped,
-                        input_size=None if offset is None else input_size, cell_offset=offset or 0.0)
+    return InferredMaps(torch.stack(maps), frames, kept, skipped, placement)
 
 
 # ---------------------------------------------------------------- scoring
@@ -329,8 +324,7 @@ class EvaluationResult:
     frames: list[np.ndarray] | None = None
     display_maps: torch.Tensor | None = None  # [N, h, w] raw, for pictures
     items: list[LocalizationItem] | None = None
-    input_size: tuple[int, int] | None = None  # cell placement of display_maps (``upsample_maps``)
-    cell_offset: float = 0.0
+    placement: dict = field(default_factory=dict)  # ``map_placement`` of display_maps
 
     def write(self, out_dir: str | os.PathLike, grid_size: int = 8) -> dict[str, Path]:
         """results.json, per_sample.csv and (with frames) grid_best.png / grid_worst.png."""
@@ -359,8 +353,7 @@ class EvaluationResult:
             maps, boxes = [], []
             for i, f in zip(sel, frames):
                 h, w = f.shape[:2]
-                maps.append(metrics.minmax_normalize(upsample_maps(self.display_maps[i], (h, w), input_size=self.input_size,
-                                                                  cell_offset=self.cell_offset).numpy()))
+                maps.append(metrics.minmax_normalize(upsample_maps(self.display_maps[i], (h, w), **self.placement).numpy()))
                 boxes.append([[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b in self.items[i].boxes])
             titles = [f"{self.rows[i]['item_id'][:22]}\ncIoU {self.rows[i]['ciou']:.2f}" for i in sel]
             written[name] = save_grid(out / f"{name}.png", frames, maps, titles=titles, boxes=boxes, ncols=4)
@@ -421,10 +414,10 @@ def score(
         rows.append(row)
     settings = {"eval_size": eval_size, "fraction": fraction, "ciou_threshold": ciou_threshold,
                 "confidence": confidence, "ap_variant": variant, "num_items": n, "num_negatives": int((~pos).sum())}
-    if input_size is not None:
+    placement = {} if input_size is None else {"input_size": tuple(input_size), "cell_offset": cell_offset}
+    if placement:
         settings.update(input_size=list(input_size), cell_offset=cell_offset)
-    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items),
-                            input_size=input_size, cell_offset=cell_offset)
+    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items), placement=placement)
 
 
 def evaluate(
@@ -445,9 +438,7 @@ def evaluate(
     inferred = infer_heatmaps(model, items, clip_spec, video_transform, audio_transform,
                               batch_size=batch_size, device=device, backend=backend, progress=progress,
                               temporal=temporal)
-    score_kwargs.setdefault("input_size", inferred.input_size)
-    score_kwargs.setdefault("cell_offset", inferred.cell_offset)
-    res = score([items[i] for i in inferred.kept], inferred.maps, **score_kwargs)
+    res = score([items[i] for i in inferred.kept], inferred.maps, **{**inferred.placement, **score_kwargs})
     res.frames = inferred.frames
     res.settings["skipped"] = inferred.skipped
     res.settings["temporal"] = temporal

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -103,6 +103,14 @@ def model_cell_offset(model) -> float | None:
     return getattr(model, "dense_cell_offset", None)
 
 
+def map_placement(model, input_hw) -> dict:
+    """``upsample_maps`` keywords that place ``model``'s map cells on its ``input_hw`` input:
+    ``{"input_size", "cell_offset"}``, or ``{}`` (plain resize) when the model does not declare
+    its cell offset. Stored with maps that are upsampled later (tracks, evaluation results)."""
+    offset = model_cell_offset(model)
+    return {} if offset is None else {"input_size": tuple(int(v) for v in input_hw), "cell_offset": float(offset)}
+
+
 def normalize_maps(maps: torch.Tensor, mode: str = "minmax", value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
     """Map heatmaps ``[..., H, W]`` to [0, 1].
 
@@ -164,9 +172,7 @@ def compute_heatmaps(
         audio_emb = model.embed_audio(spec)
     dense = model.video_dense_embeddings(video)
     low = similarity_maps(audio_emb.to(dense.device), dense)
-    offset = model_cell_offset(model)
-    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners,
-                           input_size=None if offset is None else tuple(video.shape[-2:]), cell_offset=offset or 0.0)
+    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners, **map_placement(model, video.shape[-2:]))
     return Heatmaps(low_res=low, frames=frames, pooled=frames.mean(dim=1))
 
 
@@ -206,8 +212,7 @@ class HeatmapTrack:
     maps: torch.Tensor
     clip_starts: np.ndarray
     audio_source: str = ""
-    input_size: tuple[int, int] | None = None  # model input (H, W) the maps came from (cell placement)
-    cell_offset: float = 0.0
+    placement: dict = field(default_factory=dict)  # ``map_placement`` of the maps' model and input
 
     def __post_init__(self):
         if len(self.times) != len(self.maps) or len(self.times) == 0:
@@ -234,7 +239,7 @@ class HeatmapTrack:
             maps = (maps - lo) / (hi - lo) if hi > lo else torch.zeros_like(maps)
             norm = None
         sel = maps[torch.as_tensor(self.index_at(frame_times))]
-        up = upsample_maps(sel, size, align_corners, input_size=self.input_size, cell_offset=self.cell_offset)
+        up = upsample_maps(sel, size, align_corners, **self.placement)
         return up.clamp(0, 1) if norm is None else normalize_maps(up, norm)
 
 
@@ -287,7 +292,7 @@ def video_heatmap_track(
     elif not info.has_audio:
         raise ValueError(f"{path} has no audio stream; pass audio_path to play another sound")
 
-    times, maps, input_size = [], [], None
+    times, maps, placement = [], [], {}
     bar = tqdm(total=len(starts), desc=f"heatmaps {os.path.basename(str(path))}", unit="clip", disable=not progress)
     for b0 in range(0, len(starts), batch_size):
         chunk = starts[b0 : b0 + batch_size]
@@ -302,7 +307,7 @@ def video_heatmap_track(
                 wavs.append(read_clip(audio_path, s_a, clip_spec, backend=backend, video=False).audio)
         video = video_transform(torch.stack(vids).to(device))
         spec = audio_transform(torch.stack(wavs).to(device))
-        input_size = tuple(video.shape[-2:])
+        placement = map_placement(model, video.shape[-2:])
         hm = compute_heatmaps(model, video, spec)
         t_slots = hm.low_res.shape[1]
         slot = clip_spec.video_duration / t_slots
@@ -316,6 +321,5 @@ def video_heatmap_track(
         maps=torch.cat(maps, 0),
         clip_starts=starts,
         audio_source=str(audio_path or path),
-        input_size=None if model_cell_offset(model) is None else input_size,
-        cell_offset=model_cell_offset(model) or 0.0,
+        placement=placement,
     )

@@ -149,8 +149,7 @@ def localize_file(
                                   progress=progress)
         prod.outputs["mp4"] = str(dst)
     np.savez_compressed(out / f"{tag}_track.npz", times=track.times, maps=track.maps.numpy(),
-                        clip_starts=track.clip_starts, input_size=np.array(track.input_size or (), dtype=np.int64),
-                        cell_offset=track.cell_offset)
+                        clip_starts=track.clip_starts, **{k: np.asarray(v) for k, v in track.placement.items()})
     prod.outputs["track"] = str(out / f"{tag}_track.npz")
     return prod
 
