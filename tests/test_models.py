@@ -143,14 +143,13 @@ def test_model_configs_build(name):
 def _receptive_field_offsets(net, size: int) -> list[float]:
     """Measured centre of each interior cell's receptive field (centroid of |d cell / d input|)
     minus ``stride * j``, along both axes, for a random input of ``size`` x ``size`` pixels."""
-    torch.manual_seed(0)
-    x = torch.rand(1, 3, 4, size, size, requires_grad=True)
+    x = torch.rand(1, 3, 2, size, size, requires_grad=True)  # 2 frames: the spatial geometry is what is measured
     fmap = net.forward_features(x)[net.last_map]
     cells = fmap.shape[-1]
     stride = size // cells
     pix = torch.arange(size, dtype=torch.float64)
     out = []
-    for j in range(2, cells - 2):  # interior cells: their fields are not cut by the border
+    for j in range(max(2, cells // 4), cells - max(2, cells // 4)):  # central cells: fields least cut by the border
         (g,) = torch.autograd.grad(fmap[0, :, :, j, j].abs().sum(), x, retain_graph=True)
         m = g.abs().sum((0, 1, 2)).double()
         out += [float((m.sum(1) * pix).sum() / m.sum()) - stride * j, float((m.sum(0) * pix).sum() / m.sum()) - stride * j]
@@ -158,11 +157,12 @@ def _receptive_field_offsets(net, size: int) -> list[float]:
 
 
 @pytest.mark.parametrize("name,kwargs,size", [("tiny", {"last_spatial_stride": 1}, 128), ("tiny", {}, 128),
-                                              ("r3d_18", {}, 128)])
+                                              ("r3d_18", {}, 192)])  # its fields exceed 128 px
 def test_video_map_cells_sit_where_the_encoder_says(name, kwargs, size):
     """Localization places cell j of the last map on input pixel stride * j + map_cell_offset
     (avssl.localization.upsample_maps); a plain resize would assume (stride - 1) / 2 more,
     i.e. half a cell to the bottom-right. Measured from the gradients of a random network."""
+    torch.manual_seed(0)  # weights and input: the same draw whatever ran before in this worker
     net = build_video_encoder(name, **kwargs).eval()
     offsets = torch.tensor(_receptive_field_offsets(net, size))
     assert len(offsets) >= 4
