@@ -175,6 +175,9 @@ def test_degenerate_box_scores_zero_like_the_references():
     ann = Annotation("d", ((0.3, 1.0, 0.7, 1.0),))
     r = score_maps(quadrant_map()[None], [ann], at("lvs", 8))
     assert r.ciou[0] == 0.0 and r.summary["empty_gt"] == 1 and r.summary["ciou_at"] == 0.0
+    # an inverted box (xmax < xmin) paints nothing in the references' slicing: counted, not fatal
+    r = score_maps(quadrant_map()[None], [Annotation("i", ((0.5, 0.0, 0.25, 0.5), (0.0, 0.0, 0.5, 0.5)))], at("lvs", 8))
+    assert r.ciou[0] == 1.0 and r.summary["inverted_boxes"] == 1
 
 
 def test_upsampling_modes():
@@ -231,3 +234,19 @@ def test_protocol_registry_errors_and_tensors():
         score_maps(np.zeros((2, 4, 4)), [TOP_LEFT], at("lvs", 4))
     t = torch.from_numpy(quadrant_map())[None]
     assert score_maps(t, [TOP_LEFT], at("lvs", 8)).ciou[0] == 1.0
+
+
+def test_evaluation_items_score_like_annotations():
+    from avssl.localization.evaluate import LocalizationItem
+    from avssl.localization.protocols import annotations_from_items
+
+    # a Flickr item stores boxes as fractions of the 256 frame: same pixels as the pixel boxes
+    px = ((0, 0, 128, 128), (0, 0, 64, 128), (128, 128, 256, 256))
+    item = LocalizationItem("f", "v.mp4", 0.0, [[v / 256 for v in b] for b in px], "flickr")
+    neg = LocalizationItem("n", "v.mp4", 0.0, [], "vggss", has_source=False)
+    anns = annotations_from_items([item, neg])
+    assert not anns[1].has_source and anns[0].frame is None
+    m = np.tile(np.arange(8, 0, -1, dtype=np.float32), (8, 1))
+    direct = score_maps(m[None], [Annotation("f", px, "flickr", frame=(256, 256))], at("lvs", 8))
+    via = score_maps(np.stack([m, m]), anns, at("lvs", 8))
+    assert via.ciou[0] == direct.ciou[0] == pytest.approx(10 / 32, abs=1e-15) and np.isnan(via.ciou[1])

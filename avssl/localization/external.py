@@ -200,16 +200,16 @@ def _jsonable(x):
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 
-def baseline_maps(anns: Sequence[Annotation], protocol: Protocol) -> dict[str, np.ndarray]:
-    """The evaluate.py baselines at the protocol's size: centre prior, whole image, oracle box
-    (built on the protocol's own GT maps)."""
+def baseline_sources(anns: Sequence[Annotation], protocol: Protocol) -> dict:
+    """The evaluate.py baselines at the protocol's size, as ``score_maps`` map sources
+    ``(start, stop) -> maps``: centre prior, whole image, oracle box (on the protocol's own GT)."""
     from avssl.localization.evaluate import oracle_box_maps
     from avssl.localization.heatmap import centre_prior_maps, whole_image_maps
 
-    n, s = len(anns), protocol.size
-    gts = np.stack([gt_map_for(a, protocol) for a in anns])
-    return {"centre_prior": centre_prior_maps(n, s).numpy(), "whole_image": whole_image_maps(n, s).numpy(),
-            "oracle_box": oracle_box_maps(gts)}
+    s = protocol.size
+    centre, whole = centre_prior_maps(1, s)[0].numpy(), whole_image_maps(1, s)[0].numpy()
+    return {"centre_prior": lambda a, b: [centre] * (b - a), "whole_image": lambda a, b: [whole] * (b - a),
+            "oracle_box": lambda a, b: list(oracle_box_maps(np.stack([gt_map_for(x, protocol) for x in anns[a:b]])))}
 
 
 def score_external(folder: str | os.PathLike, annotations, protocol: str | Protocol | Sequence[str | Protocol] = "lvs",
@@ -226,13 +226,13 @@ def score_external(folder: str | os.PathLike, annotations, protocol: str | Proto
     anns, report = load_annotations(annotations, fmt, test_list=test_list, extended=extended)
     index = index_heatmaps(folder)
     found, missing = match_heatmaps(index, anns)
-    maps, bad = {}, {}
-    for sid, path in tqdm(found.items(), desc="heatmaps", unit="map", disable=not progress):
+    shapes, bad = {}, {}  # validate every map once; they are loaded again chunk by chunk when scored
+    for sid, path in tqdm(found.items(), desc="checking maps", unit="map", disable=not progress):
         try:
-            maps[sid] = load_heatmap(path)
+            shapes[sid] = load_heatmap(path).shape
         except ValueError as e:
             bad[sid] = f"{path.name}: {e}"
-    kept = [a for a in anns if a.sample_id in maps]
+    kept = [a for a in anns if a.sample_id in shapes]
     used = set(found.values())
     root = Path(folder)
     unannotated = sorted({p.relative_to(root).with_suffix("").as_posix() for p in index.values() if p not in used})
@@ -248,14 +248,13 @@ def score_external(folder: str | os.PathLike, annotations, protocol: str | Proto
     protos = [get_protocol(p, **overrides) for p in ([protocol] if isinstance(protocol, (str, Protocol)) else protocol)]
     ids = [a.sample_id for a in kept]
     rows = [{"sample_id": a.sample_id, "silent": not a.has_source, "label": a.label, "audio_id": a.audio_id or "",
-             "map_shape": "x".join(map(str, maps[a.sample_id].shape))} for a in kept]
+             "map_shape": "x".join(map(str, shapes[a.sample_id]))} for a in kept]
+    external = lambda a, b: [load_heatmap(found[i]) for i in ids[a:b]]  # noqa: E731
     summaries: dict[str, dict[str, dict]] = {}
     scores: dict[str, dict[str, ProtocolScores]] = {}
     for p in protos:
-        candidates = {method: [maps[i] for i in ids]}
-        if baselines:
-            candidates.update(baseline_maps(kept, p))
-        scores[p.name] = {m: score_maps(x, kept, p) for m, x in candidates.items()}
+        candidates = {method: external, **(baseline_sources(kept, p) if baselines else {})}
+        scores[p.name] = {m: score_maps(x, kept, p, progress=progress) for m, x in candidates.items()}
         summaries[p.name] = {m: s.summary for m, s in scores[p.name].items()}
         for m, s in scores[p.name].items():
             col = f"ciou[{p.name}]" + ("" if m == method else f":{m}")
@@ -271,5 +270,5 @@ def score_external(folder: str | os.PathLike, annotations, protocol: str | Proto
     return ExternalResult(rows, summaries, coverage, settings, scores)
 
 
-__all__ = ["BASELINES", "ExternalResult", "baseline_maps", "index_heatmaps", "load_annotations", "load_heatmap",
+__all__ = ["BASELINES", "ExternalResult", "baseline_sources", "index_heatmaps", "load_annotations", "load_heatmap",
            "match_heatmaps", "score_external"]

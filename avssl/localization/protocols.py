@@ -201,6 +201,15 @@ class Annotation:
             raise ValueError(f"{self.sample_id}: a sample with a source needs at least one box")
 
 
+def annotations_from_items(items) -> list[Annotation]:
+    """``Annotation``s of ``evaluate.LocalizationItem``-like objects (``item_id``, ``boxes`` as
+    fractions of the frame, ``style``, ``has_source``, ``label``), so avssl's own evaluation
+    items can be scored under any preset. A Flickr box stored as a fraction of its 256-pixel
+    frame gives the same integer pixels as the pixel box (``v / 256 * 224`` is exact)."""
+    return [Annotation(str(it.item_id), tuple(tuple(float(v) for v in b) for b in it.boxes), it.style, None,
+                       bool(it.has_source), str(getattr(it, "label", ""))) for it in items]
+
+
 def inverted_boxes(boxes) -> int:
     """How many boxes have ``xmax < xmin`` or ``ymax < ymin`` (the references' slicing paints
     nothing for them; here they are dropped and counted)."""
@@ -384,51 +393,76 @@ def summarize(ciou: np.ndarray, has_source: np.ndarray, conf: np.ndarray | None,
 
 
 def score_maps(maps, gt, protocol: str | Protocol, silent=None, confidence=None, ids: Sequence[str] | None = None,
-               **overrides) -> ProtocolScores:
+               *, chunk: int = 64, progress: bool = False, **overrides) -> ProtocolScores:
     """Score raw heatmaps under one protocol.
 
-    ``maps``: ``[N, h, w]`` (array / tensor) or a list of ``[h, w]`` maps, as the method
-    outputs them (low resolution or already ``size x size``). ``gt``: ``Annotation``s (the GT
-    map is built by the protocol's rule) or GT maps ``[N, size, size]`` used as given.
+    ``maps``: ``[N, h, w]`` (array / tensor), a list of ``[h, w]`` maps, or a callable
+    ``maps(start, stop)`` returning those of samples ``start:stop`` (loaded lazily), as the
+    method outputs them (low resolution or already ``size x size``). ``gt``: ``Annotation``s
+    (the GT map is built by the protocol's rule) or GT maps ``[N, size, size]`` used as given.
     ``silent``: bool ``[N]``, True where the clip has no visible source (default: the
     annotations' ``has_source``, or all sources for GT maps). ``confidence``: ``[N]`` overriding
     the protocol's own confidence rule. ``overrides``: ``Protocol`` fields (e.g. ``value_range``).
+    Samples are processed ``chunk`` at a time, so memory stays bounded on full test sets.
     """
+    from tqdm.auto import tqdm
+
     protocol = get_protocol(protocol, **overrides)
-    items = _as_list(maps)
-    n = len(items)
+    s = protocol.size
     if isinstance(gt, (np.ndarray, torch.Tensor)):
-        gts = gt.detach().cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt)
-        gts = gts.astype(np.float64)
-        if gts.shape != (n, protocol.size, protocol.size):
-            raise ValueError(f"GT maps must be [{n}, {protocol.size}, {protocol.size}], got {gts.shape}")
+        gt_arr = gt.detach().cpu().numpy() if isinstance(gt, torch.Tensor) else np.asarray(gt)
+        n = len(gt_arr)
+        if gt_arr.shape != (n, s, s):
+            raise ValueError(f"GT maps must be [N, {s}, {s}], got {gt_arr.shape}")
         pos = np.ones(n, bool)
+        gt_chunk = lambda a, b: gt_arr[a:b].astype(np.float64)  # noqa: E731
+        inverted = 0
     else:
         anns = list(gt)
-        if len(anns) != n:
-            raise ValueError(f"{n} maps but {len(anns)} annotations")
-        gts = np.stack([gt_map_for(a, protocol) for a in anns]) if n else np.zeros((0, protocol.size, protocol.size))
+        n = len(anns)
         pos = np.array([a.has_source for a in anns], bool)
+        gt_chunk = lambda a, b: np.stack([gt_map_for(x, protocol) for x in anns[a:b]]).reshape(-1, s, s)  # noqa: E731
+        inverted = sum(inverted_boxes(x.boxes) for x in anns if x.boxes)
         if ids is None:
             ids = [a.sample_id for a in anns]
+    if callable(maps):
+        map_chunk = maps
+    else:
+        items = _as_list(maps)
+        if len(items) != n:
+            raise ValueError(f"{len(items)} maps but {n} ground truths")
+        map_chunk = lambda a, b: items[a:b]  # noqa: E731
     if silent is not None:
         silent = np.asarray(silent, bool).ravel()
         if silent.size != n:
             raise ValueError(f"silent has {silent.size} entries for {n} maps")
         pos = ~silent
-    up = upsample(items, protocol)
-    masks = binarize(normalize(up, protocol), protocol, gts)
-    c = metrics.ciou(masks, gts, empty_gt="reference")
+    if confidence is not None:
+        confidence = np.asarray(confidence, np.float64).ravel()
+        if confidence.size != n:
+            raise ValueError(f"confidence has {confidence.size} entries for {n} maps")
+    c, kept, empty = np.empty(n), np.empty(n, np.int64), np.empty(n, bool)
+    conf = confidence if confidence is not None or protocol.confidence is None else np.empty(n)
+    for a in tqdm(range(0, n, chunk), desc=f"cIoU ({protocol.name})", unit="chunk", disable=not progress):
+        b = min(a + chunk, n)
+        m, g = map_chunk(a, b), gt_chunk(a, b)
+        if len(m) != b - a:
+            raise ValueError(f"the map source returned {len(m)} maps for samples {a}:{b}")
+        up = upsample(m, protocol)
+        masks = binarize(normalize(up, protocol), protocol, g)
+        c[a:b] = metrics.ciou(masks, g, empty_gt="reference")
+        kept[a:b] = masks.sum(axis=(1, 2))
+        empty[a:b] = g.sum(axis=(1, 2)) == 0
+        if confidence is None and protocol.confidence is not None:
+            conf[a:b] = confidences(up, protocol)
     c[~pos] = np.nan
-    conf = confidences(up, protocol) if confidence is None else np.asarray(confidence, np.float64).ravel()
-    if conf is not None and conf.size != n:
-        raise ValueError(f"confidence has {conf.size} entries for {n} maps")
     summary = summarize(c, pos, conf, protocol)
-    summary["empty_gt"] = int(((gts.sum(axis=(1, 2)) == 0) & pos).sum())
-    return ProtocolScores(protocol, c, pos, masks.sum(axis=(1, 2)), conf, summary, list(ids) if ids is not None else None)
+    summary["empty_gt"] = int((empty & pos).sum())
+    summary["inverted_boxes"] = int(inverted)  # painted as nothing, as the references' slicing does
+    return ProtocolScores(protocol, c, pos, kept, conf, summary, list(ids) if ids is not None else None)
 
 
 __all__ = [
-    "Annotation", "PRESETS", "Protocol", "ProtocolScores", "binarize", "confidences", "free_protocol",
+    "Annotation", "PRESETS", "Protocol", "ProtocolScores", "annotations_from_items", "binarize", "confidences", "free_protocol",
     "get_protocol", "gt_map_for", "inverted_boxes", "normalize", "score_maps", "summarize", "upsample",
 ]
