@@ -228,6 +228,8 @@ def test_protocol_registry_errors_and_tensors():
         get_protocol("nope")
     with pytest.raises(ValueError, match="kept_share"):
         free_protocol(0.0)
+    with pytest.raises(ValueError, match="kept_share is for the free"):
+        get_protocol("lvs", kept_share=0.3)
     with pytest.raises(ValueError, match="needs value_range"):
         replace(PRESETS["lvs"], normalize="fixed")
     with pytest.raises(ValueError, match="maps but"):

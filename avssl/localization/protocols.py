@@ -169,7 +169,8 @@ def get_protocol(protocol: str | Protocol, **overrides) -> Protocol:
         p = PRESETS[protocol]
     else:
         raise ValueError(f"unknown protocol {protocol!r}; known: {', '.join(PRESETS)}, free, free:<kept share>")
-    overrides.pop("kept_share", None)
+    if "kept_share" in overrides:
+        raise ValueError(f"kept_share is for the free protocol; {p.name} keeps what its evaluator keeps")
     if "value_range" in overrides and overrides["value_range"] is not None:
         overrides["value_range"] = tuple(float(v) for v in overrides["value_range"])
     return replace(p, **overrides) if overrides else p
