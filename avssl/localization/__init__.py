@@ -11,6 +11,7 @@ from avssl.localization.evaluate import (
     score,
     summary_table,
 )
+from avssl.localization.external import ExternalResult, load_annotations, score_external
 from avssl.localization.gt import flickr_gt_map, gt_map, scale_boxes, vggss_gt_map
 from avssl.localization.heatmap import (
     HeatmapTrack,
@@ -53,9 +54,18 @@ from avssl.localization.overlay import (
     save_overlay,
     write_heatmap_video,
 )
+from avssl.localization.protocols import PRESETS as PROTOCOL_PRESETS
+from avssl.localization.protocols import free_protocol, get_protocol, score_maps
 from avssl.localization.run import file_frame_heatmaps, localize_file, localize_files
 
 __all__ = [
+    "ExternalResult",
+    "PROTOCOL_PRESETS",
+    "free_protocol",
+    "get_protocol",
+    "load_annotations",
+    "score_external",
+    "score_maps",
     "EvaluationResult",
     "LocalizationItem",
     "file_frame_heatmaps",

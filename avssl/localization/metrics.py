@@ -8,10 +8,17 @@ test.py/utils.py), EZ-VSL (stoneMo/EZ-VSL, test.py/utils.py) and SLAVC
 1. Heatmap ``S`` (already upsampled to the image, 224x224 in the papers) is min-max
    normalised per sample to [0, 1]; a constant map is left unchanged.
 2. The binary prediction ``P`` keeps the top half of the pixels. EZ-VSL / SLAVC take
-   ``thr = sort(S.flat)[int(N * 0.5)]`` and ``P = S >= thr`` (exactly N/2 pixels when there
-   are no ties); LVS takes the same sorted element but keeps ``S > thr`` (one pixel fewer).
-   Here: ``thr = sort(S.flat)[int(N * (1 - fraction))]``, ``P = S >= thr`` (EZ-VSL/SLAVC).
-   Ties at the threshold are all kept, so a constant map predicts the whole image.
+   ``thr = sort(S.flat)[int(N * 0.5)]`` and ``P = S >= thr``; LVS takes the same sorted
+   element but keeps ``S > thr``. Without ties the two masks differ by exactly one pixel
+   (N/2 vs N/2 - 1). With ties at ``thr`` -- whole blocks of a block-upsampled map, or a
+   low-precision map -- ``>=`` keeps *every* pixel equal to ``thr`` and ``>`` keeps *none*
+   of them, so the masks can differ by a whole block (thousands of pixels at 224x224) and
+   the per-sample cIoU by far more than one pixel's worth.
+   Here: ``thr = sort(S.flat)[int(N * (1 - fraction))]``, ``P = S >= thr`` (EZ-VSL/SLAVC;
+   ``strict=True`` gives ``S > thr``). Ties at the threshold are all kept, so a constant
+   map predicts the whole image. ``avssl.localization.protocols`` holds one preset per
+   public evaluator that reproduces its arithmetic (interpolation, float32 normalisation,
+   ``>`` vs ``>=``, GT rule, AUC grid, open-set counting) exactly.
 3. Per-sample ``cIoU = sum(P * G) / (sum(G) + sum(P * (G == 0)))`` where ``G`` is the
    ground-truth map (binary for VGG-SS, {0, 0.5, 1} for Flickr-SoundNet; see ``gt.py``).
 4. Reported "cIoU" (EZ-VSL calls it AP50, SLAVC Precision@50) = share of samples with
@@ -20,7 +27,7 @@ test.py/utils.py), EZ-VSL (stoneMo/EZ-VSL, test.py/utils.py) and SLAVC
    "mean cIoU" (EZ-VSL ``finalize_cIoU``) = plain mean of the per-sample values.
    The thresholds here are exact decimals; the references' ``0.05 * i`` carries float
    excess (``0.05 * 3 == 0.15000000000000002``), which only matters for a cIoU that lands
-   exactly on a grid value.
+   exactly on a grid value (``AUC_THRESHOLDS_REFERENCE`` is that float grid).
 
 Open-set extension (Mo & Morgado, 'A Closer Look at Weakly-Supervised Audio-Visual
 Source Localization', NeurIPS 2022, code stoneMo/SLAVC): the test set also holds clips
@@ -44,6 +51,8 @@ Two AP / F1 variants are offered:
   end) and ``AP = sum(p_max[i] * (r[i+1] - r[i]))``. SLAVC subsamples thresholds (at most
   ~200, and drops the largest confidence); here every distinct confidence is a threshold.
   SLAVC reports F1 at the confidence deciles; ``max_f1`` here is the max over all thresholds.
+  ``slavc_average_precision`` / ``slavc_f1_at_deciles`` reproduce SLAVC's own threshold
+  subsampling and decile F1s exactly (what its ``EvaluatorFull.finalize_stats`` prints).
 """
 
 from __future__ import annotations
@@ -55,6 +64,8 @@ import torch
 from sklearn import metrics as skm
 
 AUC_THRESHOLDS = np.round(np.arange(21) * 0.05, 10)
+# The public evaluators' grid, ``[0.05 * i for i in range(21)]``, float excess included.
+AUC_THRESHOLDS_REFERENCE = np.array([0.05 * i for i in range(21)], dtype=np.float64)
 
 
 def _np(x) -> np.ndarray:
@@ -80,10 +91,12 @@ def minmax_normalize(heatmaps) -> np.ndarray:
     return np.where(span > 0, (s - lo) / np.where(span > 0, span, 1.0), s)
 
 
-def binarize_top_fraction(heatmaps, fraction: float = 0.5) -> np.ndarray:
-    """Boolean ``[..., H, W]``: pixels >= the value ranked at ``int(N * (1 - fraction))``.
+def binarize_top_fraction(heatmaps, fraction: float = 0.5, strict: bool = False) -> np.ndarray:
+    """Boolean ``[..., H, W]``: pixels >= (``strict``: >) the value ranked at ``int(N * (1 - fraction))``.
 
     With ``fraction=0.5`` this is the median threshold of the protocol (top 50% of pixels).
+    The kept share is exact only without ties at the threshold: ``>=`` keeps all tied pixels,
+    ``>`` none of them (module docstring, point 2).
     """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
@@ -92,14 +105,17 @@ def binarize_top_fraction(heatmaps, fraction: float = 0.5) -> np.ndarray:
     flat = s.reshape(*s.shape[:-2], h * w)
     k = min(int(h * w * (1.0 - fraction)), h * w - 1)
     thr = np.partition(flat, k, axis=-1)[..., k]  # k-th smallest == sort(flat)[k]
-    return s >= thr[..., None, None]
+    return s > thr[..., None, None] if strict else s >= thr[..., None, None]
 
 
-def ciou(pred_mask, gt_map) -> np.ndarray:
+def ciou(pred_mask, gt_map, empty_gt: str = "nan") -> np.ndarray:
     """Per-sample consensus IoU ``sum(P*G) / (sum(G) + sum(P*(G==0)))`` over ``[..., H, W]``.
 
     ``pred_mask`` is a binary map, ``gt_map`` a ground-truth map with values in [0, 1].
-    Samples whose ground truth is empty (no source) give NaN: cIoU is undefined there.
+    ``empty_gt="nan"``: samples whose ground truth is empty (no source) give NaN, cIoU is
+    undefined there. ``empty_gt="reference"``: the public evaluators' plain division, so an
+    empty GT (e.g. a VGG-SS box of zero width) scores 0 against any non-empty prediction;
+    NaN only where the denominator itself is 0.
     """
     p = _np(pred_mask)
     g = _np(gt_map)
@@ -107,8 +123,11 @@ def ciou(pred_mask, gt_map) -> np.ndarray:
         raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in shape")
     inter = (p * g).sum(axis=(-2, -1))
     denom = g.sum(axis=(-2, -1)) + (p * (g == 0)).sum(axis=(-2, -1))
+    if empty_gt not in ("nan", "reference"):
+        raise ValueError(f"empty_gt must be 'nan' or 'reference', got {empty_gt!r}")
+    valid = denom > 0 if empty_gt == "reference" else g.sum(axis=(-2, -1)) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(g.sum(axis=(-2, -1)) > 0, inter / np.where(denom > 0, denom, 1.0), np.nan)
+        out = np.where(valid, inter / np.where(denom > 0, denom, 1.0), np.nan)
     return out
 
 
@@ -224,15 +243,63 @@ def open_set_max_f1(cious, confidences, has_source, ciou_threshold: float = 0.5,
     return float(f1.max())
 
 
-def _open_set_inputs(cious, confidences, has_source):
+def _open_set_inputs(cious, confidences, has_source, allow_nan: bool = False):
     c = _np(cious).ravel()
-    conf = _np(confidences).ravel()
+    conf = _np(confidences).ravel()  # float32 -> float64 is exact: comparisons unchanged
     pos = np.asarray(has_source, dtype=bool).ravel()
     if not (c.size == conf.size == pos.size):
         raise ValueError(f"length mismatch: cious {c.size}, confidences {conf.size}, has_source {pos.size}")
-    if np.isnan(c[pos]).any():
+    if not allow_nan and np.isnan(c[pos]).any():
         raise ValueError("clips with a source must have a cIoU")
     return c, conf, pos
+
+
+def slavc_precision_recall(cious, confidences, has_source, confidence_threshold: float,
+                           ciou_threshold: float = 0.5) -> tuple[float, float]:
+    """SLAVC's counting at one confidence threshold ``c`` (``EvaluatorFull.calc_precision_recall``).
+
+    A clip is *detected* when ``confidence >= c``. Detected: a source clip with
+    ``cIoU >= ciou_threshold`` -> TP; a source clip below it, or a clip without a source -> FP.
+    Not detected: a source clip -> FN; a clip without a source -> nothing.
+    ``P = TP / (TP + FP)`` (1 when nothing is detected), ``R = TP / (TP + FN)`` (1 when 0/0).
+    """
+    c, conf, pos = _open_set_inputs(cious, confidences, has_source, allow_nan=True)
+    det = conf >= confidence_threshold
+    hit = pos & (np.nan_to_num(c, nan=-np.inf) >= ciou_threshold)
+    tp = int((det & hit).sum())
+    fp = int((det & ~hit).sum())
+    fn = int((~det & pos).sum())
+    return (1.0 if tp + fp == 0 else tp / (tp + fp)), (1.0 if tp + fn == 0 else tp / (tp + fn))
+
+
+def slavc_average_precision(cious, confidences, has_source, ciou_threshold: float = 0.5) -> float:
+    """SLAVC's AP (``EvaluatorFull.calc_ap``), exactly.
+
+    Thresholds: the confidences sorted ascending, the largest dropped, then walked from the
+    top down in steps of ``max(1, N // 200)``. At each, ``(P, R)`` by
+    ``slavc_precision_recall``; ``P_env[i] = max(P[i:])``;
+    ``AP = sum_i P_env[i] * (R[i+1] - R[i])`` (the area before the first point is not counted).
+    """
+    c, conf, pos = _open_set_inputs(cious, confidences, has_source, allow_nan=True)
+    step = max(1, conf.size // 200)
+    pr = [slavc_precision_recall(c, conf, pos, t, ciou_threshold) for t in np.sort(conf)[:-1][::-step]]
+    if len(pr) < 2:
+        return 0.0
+    p = np.array([x[0] for x in pr])
+    r = np.array([x[1] for x in pr])
+    p_env = np.maximum.accumulate(p[::-1])[::-1]
+    return float(np.sum(p_env[:-1] * np.diff(r)))
+
+
+def slavc_f1_at_deciles(cious, confidences, has_source, ciou_threshold: float = 0.5) -> np.ndarray:
+    """F1 at SLAVC's thresholds ``sorted(confidences)[::max(1, N // 10)]`` (ascending), the
+    list its ``finalize_stats`` prints as ``F1-all@50``; ``F1 = 2PR / (P + R)``, 0 if P + R = 0."""
+    c, conf, pos = _open_set_inputs(cious, confidences, has_source, allow_nan=True)
+    out = []
+    for t in np.sort(conf)[:: max(1, conf.size // 10)]:
+        p, r = slavc_precision_recall(c, conf, pos, t, ciou_threshold)
+        out.append(2 * r * p / (r + p) if r + p > 0 else 0.0)
+    return np.array(out)
 
 
 @dataclass
