@@ -181,8 +181,10 @@ class SpatialPolicy:
         if self.mode == "stretch":
             return Placement((oh, ow), (h, w), (0.0, 0.0, float(h), float(w)), whole_out)
         if self.mode == "letterbox":
-            f = min(oh / h, ow / w)
-            ch, cw = max(1, min(oh, round(h * f))), max(1, min(ow, round(w * f)))
+            if oh * w <= ow * h:  # height-limited (exact integer comparison of the aspects)
+                ch, cw = oh, max(1, min(ow, round(w * oh / h)))
+            else:
+                ch, cw = max(1, min(oh, round(h * ow / w))), ow
             return Placement((oh, ow), (h, w), (0.0, 0.0, float(h), float(w)),
                              (float((oh - ch) // 2), float((ow - cw) // 2), float(ch), float(cw)))
         if self.mode == "resize_crop":
