@@ -137,10 +137,13 @@ class VideoAugment(nn.Module):
         return (x - self.mean) / self.std
 
     def _flip(self, x: torch.Tensor, generator) -> torch.Tensor:
+        """Mirror each clip with probability ``flip_prob`` (in place on the chosen clips; ids on the host)."""
         flip = torch.rand(x.shape[0], generator=generator) < self.flip_prob
-        if not bool(flip.any()):
-            return x
-        return torch.where(flip.to(x.device).view(-1, 1, 1, 1, 1), x.flip(-1), x)
+        ids = flip.nonzero().flatten()
+        if ids.numel():
+            ids = ids.to(x.device, non_blocking=True)
+            x.index_copy_(0, ids, x.index_select(0, ids).flip(-1))
+        return x
 
     def _train_geometry(self, x: torch.Tensor, generator) -> torch.Tensor:
         b, t, c, h, w = x.shape
