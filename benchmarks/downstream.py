@@ -80,6 +80,7 @@ def run_finetune(args, fmt: str, init: dict, fraction: float) -> dict:
 
 
 def run_probes(args, fmt: str, init: dict) -> dict:
+    from avssl.data.spatial import policy_from_config
     from avssl.downstream.audio_probe import audio_probe
     from avssl.downstream.data import load_split, make_dataset
     from avssl.downstream.finetune import _clip_spec, load_pretrained_av_model
@@ -99,9 +100,11 @@ def run_probes(args, fmt: str, init: dict) -> dict:
         for fold in folds_of(args, fmt):
             train, test = load_split(fmt, Path(args.world_dir) / fmt, fold)
             clips = args.probe_clips
-            tr = make_dataset(train, spec, "eval", clips, seed)
-            te = make_dataset(test, spec, "eval", clips, seed)
-            out = probe_monitor(model, tr, te, VideoAugment(crop, train=False), layer=args.layer, batch_size=32)
+            eval_crop = policy_from_config(base["transforms"]["video"], train=False)  # per item, before batching
+            tr = make_dataset(train, spec, "eval", clips, seed, spatial=eval_crop)
+            te = make_dataset(test, spec, "eval", clips, seed, spatial=eval_crop)
+            out = probe_monitor(model, tr, te, VideoAugment(crop, train=False, geometry=False), layer=args.layer,
+                                batch_size=32)
             lin.append(out["linear_top1"])
             knn.append(out["knn_top1"])
         key = (init["name"], seed)  # same files whatever the video format: probe once

@@ -76,7 +76,8 @@ def main() -> None:
                 kept = [its[i] for i in inferred.kept]
                 first = name == next(iter(models))  # baselines do not depend on the model or the sound: once
                 for frac in SWEEP if set_name == "sources" else FRACTIONS:  # FRACTIONS is a subset of SWEEP
-                    res = ev.score(kept, inferred.maps, fraction=frac, baselines=first, **inferred.placement)
+                    res = ev.score(kept, inferred.maps, fraction=frac, baselines=first, **inferred.placement,
+                                   spatial=inferred.spatial)
                     for method, summ in res.summaries.items():
                         key = name if method == "model" else method
                         if set_name == "sources":

@@ -179,3 +179,27 @@ def test_video_input_checks():
         VideoAugment(32)(torch.zeros(1, 2, 8, 8, 3))
     with pytest.raises(ValueError, match=r"\[B, T, H, W, 3\]"):
         VideoAugment(32)(torch.zeros(1, 3, 2, 8, 8, dtype=torch.uint8))
+
+
+def test_without_geometry_only_flip_jitter_and_normalise():
+    """geometry=False (the datasets cropped every item): eval is normalisation alone; train flips
+    whole clips and jitters, never moves pixels otherwise; inputs of another size are refused."""
+    v = clips(6, 3, 32, 32)
+    x = v.permute(0, 4, 1, 2, 3).float() / 255
+    ev = VideoAugment(32, train=False, geometry=False)
+    assert (unnormalize(ev(v)) - x).abs().max() < 1e-5
+    tr = VideoAugment(32, train=True, geometry=False, jitter=None, flip_prob=0.5)
+    out = unnormalize(tr(v, generator=torch.Generator().manual_seed(0)))
+    flipped = [bool((out[i] - x[i].flip(-1)).abs().max() < 1e-5) for i in range(6)]
+    kept = [bool((out[i] - x[i]).abs().max() < 1e-5) for i in range(6)]
+    assert all(f != k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+    jit = VideoAugment(32, train=True, geometry=False)(v, generator=torch.Generator().manual_seed(0))
+    assert jit.shape == (6, 3, 3, 32, 32) and not torch.allclose(unnormalize(jit), out, atol=1e-3)
+    with pytest.raises(ValueError, match="32x32"):
+        ev(clips(1, 2, 32, 40))
+    # geometry=True keeps doing the recipe's eval crop on the batch: letterbox / stretch too
+    wide = clips(1, 2, 30, 60)
+    lb = unnormalize(VideoAugment(32, train=False, eval_mode="letterbox")(wide))
+    bar = torch.tensor([124, 116, 104]).view(1, 3, 1, 1, 1) / 255  # the mean colour: ~0 once normalised
+    assert lb.shape == (1, 3, 2, 32, 32) and torch.allclose(lb[..., :8, :], bar.expand(1, 3, 2, 8, 32), atol=1e-3)
+    assert VideoAugment(32, train=False, eval_mode="stretch")(wide).shape == (1, 3, 2, 32, 32)

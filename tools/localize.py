@@ -37,7 +37,7 @@ def build_inputs(cfg: DictConfig):
     spec_cfg = OmegaConf.to_container(cfg.clip, resolve=True) if cfg.clip is not None else info.get("spec")
     spec = spec_from(spec_cfg) or ClipSpec()
     tcfg = OmegaConf.to_container(cfg.transforms, resolve=True) if cfg.transforms is not None else info.get("transforms")
-    spec, video_t, audio_t = localization_inputs(spec, tcfg, cfg.device)
+    spec, video_t, audio_t = localization_inputs(spec, tcfg, cfg.device, mode=cfg.get("spatial_mode") or "letterbox")
     return model, spec, video_t, audio_t, info
 
 
@@ -78,7 +78,8 @@ def main_impl(cfg: DictConfig) -> dict:
         log.info("\n%s", ev.summary_table(res))
         if also:  # the same maps scored at other kept shares (no second inference)
             keep = {k: v for k, v in eval_cfg.items() if k not in ("fraction", "temporal")}
-            by = {f: ev.score(res.items, res.display_maps, **res.placement, **{**keep, "fraction": f}).summaries for f in also}
+            by = {f: ev.score(res.items, res.display_maps, **res.placement, spatial=res.spatial,
+                              **{**keep, "fraction": f}).summaries for f in also}
             report["eval"]["by_fraction"] = {str(f): v for f, v in by.items()}
             (out / "eval" / "fractions.json").write_text(json.dumps(report["eval"]["by_fraction"], indent=1, default=str))
             for f, sums in by.items():

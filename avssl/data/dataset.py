@@ -5,6 +5,12 @@ from `np.random.default_rng([seed, epoch, item])`, so every item is reproducible
 independent of worker count/order; call `set_epoch(e)` once per epoch. Eval mode gives
 `clips_per_video` evenly spaced clips per video, each a separate item.
 
+`spatial` (`avssl.data.spatial.SpatialPolicy`) brings every item's frames to one shape before
+collation (train: random resized crop; eval: resize + centre crop, letterbox or stretch), so
+files of any size and aspect ratio batch; its random box comes from a second stream of the same
+seed, `default_rng([seed, epoch, item, 1])` (the clip plan's draws are unchanged by it). Items
+carry the `placement` (float32 [12]) that maps output pixels back to the decoded frame.
+
 A file that fails at read time (`MediaError`) yields None and a logged warning;
 `avssl.data.collate.collate_skip_bad` drops it and counts it. The dataset holds only the
 columnar manifest and a few scalars, so it pickles small into DataLoader workers.
@@ -19,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avssl.data.index import MISSING_AUDIO_POLICIES, Manifest
+from avssl.data.spatial import SpatialPolicy
 from avssl.io.errors import MediaError, NoAudioStream
 from avssl.io.read import read_clip
 from avssl.io.sampling import eval_clip_starts, train_clip_start
@@ -31,7 +38,11 @@ __all__ = ["AVClipDataset"]
 
 class AVClipDataset(Dataset):
     """Items: {"video": uint8 [T,H,W,3], "audio": float32 [C,S], "index": manifest id (int),
-    "clip_index": int, "start": float (s), "av_offset": float (s), "label": int (if labels)}.
+    "clip_index": int, "start": float (s), "av_offset": float (s), "placement": float32 [12]
+    (`avssl.data.spatial.Placement`), "label": int (if labels)}.
+
+    `spatial`: the per-item resize/crop policy (None: frames as decoded, which batch only when
+    every file decodes to the same size).
 
     `labels`: array-like aligned with manifest rows, or a dict {id: label}.
     `missing_audio`: 'zeros' (silence for videos without audio), 'skip' (such videos are
@@ -40,7 +51,7 @@ class AVClipDataset(Dataset):
 
     def __init__(self, manifest: Manifest, spec: ClipSpec, mode: str = "train", clips_per_video: int = 1,
                  av_jitter: float = 0.0, missing_audio: str = "zeros", backend: str | None = None,
-                 seed: int = 0, labels=None, root: str | None = None):
+                 seed: int = 0, labels=None, root: str | None = None, spatial: SpatialPolicy | None = None):
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         if missing_audio not in MISSING_AUDIO_POLICIES:
@@ -58,6 +69,7 @@ class AVClipDataset(Dataset):
         self.backend = backend
         self.seed = int(seed)
         self.epoch = 0
+        self.spatial = spatial if spatial is not None else SpatialPolicy("none")
         self.root = root if root is not None else manifest.root
         rows = np.arange(len(manifest), dtype=np.int64)
         silent = ~manifest.has_audio
@@ -108,6 +120,14 @@ class AVClipDataset(Dataset):
             offset = 0.0
         return row, clip_index, start, offset
 
+    def spatial_rng(self, idx: int) -> np.random.Generator | None:
+        """The Generator of item `idx`'s random crop (None for deterministic policies)."""
+        return np.random.default_rng([self.seed, self.epoch, idx, 1]) if self.spatial.random else None
+
+    def shape_item(self, video: torch.Tensor, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frames at the policy's shape, placement [12]) of item `idx`'s decoded frames."""
+        return self.spatial.apply(video, self.spatial_rng(idx))
+
     def __getitem__(self, idx: int):
         row, clip_index, start, offset = self.sample_plan(idx)
         path = self._path(row)
@@ -120,13 +140,15 @@ class AVClipDataset(Dataset):
         audio = clip.audio
         if audio is None:  # missing_audio='zeros': silence of the requested shape
             audio = torch.zeros(self.spec.audio_channels, self.spec.audio_samples, dtype=torch.float32)
+        video, placement = self.shape_item(clip.video, idx)
         item = {
-            "video": clip.video,
+            "video": video,
             "audio": audio,
             "index": int(self.manifest.id[row]),
             "clip_index": clip_index,
             "start": float(start),
             "av_offset": offset,
+            "placement": placement,
         }
         if self.labels is not None:
             item["label"] = int(self.labels[row])

@@ -6,9 +6,12 @@ video is decoded whole on the clip grid (frame k shown at k / fps, the same rule
 together with its audio from `margin` s before the first frame to `margin` s after the last, so
 any clip start, A/V offset and audio window of the wrapped dataset can be cut out without
 decoding again. Clip starts are rounded to the frame grid (at most half a frame, 31 ms at
-16 fps, from where `AVClipDataset` would start); apart from that an item equals `read_clip`'s.
+16 fps, from where `AVClipDataset` would start); apart from that an item equals `read_clip`'s,
+put through the wrapped dataset's spatial policy with the same draws (`AVClipDataset.shape_item`).
 
-Storage is columnar (one uint8 frame tensor, one float32 audio tensor, an offset per video), so
+Every video is kept at its own decoded size, so collections of mixed sizes and aspect ratios fit.
+Storage is columnar (one flat uint8 frame buffer with a start offset and an (H, W) per video, one
+float32 audio tensor with an offset per video), so
 DataLoader workers forked from the process share it without copying, and it can be saved to one
 file keyed on the index fingerprint and the clip spec (`cache_dir`), which later runs on the same
 index (the CMA stage, a resumed run) load in a second instead of decoding again.
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DecodedClipDataset"]
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: flat frame buffer, one (H, W) per video
 
 
 class _WholeVideos(Dataset):
@@ -103,6 +106,7 @@ class DecodedClipDataset(Dataset):
                 torch.save(store, tmp)
                 os.replace(tmp, path)  # atomic: a killed run never leaves half a cache
         self.frames, self.frame_offsets = store["frames"], store["frame_offsets"]
+        self.frame_starts, self.frame_sizes = store["frame_starts"], store["frame_sizes"]
         self.audio, self.audio_offsets = store["audio"], store["audio_offsets"]
         self.ok = store["ok"]
         self.cache_path = path
@@ -125,15 +129,13 @@ class DecodedClipDataset(Dataset):
                 bar.update(1)
         if bar:
             bar.close()
-        shapes = {tuple(f.shape[1:]) for f in frames if f is not None}
-        if len(shapes) > 1:
-            raise ValueError(f"DecodedClipDataset needs one frame size for all videos (set spec.frame_size to "
-                             f"(H, W)); decoded sizes: {sorted(shapes)}")
-        hw = shapes.pop() if shapes else (1, 1, 3)
-        frames = [f if f is not None else torch.zeros(0, *hw, dtype=torch.uint8) for f in frames]
-        counts = torch.tensor([0] + [f.shape[0] for f in frames]).cumsum(0)
+        sizes = torch.tensor([list(f.shape[1:3]) if f is not None else [0, 0] for f in frames], dtype=torch.int64)
+        counts = torch.tensor([0] + [f.shape[0] if f is not None else 0 for f in frames]).cumsum(0)
+        flat = [f.reshape(-1) for f in frames if f is not None]
+        starts = torch.tensor([0] + [f.numel() if f is not None else 0 for f in frames], dtype=torch.int64).cumsum(0)
         acounts = torch.tensor([0] + [a.shape[1] for a in audio]).cumsum(0)
-        return {"frames": torch.cat(frames), "frame_offsets": counts, "audio": torch.cat(audio, dim=1),
+        return {"frames": torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8), "frame_offsets": counts,
+                "frame_starts": starts, "frame_sizes": sizes, "audio": torch.cat(audio, dim=1),
                 "audio_offsets": acounts, "ok": torch.tensor(ok)}
 
     # ---------------------------------------------------------------- Dataset protocol
@@ -162,10 +164,13 @@ class DecodedClipDataset(Dataset):
             return None
         spec = self.base.spec
         k0 = int(round(start * spec.fps))
-        f0, f1 = int(self.frame_offsets[r]), int(self.frame_offsets[r + 1])
+        n_frames = int(self.frame_offsets[r + 1] - self.frame_offsets[r])
+        h, w = (int(v) for v in self.frame_sizes[r])
+        b0 = int(self.frame_starts[r])
+        whole = self.frames[b0 : b0 + n_frames * h * w * 3].view(n_frames, h, w, 3)
         # times after the last frame show the last frame (read_clip's padding rule)
-        ks = (k0 + torch.arange(spec.num_frames)).clamp_(0, f1 - f0 - 1)
-        video = self.frames[f0 + ks]
+        ks = (k0 + torch.arange(spec.num_frames)).clamp_(0, n_frames - 1)
+        video, placement = self.base.shape_item(whole[ks], idx)
         a0, a1 = int(self.audio_offsets[r]), int(self.audio_offsets[r + 1])
         centre = start + spec.video_duration / 2.0 + offset
         first = int(round((centre - spec.audio_duration / 2.0 + self.margin) * spec.audio_rate))
@@ -175,7 +180,7 @@ class DecodedClipDataset(Dataset):
         if hi > lo:
             audio[:, lo - first : hi - first] = self.audio[:, a0 + lo : a0 + hi]
         item = {"video": video, "audio": audio, "index": int(self.base.manifest.id[row]), "clip_index": clip_index,
-                "start": float(start), "av_offset": offset}
+                "start": float(start), "av_offset": offset, "placement": placement}
         if self.base.labels is not None:
             item["label"] = int(self.base.labels[row])
         return item

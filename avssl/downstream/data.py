@@ -180,9 +180,12 @@ def subsample_labels(train: VideoSplit, fraction: float, seed: int = 0) -> Video
 
 def make_dataset(split: VideoSplit, spec, mode: str, clips_per_video: int, seed: int = 0,
                  backend: str | None = None, workers: int = 1, progress: bool = False,
-                 decoded_cache: str | None = None):
+                 decoded_cache: str | None = None, spatial=None):
     """Index the split's files and wrap them in an `AVClipDataset` carrying the labels.
 
+    `spatial`: the per-item resize/crop (`avssl.data.spatial.SpatialPolicy`, e.g.
+    `policy_from_config(cfg["transforms"]["video"], train=mode == "train")`), so videos of any
+    size and aspect ratio batch; None keeps the decoded frames.
     Unreadable files are left out by the indexer and listed in `dataset.index_report`.
     `decoded_cache`: "memory" or a folder: serve the clips from videos decoded once
     (`avssl.data.decoded.DecodedClipDataset`; starts on the frame grid), None: decode every clip.
@@ -198,7 +201,7 @@ def make_dataset(split: VideoSplit, spec, mode: str, clips_per_video: int, seed:
     label_of = dict(zip(split.paths, split.labels.tolist()))
     labels = np.array([label_of[manifest.path(i)] for i in range(len(manifest))], dtype=np.int64)
     ds = AVClipDataset(manifest, spec, mode=mode, clips_per_video=clips_per_video, seed=seed, labels=labels,
-                       backend=backend)
+                       backend=backend, spatial=spatial)
     if decoded_cache:
         from avssl.data.decoded import DecodedClipDataset
 

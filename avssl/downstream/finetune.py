@@ -192,10 +192,20 @@ def _clip_spec(spec_cfg: dict):
 
 
 def _transforms(cfg: dict, device):
+    """(train, eval) batch transforms: flip + jitter + normalise / normalise. The geometry (random
+    resized crop / resize + centre crop) is the datasets' (`_spatial`), from the same config keys."""
     from avssl.transforms.video import VideoAugment
 
     vcfg = dict(cfg["transforms"]["video"])
-    return VideoAugment(**vcfg, train=True).to(device), VideoAugment(**vcfg, train=False).to(device)
+    return (VideoAugment(**vcfg, train=True, geometry=False).to(device),
+            VideoAugment(**vcfg, train=False, geometry=False).to(device))
+
+
+def _spatial(cfg: dict, train: bool):
+    """The datasets' per-item resize/crop from `transforms.video` (see `avssl.data.spatial`)."""
+    from avssl.data.spatial import policy_from_config
+
+    return policy_from_config(cfg["transforms"]["video"], train=train)
 
 
 def _device(pref: str) -> torch.device:
@@ -248,9 +258,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     batch_size = int(dcfg["batch_size"])
     decoded = dcfg.get("decoded_cache")  # null | memory | folder: decode each video once (small datasets)
     train_set = make_dataset(splits["train"], spec, "train", _train_clips(dcfg, len(splits["train"]), batch_size * world),
-                             seed, backend, workers, decoded_cache=decoded)
+                             seed, backend, workers, decoded_cache=decoded, spatial=_spatial(cfg, train=True))
     val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers,
-                            decoded_cache=decoded) if len(splits["val"]) else None)
+                            decoded_cache=decoded, spatial=_spatial(cfg, train=False)) if len(splits["val"]) else None)
     classes = splits["train"].classes
     log.info("fold %d: train %d videos (%d items), val %d, test %d; %d classes", fold, len(splits["train"]),
              len(train_set), len(splits["val"]), len(splits["test"]), len(classes))
@@ -348,7 +358,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     # ---- test once with the selected weights
     model.load_state_dict(torch.load(run_dir / "best_model.pt", map_location=device, weights_only=True))
     test_set = make_dataset(splits["test"], spec, "eval", int(dcfg.get("eval_clips_per_video", 10)), seed, backend, workers,
-                            decoded_cache=decoded)
+                            decoded_cache=decoded, spatial=_spatial(cfg, train=False))
     metrics = evaluate_classifier(model, test_set, eval_tf, batch_size=eval_bs, device=device,
                                   num_workers=num_workers, progress=progress)
     metrics.update(fold=fold, best_epoch=best["epoch"], classes=classes, history=history,

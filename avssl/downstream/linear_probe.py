@@ -20,7 +20,8 @@ from torch import nn
 from .knn import knn_accuracy
 from .video_eval import predict_clips
 
-__all__ = ["FeatureExtractor", "extract_features", "linear_probe_accuracy", "probe_monitor", "probe_datasets"]
+__all__ = ["FeatureExtractor", "extract_features", "linear_probe_accuracy", "probe_monitor", "probe_datasets",
+           "probe_policy"]
 
 
 class FeatureExtractor(nn.Module):
@@ -44,12 +45,26 @@ class FeatureExtractor(nn.Module):
         return f.mean(2) if self.pool == "avg" else f.amax(2)
 
 
+def probe_policy(spec):
+    """The probes' default per-item geometry: the central square of the decoded frames at the
+    short side of ``spec.frame_size`` (112 when unset), whatever the file's aspect ratio."""
+    from avssl.data.spatial import SpatialPolicy
+
+    fs = getattr(spec, "frame_size", None)
+    side = int(fs if isinstance(fs, int) else min(fs)) if fs else 112
+    return SpatialPolicy("resize_crop", side, resize_ratio=1.0)
+
+
 def _default_transform(dataset, crop_size: int | None):
+    """Normalisation only when the dataset's items already have one square shape (its spatial
+    policy); else the batch's central square (``probe_policy``'s geometry on the batch)."""
     from avssl.transforms.video import VideoAugment
 
+    policy = getattr(dataset, "spatial", None)
+    if policy is not None and policy.mode != "none" and policy.size[0] == policy.size[1]:
+        return VideoAugment(crop_size=policy.size[0], train=False, geometry=False)
     if crop_size is None:
-        fs = getattr(dataset.spec, "frame_size", None)
-        crop_size = int(fs if isinstance(fs, int) else min(fs)) if fs else 112
+        crop_size = probe_policy(dataset.spec).size[0]
     return VideoAugment(crop_size=crop_size, train=False, eval_resize_ratio=1.0)
 
 
@@ -109,15 +124,17 @@ def probe_monitor(model: nn.Module, train_ds, test_ds, video_transform=None, *, 
 
 
 def probe_datasets(fmt: str, root, spec, fold: int = 1, clips_per_video: int = 1, max_videos: int | None = None,
-                   seed: int = 0):
+                   seed: int = 0, spatial=None):
     """(train_ds, test_ds) for `probe_monitor` from a benchmark layout (`load_split` formats), e.g.
     ``probe_datasets("kinetics", "data/world/default/kinetics", spec)``. `max_videos` keeps a stratified,
-    seeded share of each split (a cheaper per-epoch monitor)."""
+    seeded share of each split (a cheaper per-epoch monitor). `spatial`: the items' geometry
+    (default `probe_policy(spec)`), so videos of mixed sizes batch."""
     from .data import load_split, make_dataset, subsample_labels
 
     train, test = load_split(fmt, root, fold)
     if max_videos is not None:
         train = subsample_labels(train, min(1.0, max_videos / max(len(train), 1)), seed)
         test = subsample_labels(test, min(1.0, max_videos / max(len(test), 1)), seed)
-    return (make_dataset(train, spec, "eval", clips_per_video, seed),
-            make_dataset(test, spec, "eval", clips_per_video, seed))
+    spatial = spatial if spatial is not None else probe_policy(spec)
+    return (make_dataset(train, spec, "eval", clips_per_video, seed, spatial=spatial),
+            make_dataset(test, spec, "eval", clips_per_video, seed, spatial=spatial))

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avssl.data.spatial import input_policy_of
 from avssl.io.types import ClipSpec
 
 from .extract import PROJ, default_transforms, embed_clips, pool_clips
@@ -169,7 +170,8 @@ def embed_video(
 
     model, spec, device, transform = _setup(model, spec, device, transform, 0)
     starts = _clip_starts(probe(path).duration, spec, clips_per_video)
-    frames = torch.stack([read_clip(path, s, spec, backend=backend, audio=False).video for s in starts])
+    shape = input_policy_of(transform).apply  # the per-clip resize/crop the transform expects (as extraction)
+    frames = torch.stack([shape(read_clip(path, s, spec, backend=backend, audio=False).video)[0] for s in starts])
     return _pool_or_not(_run(model, "video", frames, transform, layer, device, amp).cpu(), layer, pool)
 
 

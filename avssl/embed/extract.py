@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from avssl.data.spatial import SpatialPolicy, input_policy_of
 from avssl.io.errors import MediaError
 from avssl.io.types import ClipSpec
 
@@ -103,14 +104,19 @@ class VideoClipsDataset(Dataset):
 
     Own dataset rather than the per-clip training one because a video's clips must succeed or
     fail together (its pooled row needs all of them) and a failure must keep its reason.
-    Returns ``{"pos", "starts" [N], "video" uint8 [N,T,H,W,3]?, "audio" [N,C,S]?}`` or
-    ``{"pos", "error": (reason, detail)}``.
+    ``spatial`` (an eval `avssl.data.spatial.SpatialPolicy`) brings every clip to one shape, so
+    videos of any size and aspect ratio batch.
+    Returns ``{"pos", "starts" [N], "video" uint8 [N,T,h,w,3]?, "placement" [N,12]?, "audio" [N,C,S]?}``
+    or ``{"pos", "error": (reason, detail)}``.
     """
 
     def __init__(self, videos: VideoList, spec: ClipSpec, clips_per_video: int, modalities, backend=None,
-                 missing_audio: str = "zeros"):
+                 missing_audio: str = "zeros", spatial: SpatialPolicy | None = None):
         if missing_audio not in MISSING_AUDIO:
             raise ValueError(f"missing_audio must be one of {MISSING_AUDIO}, got {missing_audio!r}")
+        self.spatial = spatial if spatial is not None else SpatialPolicy("none")
+        if self.spatial.random:
+            raise ValueError("extraction clips are evaluation clips: give a deterministic spatial policy")
         self.videos, self.spec, self.n = videos, spec, int(clips_per_video)
         self.want_video, self.want_audio = "video" in modalities, "audio" in modalities
         self.backend, self.missing_audio = backend, missing_audio
@@ -149,7 +155,9 @@ class VideoClipsDataset(Dataset):
         item = {"pos": pos, "starts": torch.from_numpy(np.asarray(starts, dtype=np.float64)),
                 "has_audio": torch.tensor(has_audio)}
         if self.want_video:
-            item["video"] = torch.stack([c.video for c in clips])
+            shaped = [self.spatial.apply(c.video) for c in clips]
+            item["video"] = torch.stack([v for v, _ in shaped])
+            item["placement"] = torch.stack([p for _, p in shaped])
         if self.want_audio:
             item["audio"] = (torch.stack([c.audio for c in clips]) if has_audio else
                              torch.zeros(len(starts), self.spec.audio_channels, self.spec.audio_samples))
@@ -160,12 +168,14 @@ def _collate(items: list[dict]) -> dict:
     good = [it for it in items if "error" not in it]
     out = {"failed": [(it["pos"], *it["error"]) for it in items if "error" in it],
            "pos": [it["pos"] for it in good]}
-    for key in ("starts", "has_audio", "video", "audio"):
+    for key in ("starts", "has_audio", "video", "placement", "audio"):
         if good and key in good[0]:
             try:
                 out[key] = torch.stack([it[key] for it in good])
-            except RuntimeError as e:  # e.g. a video of another size with frame_size=None
-                raise ValueError(f"cannot batch {key} of different shapes; set spec.frame_size") from e
+            except RuntimeError as e:  # videos of different sizes under spatial mode 'none'
+                shapes = sorted({tuple(it[key].shape) for it in good})
+                raise ValueError(f"cannot batch {key} of different shapes {shapes}: give a spatial policy "
+                                 f"(e.g. the default transforms' resize_crop) or spec.frame_size=(H, W)") from e
     return out
 
 
@@ -248,7 +258,9 @@ def default_transforms(spec: ClipSpec, device, transforms_config: Mapping | None
     log-spectrogram ``[B,1,F,T]``. ``transforms_config`` is the pretraining config's
     ``transforms`` section (``{"video": VideoAugment kwargs, "audio": LogSpectrogram kwargs}``),
     so a checkpoint's model sees the preprocessing it was trained with (eval mode: no
-    augmentation).
+    augmentation). The video transform only normalises: each clip is first brought to its shape
+    by the transform's ``input_policy`` (resize + centre crop, or ``eval_mode``), which readers
+    of clips (``VideoClipsDataset``, ``embed_video``, localization) apply per clip.
     """
     from avssl.transforms.audio import LogSpectrogram
     from avssl.transforms.video import VideoAugment
@@ -257,7 +269,8 @@ def default_transforms(spec: ClipSpec, device, transforms_config: Mapping | None
     video_kw = dict(tc.get("video") or {})
     audio_kw = dict(tc.get("audio") or {})
     audio_kw.setdefault("sample_rate", spec.audio_rate)
-    return VideoAugment(**video_kw, train=False).to(device), LogSpectrogram(**audio_kw).to(device)
+    return (VideoAugment(**video_kw, train=False, geometry=False).to(device),
+            LogSpectrogram(**audio_kw).to(device))
 
 
 def model_digest(model: torch.nn.Module) -> str:
@@ -366,6 +379,7 @@ def extract(
     progress: bool = True,
     index_failures=None,
     missing_audio: str = "zeros",
+    spatial: SpatialPolicy | None = None,
 ) -> ExtractReport:
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
@@ -379,7 +393,9 @@ def extract(
     or ``(path, reason, detail)`` rows) adds the files that never made it into the index
     (``video_id`` -1). A file without an audio stream is embedded with silence and flagged
     ``has_audio=0`` in the tables (``missing_audio="zeros"``, the index's default policy) or
-    listed as failed (``"fail"``). Returns this rank's `ExtractReport`.
+    listed as failed (``"fail"``). ``spatial``: each clip's resize/crop before batching
+    (default: what the video transform declares, ``input_policy_of``; the default transforms'
+    is the eval resize + centre crop). Returns this rank's `ExtractReport`.
     """
     t0 = time.perf_counter()
     spec = spec or ClipSpec()
@@ -401,6 +417,12 @@ def extract(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     use_amp = bool(amp) and device.type == "cuda"
+    vt, at = video_transform, audio_transform
+    if ("video" in modalities and vt is None) or ("audio" in modalities and at is None):
+        dvt, dat = default_transforms(spec, device, transforms_config)
+        vt, at = vt or dvt, at or dat
+    if spatial is None:
+        spatial = input_policy_of(vt) if "video" in modalities else SpatialPolicy("none")
 
     n_videos = len(videos)
     num_shards = max(1, math.ceil(n_videos / shard_size))
@@ -409,7 +431,8 @@ def extract(
         "index_fingerprint": videos.fingerprint, "model_digest": model_digest(model),
         "model": model_info or {"class": type(model).__name__}, "config": config or {},
         "transforms": {"config": transforms_config,
-                       "video": _callable_name(video_transform), "audio": _callable_name(audio_transform)},
+                       "video": _callable_name(video_transform), "audio": _callable_name(audio_transform),
+                       "spatial": spatial.as_dict()},
         "layers": {m: list(v) for m, v in layer_map.items()}, "modalities": list(modalities),
         "clips_per_video": clips_per_video, "spec": asdict(spec), "missing_audio": missing_audio,
         "dtype": dtype, "shard_size": shard_size,
@@ -433,12 +456,8 @@ def extract(
 
     if pending and n_videos:
         model = model.to(device).eval()
-        vt, at = video_transform, audio_transform
-        if ("video" in modalities and vt is None) or ("audio" in modalities and at is None):
-            dvt, dat = default_transforms(spec, device, transforms_config)
-            vt, at = vt or dvt, at or dat
         ranges = [(k, k * shard_size, min((k + 1) * shard_size, n_videos)) for k in pending]
-        dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend, missing_audio)
+        dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend, missing_audio, spatial)
         loader = DataLoader(
             dataset, batch_sampler=ShardBatches(ranges, max(1, batch_size // clips_per_video)),
             num_workers=num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",

@@ -123,6 +123,14 @@ def _world_sources(data_cfg: dict, dist_info: DistInfo) -> tuple[list[Path], lis
     return world.video_paths("train"), world.video_paths("test")
 
 
+def _spatial_policy(cfg: dict, train: bool):
+    """The datasets' per-item resize/crop, from the same ``transforms.video`` section as the batch
+    transform (train: random resized crop; eval: ``eval_mode``, default resize + centre crop)."""
+    from avssl.data.spatial import policy_from_config
+
+    return policy_from_config(cfg["transforms"]["video"], train=train)
+
+
 def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     """Index the training (and held-out) videos and wrap them in datasets."""
     from avssl.data.dataset import AVClipDataset
@@ -146,13 +154,14 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     train_set = AVClipDataset(
         train_manifest, spec, mode="train", clips_per_video=data_cfg.get("clips_per_video", 1),
         av_jitter=data_cfg.get("av_jitter", 0.0), missing_audio=missing_audio,
-        backend=data_cfg.get("backend"), seed=cfg["seed"],
+        backend=data_cfg.get("backend"), seed=cfg["seed"], spatial=_spatial_policy(cfg, train=True),
     )
     eval_set = None
     if eval_src and cfg.get("eval", {}).get("enabled", True):
         eval_manifest, _ = build_index(eval_src, **{k: v for k, v in index_kw.items() if k != "cache"})
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
-                                 missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"])
+                                 missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"],
+                                 spatial=_spatial_policy(cfg, train=False))
     decoded = data_cfg.get("decoded_cache")  # null | "memory" | a folder: decode every video once into RAM
     if decoded:
         from avssl.data.decoded import DecodedClipDataset
@@ -205,11 +214,13 @@ class BatchTransforms(torch.nn.Module):
 
 
 def build_batch_transforms(cfg: dict, train: bool) -> BatchTransforms:
+    """Flip + colour jitter + normalisation (train) or normalisation (eval) of the batch; the datasets
+    already cropped every item (``_spatial_policy``, from the same ``transforms.video`` keys)."""
     from avssl.transforms.audio import LogSpectrogram
     from avssl.transforms.video import VideoAugment
 
     tcfg = cfg["transforms"]
-    video_tf = VideoAugment(**tcfg["video"], train=train)
+    video_tf = VideoAugment(**tcfg["video"], train=train, geometry=False)
     audio_kw = dict(tcfg["audio"])
     audio_kw.setdefault("sample_rate", cfg["data"]["spec"]["audio_rate"])
     audio_tf = LogSpectrogram(**audio_kw)

@@ -1,35 +1,38 @@
 """Model inputs for localization: the clip spec and eval transforms a model was trained with,
-adjusted so that the model sees the *whole* frame.
+with a frame geometry that keeps the *whole* frame.
 
-Boxes are fractions of the whole frame, so no part of it may be cropped away. The eval
-video transform (``VideoAugment(train=False)``) resizes the short side to
-``crop / eval_resize_ratio`` and centre-crops ``crop``; here frames are decoded straight to
-``(crop, crop)`` (an exact size, aspect not kept -- as the field's evaluators stretch images
-to 224x224) and ``eval_resize_ratio`` is set to 1, which turns that crop into the identity.
+Boxes are fractions of the whole frame, so no part of it should be cropped away. Clips are
+decoded as in training (``spec.frame_size``: the short side) and each is brought to the model's
+``crop_size`` by a spatial policy (``avssl.data.spatial``): ``letterbox`` (default: the whole
+frame fitted inside, aspect kept, padded), ``stretch`` (aspect not kept; what the public
+VGG-SS / Flickr evaluators do at 224x224) or ``resize_crop`` (the pretraining eval crop; the cut
+edges then score lowest). The video transform returned only normalises and carries that policy
+(``input_policy``), which the heatmap functions apply per clip; every heatmap is put back on the
+frame through the clip's placement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+
+LOCALIZATION_MODES = ("letterbox", "stretch", "resize_crop")
 
 
-def whole_frame_spec(spec, transforms_config: Mapping | None = None):
-    """``spec`` with ``frame_size = (crop, crop)`` when the video transform crops to ``crop``."""
-    crop = ((transforms_config or {}).get("video") or {}).get("crop_size")
-    if crop is None:
-        return spec
-    c = (int(crop), int(crop)) if not isinstance(crop, (list, tuple)) else tuple(int(x) for x in crop)
-    return replace(spec, frame_size=c)
-
-
-def localization_inputs(spec, transforms_config: Mapping | None = None, device="cpu"):
+def localization_inputs(spec, transforms_config: Mapping | None = None, device="cpu", mode: str = "letterbox"):
     """``(spec, video_transform, audio_transform)`` for localization with a model trained
-    under ``transforms_config`` (the pretraining config's ``transforms`` section)."""
+    under ``transforms_config`` (the pretraining config's ``transforms`` section); ``mode``: the
+    frame geometry (``video_transform.input_policy``, see the module doc)."""
     from avssl.embed.extract import default_transforms
 
-    spec = whole_frame_spec(spec, transforms_config)
+    if mode not in LOCALIZATION_MODES:
+        raise ValueError(f"localization spatial mode must be one of {LOCALIZATION_MODES}, got {mode!r}")
     tc = {k: dict(v or {}) for k, v in dict(transforms_config or {}).items()}
-    tc.setdefault("video", {})["eval_resize_ratio"] = 1.0
+    video = tc.setdefault("video", {})
+    crop = video.get("crop_size")
+    if isinstance(crop, (list, tuple)):  # VideoAugment takes one side
+        if len(set(int(c) for c in crop)) != 1:
+            raise ValueError(f"transforms.video.crop_size must be square for localization, got {crop}")
+        video["crop_size"] = int(crop[0])
+    video["eval_mode"] = mode
     video_t, audio_t = default_transforms(spec, device, tc)
     return spec, video_t, audio_t

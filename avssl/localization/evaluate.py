@@ -13,9 +13,11 @@ keep the low-resolution cosine map of the temporal slot holding that frame, or w
 confidences for the open-set AP / max-F1) -> ``EvaluationResult.write`` (results.json,
 per_sample.csv, best/worst grids).
 
-Geometry: boxes are fractions of the *whole* displayed frame, so the video transform
-used here must not crop (resize + normalise only); the heatmap is stretched to the
-frame, as the references stretch images to 224x224.
+Geometry: boxes are fractions of the *whole* displayed frame. Each clip is shaped by a spatial
+policy (``avssl.data.spatial``; ``localization_inputs``' default: letterbox, the whole frame at
+its aspect ratio; ``stretch`` is what the public evaluators do at 224x224) and its placement is
+kept, so the heatmap is put back on the whole frame (then, like the GT, at ``eval_size`` x
+``eval_size``) wherever in the model input the frame was; cropped-away parts score lowest.
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ class InferredMaps:
     kept: list[int] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     placement: dict = field(default_factory=dict)  # ``map_placement``: where the cells sit ({} = plain resize)
+    spatial: torch.Tensor | None = None  # [N, 12] each item's spatial placement (``avssl.data.spatial``)
 
 
 @torch.no_grad()
@@ -233,17 +236,22 @@ def infer_heatmaps(
     backend: str | None = None,
     progress: bool = True,
     temporal: str = "slot",
+    spatial=None,
 ) -> InferredMaps:
     """Decode the clip around each item's frame, run the model, keep the slot holding it
     (``temporal="slot"``) or average the clip's slots (``"mean"``: the clip's whole window of
-    sound against every slot; steadier when the encoder's slots are few and long)."""
+    sound against every slot; steadier when the encoder's slots are few and long).
+    ``spatial``: each clip's shape policy (default: the video transform's ``input_policy``);
+    the frames kept for pictures are the decoded ones, whole."""
     if temporal not in ("slot", "mean"):
         raise ValueError(f"temporal must be 'slot' or 'mean', got {temporal!r}")
     from tqdm.auto import tqdm
 
+    from avssl.data.spatial import input_policy_of
     from avssl.io import MediaError, read_clip
     from avssl.io.probe import probe
 
+    policy = spatial if spatial is not None else input_policy_of(video_transform)
     durations: dict[str, float] = {}
 
     def duration(p):
@@ -251,7 +259,7 @@ def infer_heatmaps(
             durations[p] = probe(p).duration
         return durations[p]
 
-    maps, frames, kept, skipped, placement = [], [], [], [], {}
+    maps, frames, kept, skipped, placement, wheres = [], [], [], [], {}, []
     bar = tqdm(total=len(items), desc="localization", unit="item", disable=not progress)
     for b0 in range(0, len(items), batch_size):
         chunk = items[b0 : b0 + batch_size]
@@ -270,7 +278,9 @@ def infer_heatmaps(
                 skipped.append({"item_id": it.item_id, "path": e.path, "reason": e.reason, "detail": e.detail})
                 continue
             kept.append(b0 + j)
-            vids.append(clip.video)
+            shaped, where = policy.apply(clip.video)
+            vids.append(shaped)
+            wheres.append(where)
             wavs.append(wav)
             ft = clip.frame_times.double().numpy()
             frames.append(clip.video[int(np.argmin(np.abs(ft - it.time)))].numpy())
@@ -290,7 +300,7 @@ def infer_heatmaps(
                     ", ".join(f"{s['item_id']} ({s['reason']})" for s in skipped[:5]))
     if not maps:
         raise RuntimeError(f"no item could be read ({len(skipped)} media errors)")
-    return InferredMaps(torch.stack(maps), frames, kept, skipped, placement)
+    return InferredMaps(torch.stack(maps), frames, kept, skipped, placement, torch.stack(wheres))
 
 
 # ---------------------------------------------------------------- scoring
@@ -325,6 +335,7 @@ class EvaluationResult:
     display_maps: torch.Tensor | None = None  # [N, h, w] raw, for pictures
     items: list[LocalizationItem] | None = None
     placement: dict = field(default_factory=dict)  # ``map_placement`` of display_maps
+    spatial: torch.Tensor | None = None  # [N, 12] spatial placements of display_maps (None: stretched)
 
     def write(self, out_dir: str | os.PathLike, grid_size: int = 8) -> dict[str, Path]:
         """results.json, per_sample.csv and (with frames) grid_best.png / grid_worst.png."""
@@ -353,7 +364,9 @@ class EvaluationResult:
             maps, boxes = [], []
             for i, f in zip(sel, frames):
                 h, w = f.shape[:2]
-                maps.append(metrics.minmax_normalize(upsample_maps(self.display_maps[i], (h, w), **self.placement).numpy()))
+                where = None if self.spatial is None else self.spatial[i]
+                maps.append(metrics.minmax_normalize(
+                    upsample_maps(self.display_maps[i], (h, w), **self.placement, placement=where).numpy()))
                 boxes.append([[b[0] * w, b[1] * h, b[2] * w, b[3] * h] for b in self.items[i].boxes])
             titles = [f"{self.rows[i]['item_id'][:22]}\ncIoU {self.rows[i]['ciou']:.2f}" for i in sel]
             written[name] = save_grid(out / f"{name}.png", frames, maps, titles=titles, boxes=boxes, ncols=4)
@@ -380,17 +393,24 @@ def score(
     baselines: bool = True,
     input_size: tuple[int, int] | None = None,
     cell_offset: float = 0.0,
+    spatial: torch.Tensor | None = None,
 ) -> EvaluationResult:
     """Score raw heatmaps ``maps`` ``[N, h, w]`` (one per item) against the items' boxes.
 
     ``input_size`` / ``cell_offset``: where the map cells sit in the model input (from
-    ``InferredMaps``; see ``upsample_maps``); without them the maps are resized plainly."""
+    ``InferredMaps``; see ``upsample_maps``); without them the maps are resized plainly.
+    ``spatial`` ``[N, 12]``: where each model input came from in its frame (``InferredMaps.spatial``);
+    the maps are put back on the whole frame, at ``eval_size`` x ``eval_size`` like the GT.
+    Without it the model input is taken to be the whole frame, stretched."""
     if len(items) != len(maps):
         raise ValueError(f"{len(items)} items but {len(maps)} heatmaps")
     n = len(items)
     gts = np.stack([gt_map(it.boxes, it.style, eval_size) for it in items])
     pos = np.array([it.has_source for it in items])
-    model_maps = upsample_maps(maps.float(), eval_size, input_size=input_size, cell_offset=cell_offset).numpy()
+    if spatial is not None and len(spatial) != n:
+        raise ValueError(f"{n} heatmaps but {len(spatial)} spatial placements")
+    model_maps = upsample_maps(maps.float(), eval_size, input_size=input_size, cell_offset=cell_offset,
+                               placement=spatial).numpy()
     candidates = {"model": model_maps}
     if baselines:
         candidates["centre_prior"] = centre_prior_maps(n, eval_size).numpy()
@@ -417,7 +437,8 @@ def score(
     placement = {} if input_size is None else {"input_size": tuple(input_size), "cell_offset": cell_offset}
     if placement:
         settings.update(input_size=list(input_size), cell_offset=cell_offset)
-    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items), placement=placement)
+    return EvaluationResult(rows, summaries, settings, display_maps=maps, items=list(items), placement=placement,
+                            spatial=spatial)
 
 
 def evaluate(
@@ -432,13 +453,15 @@ def evaluate(
     backend: str | None = None,
     progress: bool = True,
     temporal: str = "slot",
+    spatial=None,
     **score_kwargs,
 ) -> EvaluationResult:
     """``infer_heatmaps`` then ``score``; the result keeps the frames for the grids."""
     inferred = infer_heatmaps(model, items, clip_spec, video_transform, audio_transform,
                               batch_size=batch_size, device=device, backend=backend, progress=progress,
-                              temporal=temporal)
-    res = score([items[i] for i in inferred.kept], inferred.maps, **{**inferred.placement, **score_kwargs})
+                              temporal=temporal, spatial=spatial)
+    res = score([items[i] for i in inferred.kept], inferred.maps,
+                **{**inferred.placement, "spatial": inferred.spatial, **score_kwargs})
     res.frames = inferred.frames
     res.settings["skipped"] = inferred.skipped
     res.settings["temporal"] = temporal

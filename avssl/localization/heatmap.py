@@ -63,7 +63,8 @@ def map_stride(input_size: int, map_size: int) -> int:
 
 
 def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], align_corners: bool = False,
-                  input_size: int | tuple[int, int] | None = None, cell_offset: float = 0.0) -> torch.Tensor:
+                  input_size: int | tuple[int, int] | None = None, cell_offset: float = 0.0,
+                  placement=None) -> torch.Tensor:
     """Bilinear resample of ``[..., h, w]`` maps to ``[..., H, W]`` pixels covering the whole frame.
 
     Without ``input_size``: a plain resize, which puts cell ``j`` at the centre of the ``j``-th
@@ -74,10 +75,19 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], align_corners
     a plain resize would put that cell at ``stride * j + (stride - 1) / 2``, shifting every
     map by half a cell to the bottom-right (3.5 px of a 56 px input at stride 8).
     Outside the outermost cell centres the map is held constant (border padding).
+
+    ``placement`` (``avssl.data.spatial.Placement`` / float ``[12]``, or ``[N, 12]`` for maps
+    ``[N, ..., h, w]``): the model input was cut from the frame by a spatial policy (crop,
+    letterbox, stretch); the ``[H, W]`` output then covers the *source frame* (any size, e.g. the
+    file's own resolution, so a 16:9 film gets a 16:9 map), each pixel taking the map value of
+    the model-input point that shows it. Frame regions the input did not show (cropped away) get
+    each map's minimum. Without it the model input is taken to be the whole frame, stretched.
     """
     size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
     lead = maps.shape[:-2]
     h, w = maps.shape[-2:]
+    if placement is not None:
+        return _upsample_placed(maps, size, input_size, cell_offset, placement)
     x = maps.reshape(-1, 1, h, w).float()
     if input_size is None:
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
@@ -95,6 +105,32 @@ def upsample_maps(maps: torch.Tensor, size: int | tuple[int, int], align_corners
     grid = torch.stack([gx, gy], dim=-1).expand(x.shape[0], *size, 2)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return x.reshape(*lead, *size)
+
+
+def _upsample_placed(maps, size, input_size, cell_offset, placement) -> torch.Tensor:
+    """``upsample_maps`` onto the source frame through a spatial ``placement``."""
+    from avssl.data.spatial import as_placements, sample_at, source_coords
+
+    p = as_placements(placement)
+    n = p.shape[0]
+    lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
+    if n > 1 and (len(lead) == 0 or lead[0] != n):
+        raise ValueError(f"{n} placements for maps of shape {tuple(maps.shape)}")
+    ys, xs, iy, ix = source_coords(p, size, maps.device)  # model-input pixel coordinates of frame pixels
+    in_hw = p[:, :2]
+    if input_size is not None:
+        want = (input_size, input_size) if isinstance(input_size, int) else tuple(int(v) for v in input_size)
+        if not torch.all(in_hw == torch.tensor(want, dtype=in_hw.dtype)):
+            raise ValueError(f"input_size {want} differs from the placement's output size {in_hw[0].tolist()}")
+        # receptive-field centres: cell j on input pixel stride * j + cell_offset
+        cy = (ys - cell_offset) / map_stride(want[0], h)
+        cx = (xs - cell_offset) / map_stride(want[1], w)
+    else:  # plain resize: cell j at the centre of the j-th of h equal bands of the input
+        dev = ys.device
+        cy = (ys + 0.5) * (h / in_hw[:, :1].to(dev)) - 0.5
+        cx = (xs + 0.5) * (w / in_hw[:, 1:].to(dev)) - 0.5
+    out = sample_at(maps.reshape(n, -1, h, w), cy, cx, iy, ix, fill="min")
+    return out.reshape(*lead, *size)
 
 
 def model_cell_offset(model) -> float | None:
@@ -158,11 +194,14 @@ def compute_heatmaps(
     audio_emb: torch.Tensor | None = None,
     size: int | tuple[int, int] | None = None,
     align_corners: bool = False,
+    placement=None,
 ) -> Heatmaps:
     """Heatmaps for a batch: ``video`` ``[B, 3, T, H, W]`` (model input), and either the
     log-spectrograms ``spec`` ``[B, 1, F, Tf]`` or precomputed ``audio_emb`` ``[B, D]``
     (e.g. another clip's sound). ``size`` defaults to the input's (H, W). Runs on the
     device of ``video``; the model must already be there and in eval mode.
+    ``placement`` (``[B, 12]``, the items' spatial placements): ``frames`` / ``pooled`` are then
+    maps over each source frame at ``size`` (default: the source size), see ``upsample_maps``.
     """
     if (spec is None) == (audio_emb is None):
         raise ValueError("give exactly one of spec / audio_emb")
@@ -172,7 +211,12 @@ def compute_heatmaps(
         audio_emb = model.embed_audio(spec)
     dense = model.video_dense_embeddings(video)
     low = similarity_maps(audio_emb.to(dense.device), dense)
-    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners, **map_placement(model, video.shape[-2:]))
+    if placement is not None and size is None:
+        from avssl.data.spatial import as_placements
+
+        size = tuple(int(v) for v in as_placements(placement)[0, 2:4].tolist())
+    frames = upsample_maps(low, size or tuple(video.shape[-2:]), align_corners, **map_placement(model, video.shape[-2:]),
+                           placement=placement)
     return Heatmaps(low_res=low, frames=frames, pooled=frames.mean(dim=1))
 
 
@@ -205,7 +249,8 @@ class HeatmapTrack:
     """Heatmaps along a whole file: ``maps[k]`` (raw cosine, ``[K, h, w]``, low resolution)
     belongs to media time ``times[k]`` (s, the centre of its temporal slot).
 
-    ``frame_maps`` turns it into one upsampled map per video frame (nearest slot in time).
+    ``frame_maps`` turns it into one upsampled map per video frame (nearest slot in time), laid
+    over the whole frame through ``spatial`` (the clips' placement), at the frame's own aspect.
     """
 
     times: np.ndarray
@@ -213,6 +258,7 @@ class HeatmapTrack:
     clip_starts: np.ndarray
     audio_source: str = ""
     placement: dict = field(default_factory=dict)  # ``map_placement`` of the maps' model and input
+    spatial: torch.Tensor | None = None  # the clips' spatial placement [12] (one file: one geometry); None: stretched
 
     def __post_init__(self):
         if len(self.times) != len(self.maps) or len(self.times) == 0:
@@ -239,7 +285,7 @@ class HeatmapTrack:
             maps = (maps - lo) / (hi - lo) if hi > lo else torch.zeros_like(maps)
             norm = None
         sel = maps[torch.as_tensor(self.index_at(frame_times))]
-        up = upsample_maps(sel, size, align_corners, **self.placement)
+        up = upsample_maps(sel, size, align_corners, **self.placement, placement=self.spatial)
         return up.clamp(0, 1) if norm is None else normalize_maps(up, norm)
 
 
@@ -267,10 +313,14 @@ def video_heatmap_track(
     device: str | torch.device = "cpu",
     backend: str | None = None,
     progress: bool = True,
+    spatial=None,
 ) -> HeatmapTrack:
     """Slide a clip window every ``stride`` seconds over ``path`` and compute per-slot heatmaps.
 
-    ``clip_spec`` (``avssl.io.ClipSpec``) sets frames/fps/size and the audio window.
+    ``clip_spec`` (``avssl.io.ClipSpec``) sets frames/fps/decode size and the audio window.
+    ``spatial`` (``avssl.data.spatial.SpatialPolicy``; default: the transform's ``input_policy``,
+    e.g. letterbox for ``localization_inputs``) shapes each clip before batching; its placement
+    is kept in the track so maps land on the frame where the model saw them.
     ``video_transform`` maps uint8 ``[B, T, H, W, 3]`` to model input ``[B, 3, T, H, W]``;
     ``audio_transform`` maps waveforms ``[B, C, S]`` to ``[B, 1, F, Tf]``.
     ``audio_path``: take the sound from another file (mismatched audio); its windows loop
@@ -278,9 +328,11 @@ def video_heatmap_track(
     """
     from tqdm.auto import tqdm
 
+    from avssl.data.spatial import input_policy_of
     from avssl.io import read_clip
     from avssl.io.probe import probe
 
+    policy = spatial if spatial is not None else input_policy_of(video_transform)
     info = probe(path)
     starts = clip_starts_for(info.duration, clip_spec.video_duration, stride)
     other = None
@@ -292,14 +344,15 @@ def video_heatmap_track(
     elif not info.has_audio:
         raise ValueError(f"{path} has no audio stream; pass audio_path to play another sound")
 
-    times, maps, placement = [], [], {}
+    times, maps, placement, where = [], [], {}, None
     bar = tqdm(total=len(starts), desc=f"heatmaps {os.path.basename(str(path))}", unit="clip", disable=not progress)
     for b0 in range(0, len(starts), batch_size):
         chunk = starts[b0 : b0 + batch_size]
         vids, wavs = [], []
         for s in chunk:
             clip = read_clip(path, float(s), clip_spec, backend=backend, audio=other is None)
-            vids.append(clip.video)
+            frames, where = policy.apply(clip.video)  # eval policies: the same placement for every window
+            vids.append(frames)
             if other is None:
                 wavs.append(clip.audio)
             else:
@@ -322,4 +375,5 @@ def video_heatmap_track(
         clip_starts=starts,
         audio_source=str(audio_path or path),
         placement=placement,
+        spatial=where,
     )

@@ -164,7 +164,7 @@ def grid_figure(
         bottom = fig_h - (r + 1) * (cell_h + PAD_PX)
         ax = fig.add_axes((left / fig_w, bottom / fig_h, cell_px / fig_w, cell_px / fig_h))
         f = _frame_u8(frames[i])
-        ax.imshow(blend(f, heatmaps[i], alpha, cmap), interpolation="nearest", aspect="auto")
+        ax.imshow(blend(f, heatmaps[i], alpha, cmap), interpolation="nearest", aspect="equal")  # frame's own aspect
         ax.set_axis_off()
         if titles is not None:
             ax.set_title(str(titles[i]), fontsize=7, pad=2)

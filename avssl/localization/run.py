@@ -112,9 +112,13 @@ def localize_file(
     device="cpu",
     backend: str | None = None,
     progress: bool = True,
+    spatial=None,
 ) -> FileProducts:
     """Heatmap track, overlay PNGs (``overlay_times``: count spread over the file, or times)
-    and the MP4 for one video. ``audio_path`` plays another file's sound (mismatched)."""
+    and the MP4 for one video. ``audio_path`` plays another file's sound (mismatched).
+    ``spatial``: the clips' shape policy (default: the video transform's ``input_policy``); the
+    overlays and the MP4 show the file's frames at their own size and aspect ratio, with each
+    map put back where the model saw that part of the frame."""
     from avssl.io.probe import probe
 
     path = Path(path)
@@ -122,7 +126,7 @@ def localize_file(
     out.mkdir(parents=True, exist_ok=True)
     track = video_heatmap_track(model, path, clip_spec, video_transform, audio_transform, stride=stride,
                                 audio_path=audio_path, batch_size=batch_size, device=device, backend=backend,
-                                progress=progress)
+                                progress=progress, spatial=spatial)
     info = probe(path)
     tag = path.stem if audio_path is None else f"{path.stem}__audio-{Path(audio_path).stem}"
     prod = FileProducts(str(path), track)
@@ -148,8 +152,11 @@ def localize_file(
                                   lambda ts, hw: track.frame_maps(ts, hw, norm=norm), alpha=alpha, audio=audio,
                                   progress=progress)
         prod.outputs["mp4"] = str(dst)
+    extra = {k: np.asarray(v) for k, v in track.placement.items()}
+    if track.spatial is not None:
+        extra["spatial_placement"] = track.spatial.numpy()  # avssl.data.spatial.Placement.to_tensor layout
     np.savez_compressed(out / f"{tag}_track.npz", times=track.times, maps=track.maps.numpy(),
-                        clip_starts=track.clip_starts, **{k: np.asarray(v) for k, v in track.placement.items()})
+                        clip_starts=track.clip_starts, **extra)
     prod.outputs["track"] = str(out / f"{tag}_track.npz")
     return prod
 

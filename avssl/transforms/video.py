@@ -6,8 +6,14 @@ colour jitter (brightness/contrast/saturation 0.4, hue 0.2; one draw per clip); 
 resize the short side to ``crop / 0.875`` and centre-crop. Both end with the ImageNet
 mean/std normalisation the reference uses.
 
-Crop + resize + flip of the whole batch is one ``grid_sample`` call (a per-clip affine map);
-the jitter (after the crop, so on small images) is batched tensor ops with one factor per
+Where the geometry runs: the training and evaluation builders use ``geometry=False``: the
+datasets already resized and cropped every item to ``crop_size`` with the same recipe
+(``avssl.data.spatial.SpatialPolicy``, per item, before collation, so files of any size and
+aspect ratio batch; ``VideoAugment.input_policy`` is that policy), and this transform only
+flips, jitters (training) and normalises. ``geometry=True`` (the default, for batches of one
+frame size) does the crop here: crop + resize + flip of the whole batch is one ``grid_sample``
+call (a per-clip affine map); evaluation runs the policy's resize + crop on the batch.
+The jitter (after the crop, so on small images) is batched tensor ops with one factor per
 clip, in a random order per clip like ``ColorJitter`` (same formulas as torchvision's ops).
 """
 
@@ -18,8 +24,10 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from torch import nn
+
+from avssl.data.spatial import (DEFAULT_CROP, DEFAULT_RATIO, DEFAULT_RESIZE_RATIO, DEFAULT_SCALE, SpatialPolicy,
+                                policy_from_config)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -34,15 +42,22 @@ class VideoAugment(nn.Module):
         scale, ratio: RandomResizedCrop area fraction and aspect range.
         flip_prob: horizontal flip probability.
         jitter: (brightness, contrast, saturation, hue) strengths; None or zeros: no jitter.
+        eval_resize_ratio: evaluation resizes the short side to ``crop_size / eval_resize_ratio``.
+        eval_mode: evaluation geometry (``avssl.data.spatial``): ``resize_crop`` (reference),
+            ``letterbox`` (whole frame, padded) or ``stretch`` (whole frame, aspect not kept).
+        geometry: False when the dataset already brought every item to ``crop_size`` (its
+            ``input_policy``): then training only flips + jitters + normalises and evaluation
+            only normalises; inputs must be ``crop_size`` x ``crop_size``.
         mean, std: normalisation (ImageNet, as the reference).
     Random draws come from ``generator`` (a CPU ``torch.Generator``) when given, so a seeded
     generator gives the same batch twice.
     """
 
-    def __init__(self, crop_size: int = 224, train: bool = True, scale: Sequence[float] = (0.08, 1.0),
-                 ratio: Sequence[float] = (3 / 4, 4 / 3), flip_prob: float = 0.5,
-                 jitter: Optional[Sequence[float]] = (0.4, 0.4, 0.4, 0.2), eval_resize_ratio: float = 0.875,
-                 mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
+    def __init__(self, crop_size: int = DEFAULT_CROP, train: bool = True, scale: Sequence[float] = DEFAULT_SCALE,
+                 ratio: Sequence[float] = DEFAULT_RATIO, flip_prob: float = 0.5,
+                 jitter: Optional[Sequence[float]] = (0.4, 0.4, 0.4, 0.2),
+                 eval_resize_ratio: float = DEFAULT_RESIZE_RATIO, eval_mode: Optional[str] = None,
+                 geometry: bool = True, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         super().__init__()
         if crop_size <= 0:
             raise ValueError(f"crop_size must be positive, got {crop_size}")
@@ -50,14 +65,28 @@ class VideoAugment(nn.Module):
             raise ValueError(f"scale must satisfy 0 < lo <= hi <= 1, got {scale}")
         self.crop_size = int(crop_size)
         self.train_mode = bool(train)
+        self.geometry = bool(geometry)
         self.scale, self.ratio = tuple(map(float, scale)), tuple(map(float, ratio))
         self.flip_prob = float(flip_prob)
         self.jitter = tuple(float(j) for j in jitter) if jitter is not None else (0.0, 0.0, 0.0, 0.0)
         if len(self.jitter) != 4 or not 0 <= self.jitter[3] <= 0.5:
             raise ValueError(f"jitter is (brightness, contrast, saturation, hue<=0.5), got {jitter}")
         self.eval_resize_ratio = float(eval_resize_ratio)
+        self.eval_mode = eval_mode or "resize_crop"
+        # the per-item geometry this transform stands for (validates mode / ratios)
+        self.policy = policy_from_config({"crop_size": self.crop_size, "scale": self.scale, "ratio": self.ratio,
+                                          "eval_resize_ratio": self.eval_resize_ratio, "eval_mode": self.eval_mode},
+                                         train=self.train_mode)
+        if self.policy.mode == "none":
+            raise ValueError("VideoAugment needs an eval_mode that produces crop_size frames, not 'none'")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1, 1), persistent=False)
+
+    @property
+    def input_policy(self) -> SpatialPolicy:
+        """What each item must have been through before this transform: the recipe's per-item
+        policy (``geometry=False``) or ``none`` (``geometry=True``: the transform crops)."""
+        return self.policy if not self.geometry else SpatialPolicy("none")
 
     # ---------------------------------------------------------------- parameters
     def sample_crops(self, b: int, h: int, w: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -94,12 +123,27 @@ class VideoAugment(nn.Module):
         if video.dtype != torch.uint8:
             raise TypeError(f"VideoAugment expects uint8 frames, got {video.dtype}")
         b, t, h, w, _ = video.shape
+        if not self.geometry and (h, w) != (self.crop_size, self.crop_size):
+            raise ValueError(f"VideoAugment(geometry=False) expects {self.crop_size}x{self.crop_size} frames (the "
+                             f"dataset's spatial policy makes them), got {h}x{w}")
         x = video.permute(0, 1, 4, 2, 3).float().div_(255.0)  # [B, T, 3, H, W]
-        x = self._train_geometry(x, generator) if self.train_mode else self._eval_geometry(x)
-        if self.train_mode and any(self.jitter):
-            x = self._color_jitter(x, generator)
+        if self.train_mode:
+            x = self._train_geometry(x, generator) if self.geometry else self._flip(x, generator)
+            if any(self.jitter):
+                x = self._color_jitter(x, generator)
+        elif self.geometry:
+            x = self._eval_geometry(x)
         x = x.permute(0, 2, 1, 3, 4)  # [B, 3, T, h, w]
         return (x - self.mean) / self.std
+
+    def _flip(self, x: torch.Tensor, generator) -> torch.Tensor:
+        """Mirror each clip with probability ``flip_prob`` (in place on the chosen clips; ids on the host)."""
+        flip = torch.rand(x.shape[0], generator=generator) < self.flip_prob
+        ids = flip.nonzero().flatten()
+        if ids.numel():
+            ids = ids.to(x.device, non_blocking=True)
+            x.index_copy_(0, ids, x.index_select(0, ids).flip(-1))
+        return x
 
     def _train_geometry(self, x: torch.Tensor, generator) -> torch.Tensor:
         b, t, c, h, w = x.shape
@@ -120,11 +164,11 @@ class VideoAugment(nn.Module):
         return out.view(b, t, c, s, s)
 
     def _eval_geometry(self, x: torch.Tensor) -> torch.Tensor:
+        """The eval policy (deterministic, one frame size per batch) on the whole batch at once."""
         b, t, c, h, w = x.shape
-        short = int(self.crop_size / self.eval_resize_ratio)
-        y = TF.resize(x.reshape(b * t, c, h, w), [short], antialias=True)
-        y = TF.center_crop(y, [self.crop_size, self.crop_size])
-        return y.reshape(b, t, c, self.crop_size, self.crop_size)
+        p = self.policy.place(h, w)
+        y = self.policy.apply_chw(x.reshape(b * t, c, h, w), p)
+        return y.reshape(b, t, c, *y.shape[-2:])
 
     def _color_jitter(self, x: torch.Tensor, generator) -> torch.Tensor:
         """Per-clip factors and a per-clip random op order (as ``ColorJitter``), applied as
