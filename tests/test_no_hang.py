@@ -360,6 +360,8 @@ def test_torchrun_finetuning_with_one_rank_unreadable(tmp_path, world_dir):
             assert all(set(b) & bad for b in rank1)
             assert h2["data"]["skipped_steps"] == len(rank1) and h2["data"]["used"] == 0 and h2["loss"] != h2["loss"]
     assert two["train_data"]["failed"] == sum(h["data"]["failed"] for h in two["history"])
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["train_data"] == two["train_data"] and summary["test_dropped"] == two["dropped"]
     report = json.loads((tmp_path / "two" / "fold1" / "data_failures.json").read_text())
     assert {f["path"] for f in report["files"]} == {train._path(train.sample_plan(i)[0]) for i in bad}
     # video-level test: every clip of the damaged test video counted once as dropped, the rest scored

@@ -404,6 +404,13 @@ def summarize_folds(results: list[dict]) -> dict:
         vals = np.array([r[k] for r in results], dtype=np.float64)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                   "values": vals.tolist()}
+    # training clips over all folds (requested = used + dropped) and unreadable test clips
+    total = DataCounts()
+    for r in results:
+        if "train_data" in r:
+            total.add(DataCounts(**r["train_data"]))
+    out["train_data"] = total.as_dict()
+    out["test_dropped"] = int(sum(r.get("dropped", 0) for r in results))
     return out
 
 
