@@ -46,6 +46,15 @@ SPEC = ClipSpec(num_frames=4, fps=8.0, frame_size=32, audio_rate=24000, audio_ch
 RUN_TIMEOUT_S = 300  # the guard: a hung rank would otherwise wait for gloo's 30 min timeout
 
 
+def compose_cfg(name: str, overrides: list[str]) -> dict:
+    """The config `tools/<name>.py` would build from these command-line overrides."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
+        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
+
+
 def garble_audio(path: Path, seed: int = 0) -> None:
     """Overwrite the payload of every audio packet of `path` with random bytes (nothing else changes)."""
     with av.open(str(path)) as c:
@@ -169,14 +178,9 @@ def test_resume_with_unreadable_files_matches_uninterrupted(tmp_path, world_dir)
     steps = 5  # 3 steps an epoch: spans the epoch boundary, stops mid-epoch
 
     def cfg(run, max_steps):
-        from hydra import compose, initialize_config_dir
-        from omegaconf import OmegaConf
-
-        with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-            c = compose("pretrain", overrides=["experiment=tiny", f"run_dir={tmp_path / run}", "trainer.epochs=4",
-                                               f"trainer.max_steps={max_steps}", "eval.enabled=false",
-                                               "data.source=files", f"data.train_source={src}"])
-        return OmegaConf.to_container(c, resolve=True)
+        return compose_cfg("pretrain", ["experiment=tiny", f"run_dir={tmp_path / run}", "trainer.epochs=4",
+                                        f"trainer.max_steps={max_steps}", "eval.enabled=false", "data.source=files",
+                                        f"data.train_source={src}"])
 
     straight = pretrain(cfg("straight", steps))
     first = pretrain(cfg("killed", 2))
@@ -201,11 +205,9 @@ def test_resume_with_unreadable_files_matches_uninterrupted(tmp_path, world_dir)
 
 
 def _run(args: list[str], nproc: int, cwd: Path) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node <nproc> <args>` (gloo on CPU) under the hang guard."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
-    else:
-        cmd = [sys.executable, *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     except subprocess.TimeoutExpired as e:  # the failure this file exists for
@@ -246,10 +248,13 @@ def test_torchrun_pretraining_with_one_rank_unreadable(tmp_path, world_dir):
     _damage([eval_manifest.path(1)])  # EvalShardSampler: item 1 is rank 1's
     epochs, steps = 2, n // (world * batch)
 
-    common = [str(REPO / "tools/pretrain.py"), "experiment=tiny", "data.source=files", f"data.train_source={train}",
-              f"data.eval_source={heldout}", f"seed={seed}", f"trainer.epochs={epochs}", "trainer.tensorboard=true"]
-    _run(common + [f"run_dir={tmp_path / 'two'}", f"data.batch_size={batch}"], 2, tmp_path)
-    _run(common + [f"run_dir={tmp_path / 'one'}", f"data.batch_size={world * batch}"], 1, tmp_path)
+    common = ["experiment=tiny", "data.source=files", f"data.train_source={train}", f"data.eval_source={heldout}",
+              f"seed={seed}", f"trainer.epochs={epochs}", "trainer.tensorboard=true"]
+    _run([str(REPO / "tools/pretrain.py"), *common, f"run_dir={tmp_path / 'two'}", f"data.batch_size={batch}"],
+         world, tmp_path)
+    from avssl.engine.pretrain import train as pretrain  # one process: the same config, in this process
+
+    pretrain(compose_cfg("pretrain", [*common, f"run_dir={tmp_path / 'one'}", f"data.batch_size={world * batch}"]))
 
     from avssl.engine.checkpoint import CheckpointManager
 
@@ -291,12 +296,7 @@ def test_torchrun_pretraining_with_one_rank_unreadable(tmp_path, world_dir):
 
 
 def _finetune_cfg(world_dir: Path, seed: int) -> dict:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(str(REPO / "configs"), version_base="1.3"):
-        cfg = compose("finetune", overrides=["finetune=tiny", f"dataset.embedded.world_dir={world_dir}", f"seed={seed}"])
-    return OmegaConf.to_container(cfg, resolve=True)
+    return compose_cfg("finetune", ["finetune=tiny", f"dataset.embedded.world_dir={world_dir}", f"seed={seed}"])
 
 
 def _finetune_plan(world_dir: Path, seed: int, world: int):
@@ -332,9 +332,11 @@ def test_torchrun_finetuning_with_one_rank_unreadable(tmp_path, world_dir):
     test_bad = next(i for i in range(len(test.manifest)) if test.manifest.path(i).endswith(".mp4"))
     _damage([test._path(test_bad)])
 
-    common = [str(REPO / "tools/finetune.py"), "finetune=tiny", f"dataset.embedded.world_dir={local}", f"seed={seed}"]
-    _run(common + [f"run_dir={tmp_path / 'two'}"], 2, tmp_path)
-    _run(common + [f"run_dir={tmp_path / 'one'}"], 1, tmp_path)
+    common = ["finetune=tiny", f"dataset.embedded.world_dir={local}", f"seed={seed}"]
+    _run([str(REPO / "tools/finetune.py"), *common, f"run_dir={tmp_path / 'two'}"], world, tmp_path)
+    from avssl.downstream.finetune import finetune  # one process: the same config, in this process
+
+    finetune(compose_cfg("finetune", [*common, f"run_dir={tmp_path / 'one'}"]))
     two = json.loads((tmp_path / "two" / "fold1" / "test_metrics.json").read_text())
     one = json.loads((tmp_path / "one" / "fold1" / "test_metrics.json").read_text())
 
