@@ -199,6 +199,27 @@ def test_resume_with_unreadable_files_matches_uninterrupted(tmp_path, world_dir)
     assert ra["files"] == rb["files"] and ra["counts"] == rb["counts"]
 
 
+def test_failure_log_is_bounded_and_merges_without_losing_counts():
+    from avssl.data.collate import ItemFailure
+    from avssl.engine.batches import FailureLog
+
+    def fails(paths):
+        return [ItemFailure(i, i, p, "corrupt", "x" * 1000) for i, p in enumerate(paths)]
+
+    a, b = FailureLog(max_files=3), FailureLog(max_files=3)
+    a.add(fails(["f0", "f1", "f0"]))
+    b.add(fails(["f1", "f2", "f3", "f4"]))  # f3 and f4 beyond b's bound: counted, not listed
+    assert b.unlisted_failures == 1 and set(b.files) == {"f1", "f2", "f3"}
+    m = FailureLog(max_files=3).merge(a).merge(b)
+    assert m.files["f0"]["failures"] == 2 and m.files["f1"]["failures"] == 2
+    total = sum(r["failures"] for r in m.files.values()) + m.unlisted_failures
+    assert total == 7 and len(m.files) == 3  # every failed read accounted for, listed or not
+    assert all(len(r["detail"]) <= 300 for r in m.files.values())  # bounded size
+    again = FailureLog(3)
+    again.load_state_dict(m.state_dict())
+    assert again.state_dict() == m.state_dict()
+
+
 # ============================================================================================
 # real multi-process runs (torchrun, gloo)
 # ============================================================================================
