@@ -22,7 +22,7 @@ from avssl.engine.pretrain import train  # noqa: E402
 def main(cfg: DictConfig) -> None:
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
-        keep = {k: summary[k] for k in ("run_dir", "global_step", "epoch", "retrieval", "timing", "dropped_samples")}
+        keep = {k: summary[k] for k in ("run_dir", "global_step", "epoch", "retrieval", "timing", "dropped_samples", "data")}
         print(json.dumps(keep, indent=1, default=float))
 
 

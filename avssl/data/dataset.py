@@ -49,6 +49,8 @@ class AVClipDataset(Dataset):
     left out of the dataset) or 'error' (raise at construction).
     """
 
+    last_failure = None  # (path, reason, detail) of the last item this process failed to read
+
     def __init__(self, manifest: Manifest, spec: ClipSpec, mode: str = "train", clips_per_video: int = 1,
                  av_jitter: float = 0.0, missing_audio: str = "zeros", backend: str | None = None,
                  seed: int = 0, labels=None, root: str | None = None, spatial: SpatialPolicy | None = None):
@@ -136,6 +138,7 @@ class AVClipDataset(Dataset):
             clip = read_clip(path, start, self.spec, backend=self.backend, av_offset=offset, audio=has_audio)
         except MediaError as e:
             log.warning("AVClipDataset: skipping item %d (id %d): %s", idx, int(self.manifest.id[row]), e)
+            self.last_failure = (path, e.reason, e.detail)  # for avssl.data.collate.load_item's report
             return None
         audio = clip.audio
         if audio is None:  # missing_audio='zeros': silence of the requested shape

@@ -10,6 +10,11 @@ Resume: one checkpoint per finished epoch (`CheckpointManager` under ``<run_dir>
 randomness of an epoch is drawn from ``(seed, epoch, rank)``, so a resumed run continues exactly
 as an uninterrupted one. Under torchrun the classifier is wrapped in DDP and evaluation shards
 items without padding (`predict_clips`).
+
+Unreadable training clips are replaced from the same rank's share, and a step some rank cannot
+fill is skipped by every rank together (`avssl.engine.batches`): no rank ever waits in DDP's
+all-reduce for a step another one skipped. Each epoch's record carries the clips requested / used /
+failed / replaced / dropped over all ranks (``data``); ``<fold dir>/data_failures.json`` lists the files.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from avssl.data.collate import collate_skip_bad
 from avssl.engine import distributed as du
+from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
+from avssl.engine.batches import write_failure_report
 from avssl.engine.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.engine.samplers import ResumableDistributedSampler
 
@@ -283,6 +288,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                                           num_replicas=world, rank=rank, seed=seed, drop_last=False)
 
     ckpt = CheckpointManager(run_dir, keep_last=1)
+    replace_attempts = int(dcfg.get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS))
+    failure_log = FailureLog()  # this rank's failed training reads since start/resume
     best = {"epoch": -1, "score": -math.inf, "metrics": None}
     history: list[dict] = []
     start_epoch = 0
@@ -296,6 +303,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        if rank == 0 and state.get("data_failures"):
+            failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past
         log.info("fold %d: resumed after epoch %d from %s", fold, start_epoch, ckpt.latest_path())
 
     eval_bs = int(cfg.get("eval", {}).get("batch_size", batch_size))
@@ -309,14 +318,18 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         aug_gen = torch.Generator().manual_seed(_epoch_seed(seed + 1, epoch, rank))
         train_set.set_epoch(epoch)
         sampler.set_epoch(epoch)
-        loader = DataLoader(train_set, batch_size=sampler.batch_size, sampler=sampler, num_workers=num_workers,
-                            collate_fn=collate_skip_bad, drop_last=False)
-        losses, correct, seen, dropped = [], 0, 0, 0
+        loader = training_loader(train_set, sampler, max_attempts=replace_attempts, num_workers=num_workers)
+        losses, correct, seen, counts = [], 0, 0, DataCounts()
         for batch in tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""),
                           disable=not progress, leave=False):
-            if batch is None:
+            verdict = agree_on_step(batch)  # collective: every rank, every step
+            counts.add(verdict.counts)
+            failure_log.add(batch["failed"])
+            failure_log.add(batch["replacement_failures"])
+            if not verdict.take:
+                log.warning("fold %d epoch %d: a step skipped on every rank (a rank could not fill its batch; "
+                            "%d of %d clips unreadable)", fold, epoch + 1, verdict.counts.failed, verdict.counts.requested)
                 continue
-            dropped += int(batch["dropped"])
             x = train_tf(batch["video"].to(device), generator=aug_gen)
             y = batch["label"].to(device)
             logits = ddp_model(x)
@@ -329,7 +342,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             seen += len(y)
         scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                  "train_clip_acc": correct / max(seen, 1), "frozen_encoder": frozen, "dropped": dropped,
+                  "train_clip_acc": correct / max(seen, 1), "frozen_encoder": frozen, "dropped": counts.dropped,
+                  "data": counts.as_dict(),
                   "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
         if val_set is not None:
             vm = evaluate_classifier(model, val_set, eval_tf, batch_size=eval_bs, device=device, num_workers=num_workers)
@@ -342,13 +356,21 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             if rank == 0:
                 atomic_torch_save(model.state_dict(), run_dir / "best_model.pt")
         history.append(record)
+        if counts.failed:
+            log.warning("fold %d epoch %d data: %d clips requested = %d used + %d dropped (%d skipped steps); "
+                        "%d unreadable, %d replaced", fold, epoch + 1, counts.requested, counts.used, counts.dropped,
+                        counts.skipped_steps, counts.failed, counts.replaced)
         log.info("fold %d epoch %d: loss %.4f train clip acc %.3f%s (%.1fs)", fold, epoch + 1, record["loss"],
                  record["train_clip_acc"], f" val video acc {record['val_video_top1']:.3f}" if val_set else "",
                  record["seconds"])
+        merged = failure_log.gathered()  # collective
         if rank == 0:
             ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
-                       "splits": split_key, "config": cfg}, epoch + 1)
+                       "splits": split_key, "config": cfg, "data_failures": merged.state_dict()}, epoch + 1)
+            if merged.files or merged.unlisted_failures:
+                write_failure_report(run_dir / "data_failures.json", merged, _data_totals(history),
+                                     extra={"fold": fold, "epoch": epoch + 1})
         if du.is_dist():
             dist.barrier()
         max_epochs = tcfg.get("stop_after_epochs")  # tests: simulate a killed run
@@ -361,7 +383,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                             decoded_cache=decoded, spatial=_spatial(cfg, train=False))
     metrics = evaluate_classifier(model, test_set, eval_tf, batch_size=eval_bs, device=device,
                                   num_workers=num_workers, progress=progress)
-    metrics.update(fold=fold, best_epoch=best["epoch"], classes=classes, history=history,
+    metrics.update(fold=fold, best_epoch=best["epoch"], classes=classes, history=history, train_data=_data_totals(history),
                    num_train_videos=len(splits["train"]), num_val_videos=len(splits["val"]),
                    num_test_videos=len(splits["test"]))
     if rank == 0:
@@ -371,6 +393,15 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     log.info("fold %d test: video top-1 %.3f top-5 %.3f | clip top-1 %.3f (best epoch %d)", fold,
              metrics["video_top1"], metrics["video_top5"], metrics["clip_top1"], best["epoch"])
     return metrics
+
+
+def _data_totals(history: list[dict]) -> dict:
+    """Training clips of the fold so far (all ranks): the sum of the epochs' `DataCounts`."""
+    total = DataCounts()
+    for record in history:
+        if "data" in record:  # records of older checkpoints have none
+            total.add(DataCounts(**record["data"]))
+    return total.as_dict()
 
 
 SUMMARY_KEYS = ("video_top1", "video_top5", "clip_top1", "clip_top5", "mean_class_accuracy")
@@ -383,6 +414,13 @@ def summarize_folds(results: list[dict]) -> dict:
         vals = np.array([r[k] for r in results], dtype=np.float64)
         out[k] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
                   "values": vals.tolist()}
+    # training clips over all folds (requested = used + dropped) and unreadable test clips
+    total = DataCounts()
+    for r in results:
+        if "train_data" in r:
+            total.add(DataCounts(**r["train_data"]))
+    out["train_data"] = total.as_dict()
+    out["test_dropped"] = int(sum(r.get("dropped", 0) for r in results))
     return out
 
 

@@ -34,7 +34,9 @@ def predict_clips(model, dataset, video_transform, *, batch_size: int = 16, devi
     """Logits of every item of an eval-mode dataset, gathered over ranks and sorted by item.
 
     Returns {"item", "video", "clip", "label", "logits" [N, C]} (numpy); items whose file failed
-    are absent (their count is in "dropped").
+    are absent (their count is in "dropped"; predicted + dropped = len(dataset) is checked). No
+    collective runs inside the loop, so a rank whose share holds unreadable files cannot stall the
+    others: ranks meet once, in the final gather.
     """
     was_training = model.training
     model.eval()
@@ -74,6 +76,8 @@ def predict_clips(model, dataset, video_transform, *, batch_size: int = 16, devi
     if len(np.unique(out["item"])) != len(out["item"]):
         raise RuntimeError("an eval item was predicted twice (sampler padding?)")
     out["dropped"] = sum(p[1] for p in parts)
+    if len(out["item"]) + out["dropped"] != len(dataset):  # each item scored or counted as failed, once
+        raise RuntimeError(f"{len(out['item'])} predicted + {out['dropped']} failed != {len(dataset)} eval items")
     if was_training:
         model.train()
     return out

@@ -30,6 +30,8 @@ __all__ = [
     "all_gather_varlen",
     "all_reduce_mean",
     "broadcast_",
+    "all_reduce_sum_ints",
+    "all_gather_objects",
     "run_distributed",
 ]
 
@@ -84,8 +86,9 @@ def all_gather_varlen(tensor: torch.Tensor) -> torch.Tensor:
 
 def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Every rank's ``x`` concatenated along dim 0 (rank order); gradients flow back to each
-    rank's own rows (torch.distributed.nn). Single process: ``x`` itself. Equal sizes per rank
-    (the trainer's sampler drops the last incomplete batch)."""
+    rank's own rows (torch.distributed.nn). Single process: ``x`` itself. Equal sizes per rank:
+    the trainer's sampler drops the last incomplete batch, and unreadable items are replaced or
+    the step is skipped by every rank (`avssl.engine.batches`), never run with a short batch."""
     if not is_dist():
         return x
     if not x.is_floating_point():
@@ -120,6 +123,41 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     buf = tensor.detach().to(dev).clone()
     dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return (buf / world_size()).to(tensor.device)
+
+
+_control: list = []  # [(default group, its gloo twin)]: the control group of the current process group
+
+
+def control_group():
+    """Group for small host-side messages (flags, counters, records): the default group when it is
+    gloo, else a gloo group over the same ranks, created once per process group (collective on
+    first use: every rank reaches it at the same call). Host values then never wait on a CUDA stream."""
+    if dist.get_backend() == "gloo":
+        return None
+    world = dist.group.WORLD
+    if not _control or _control[0][0] is not world:
+        _control[:] = [(world, dist.new_group(backend="gloo"))]
+    return _control[0][1]
+
+
+def all_reduce_sum_ints(values) -> list[int]:
+    """Element-wise sum over ranks of a few host integers (one small all_reduce); the values themselves
+    without a process group. Collective: every rank calls it with the same number of values."""
+    values = [int(v) for v in values]
+    if not is_dist():
+        return values
+    buf = torch.tensor(values, dtype=torch.int64)
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM, group=control_group())
+    return buf.tolist()
+
+
+def all_gather_objects(obj) -> list:
+    """Every rank's picklable `obj`, in rank order (``[obj]`` without a process group). Collective."""
+    if not is_dist():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj, group=control_group())
+    return out
 
 
 def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:

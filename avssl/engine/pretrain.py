@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from avssl.engine import distributed as du
+from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
+from avssl.engine.batches import write_failure_report
 from avssl.engine.checkpoint import (
     CheckpointError,
     CheckpointManager,
@@ -294,8 +296,21 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 class Progress:
     epoch: int = 0
     batches_consumed: int = 0  # in the current epoch, on each rank
-    global_step: int = 0
-    dropped_samples: int = 0
+    global_step: int = 0  # batches drawn (taken or skipped on every rank together): equal on every rank
+    data: DataCounts = field(default_factory=DataCounts)  # summed over ranks: equal on every rank
+
+    @property
+    def dropped_samples(self) -> int:
+        return self.data.dropped
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Progress":
+        state = dict(state)
+        state.pop("dropped_samples", None)  # older checkpoints: a per-rank count, superseded by `data`
+        return cls(**{**state, "data": DataCounts(**state.get("data", {}))})
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -303,7 +318,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def make_state(cfg, model, optimizer, scheduler, scaler, criterion, progress: Progress,
-               neg_generator: torch.Generator, fingerprint: str) -> dict:
+               neg_generator: torch.Generator, fingerprint: str, data_failures: dict | None = None) -> dict:
     """Everything a resumed run needs. Collective under DDP (gathers every rank's RNG)."""
     rng = capture_rng_state()
     rng["negatives"] = neg_generator.get_state()
@@ -319,7 +334,8 @@ def make_state(cfg, model, optimizer, scheduler, scaler, criterion, progress: Pr
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
         "criterion": criterion.state_dict(),
-        "progress": vars(progress).copy(),
+        "progress": progress.state_dict(),
+        "data_failures": data_failures,  # FailureLog.state_dict() merged over ranks
         "rng": {"per_rank": per_rank},
         "config": cfg,
         "manifest_fingerprint": fingerprint,
@@ -343,7 +359,7 @@ def restore_state(state, model, optimizer, scheduler, scaler, criterion, neg_gen
     else:
         logger.warning("checkpoint was written by %d ranks, this run has %d: RNG streams are reseeded, "
                        "so the continuation is valid but not bit-identical", len(per_rank), dist_info.world_size)
-    return Progress(**state["progress"])
+    return Progress.from_state(state["progress"])
 
 
 # ============================================================================================
@@ -352,17 +368,25 @@ def restore_state(state, model, optimizer, scheduler, scaler, criterion, neg_gen
 
 
 @torch.no_grad()
-def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, amp_dtype=None):
-    """Projected, L2-normalised video and audio embeddings of every item (all ranks gathered,
-    no padding: each item appears exactly once)."""
+def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, amp_dtype=None,
+                  stats: dict | None = None):
+    """Projected, L2-normalised video and audio embeddings of every readable item (all ranks gathered,
+    no padding: each item appears exactly once). No collective runs inside the loop, so a rank whose
+    share holds unreadable files cannot stall the others. `stats` (a dict) receives ``items``,
+    ``embedded`` and ``failed`` summed over ranks; ``embedded + failed == items`` is checked."""
     sampler = EvalShardSampler(len(dataset), num_replicas=du.world_size(), rank=du.rank())
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                         collate_fn=_collate(), generator=torch.Generator().manual_seed(0))
     model.eval()
     vs, as_, ids = [], [], []
+    failed, seen = 0, 0
     for batch in loader:
+        n = min(batch_size, len(sampler) - seen)  # the loader's batches are full but for the last
+        seen += n
         if batch is None:
+            failed += n
             continue
+        failed += int(batch["dropped"])
         video, audio = transforms(batch["video"].to(device), batch["audio"].to(device))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             v, a = model(video, audio)
@@ -374,6 +398,11 @@ def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, a
     a = torch.cat(as_) if as_ else torch.zeros(0, dim)
     i = torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long)
     v, a, i = du.all_gather_varlen(v), du.all_gather_varlen(a), du.all_gather_varlen(i)
+    (failed,) = du.all_reduce_sum_ints([failed])
+    if v.shape[0] + failed != len(dataset):
+        raise RuntimeError(f"held-out embedding: {v.shape[0]} embedded + {failed} failed != {len(dataset)} items")
+    if stats is not None:
+        stats.update(items=len(dataset), embedded=int(v.shape[0]), failed=failed)
     return v, a, i
 
 
@@ -391,9 +420,15 @@ def retrieval_metrics(video_emb, audio_emb, ids) -> dict[str, float]:
 
 
 def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None) -> dict[str, float]:
+    stats: dict = {}
     v, a, ids = embed_dataset(model, transforms, dataset, cfg["eval"]["batch_size"],
-                              cfg["data"].get("num_workers", 0), device, amp_dtype)
-    return retrieval_metrics(v, a, ids)
+                              cfg["data"].get("num_workers", 0), device, amp_dtype, stats=stats)
+    counts = {"num_items": stats["items"], "num_failed": stats["failed"]}
+    if stats["embedded"] == 0:  # every held-out file unreadable: no figure, but the trained run stands
+        nan = float("nan")
+        return {**{k: nan for k in ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5", "chance_R@1", "chance_R@5")},
+                "num_clips": 0, **counts}
+    return {**retrieval_metrics(v, a, ids), **counts}
 
 
 # ============================================================================================
@@ -402,18 +437,21 @@ def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None) 
 
 
 def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | None) -> bool:
-    """Run the rest of the current epoch. Returns False when `max_steps` stopped it early."""
+    """Run the rest of the current epoch. Returns False when `max_steps` stopped it early.
+
+    Batches come full from `training_loader` (unreadable items replaced from the rank's share);
+    `agree_on_step` then decides, on every rank alike, whether the step runs or is skipped by all
+    (some rank could not fill its batch) and adds the step's clips to ``progress.data``."""
     cfg, logger, timer = ctx.cfg, ctx.logger, ctx.timer
     tcfg = cfg["trainer"]
     ctx.sampler.set_epoch(progress.epoch, progress.batches_consumed)
     if hasattr(ctx.train_set, "set_epoch"):
         ctx.train_set.set_epoch(progress.epoch)
-    loader = DataLoader(ctx.train_set, batch_size=ctx.batch_size, sampler=ctx.sampler, drop_last=True,
-                        num_workers=cfg["data"].get("num_workers", 0), collate_fn=_collate(),
-                        pin_memory=ctx.device.type == "cuda", persistent_workers=False,
-                        # own generator: creating an iterator must not draw from the global RNG,
-                        # or a resumed run (one extra iterator) would diverge from an uninterrupted one
-                        generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
+    loader = training_loader(ctx.train_set, ctx.sampler, max_attempts=ctx.replace_attempts,
+                             num_workers=cfg["data"].get("num_workers", 0), pin_memory=ctx.device.type == "cuda",
+                             # own generator: creating an iterator must not draw from the global RNG,
+                             # or a resumed run (one extra iterator) would diverge from an uninterrupted one
+                             generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
     ctx.model.train()
     loc_weight = float(cfg["loss"].get("localization_weight", 0.0))
     loc_temperature = float(cfg["loss"].get("localization_temperature") or cfg["loss"]["temperature"])
@@ -432,16 +470,23 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             return False
         with timer.phase("data"):
             batch = next(it, StopIteration)
-        if batch is StopIteration:
-            break
+            if batch is StopIteration:
+                break
+            verdict = agree_on_step(batch)  # collective: every rank, every step
         progress.batches_consumed += 1
         progress.global_step += 1
-        if batch is None:  # every sample in the batch failed to decode
-            progress.dropped_samples += ctx.batch_size
+        progress.data.add(verdict.counts)
+        ctx.failure_log.add(batch["failed"])
+        ctx.failure_log.add(batch["replacement_failures"])
+        if not verdict.take:
             timer.end_step()
+            logger.warning("step %d skipped on every rank: a rank could not fill its batch of %d (%d of the "
+                           "step's %d clips unreadable, %d replaced)", progress.global_step, ctx.batch_size,
+                           verdict.counts.failed, verdict.counts.requested, verdict.counts.replaced)
+            if bar:
+                bar.update(1)
+            _maybe_checkpoint(ctx, progress)
             continue
-        dropped = int(batch.get("dropped", 0))  # counted by collate_skip_bad (also inside workers)
-        progress.dropped_samples += dropped
 
         with timer.phase("transform"):
             video = batch["video"].to(ctx.device, non_blocking=True)
@@ -485,11 +530,16 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             bar.set_postfix(loss=f"{loss_value:.4f}")
         if progress.global_step % tcfg.get("log_every", 10) == 0 or progress.global_step == 1:
             _log_step(ctx, progress, loss_value, stats, step_times, len(indices))
-        if tcfg.get("checkpoint_every") and progress.global_step % tcfg["checkpoint_every"] == 0:
-            save_checkpoint(ctx, progress)
+        _maybe_checkpoint(ctx, progress)
     if bar:
         bar.close()
     return True
+
+
+def _maybe_checkpoint(ctx, progress) -> None:
+    every = ctx.cfg["trainer"].get("checkpoint_every")
+    if every and progress.global_step % every == 0:
+        save_checkpoint(ctx, progress)
 
 
 def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
@@ -498,10 +548,11 @@ def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
     lr = ctx.optimizer.param_groups[0]["lr"]
     ctx.logger.info(
         "epoch %d step %d | loss %.4f | lr %.2e | %.1f clips/s | data %.3fs fwd %.3fs loss+mem %.3fs bwd %.3fs "
-        "| pos %.3f neg %.3f | dropped %d",
+        "| pos %.3f neg %.3f | clips failed %d replaced %d dropped %d",
         progress.epoch, progress.global_step, loss_value, lr, clips_per_s, step_times.get("data", 0),
         step_times.get("forward", 0), step_times.get("loss_memory", 0), step_times.get("backward", 0),
-        float(_mean_stat(stats, "_pos")), float(_mean_stat(stats, "_neg")), progress.dropped_samples,
+        float(_mean_stat(stats, "_pos")), float(_mean_stat(stats, "_neg")), progress.data.failed,
+        progress.data.replaced, progress.data.dropped,
     )
     if "loss/localization" in stats:
         ctx.logger.info("step %d | loss/localization %.4f", progress.global_step, float(stats["loss/localization"]))
@@ -514,7 +565,8 @@ def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
     tb.add_scalar("perf/clips_per_s", clips_per_s, s)
     for name, dt in step_times.items():
         tb.add_scalar(f"perf/time_{name}_s", dt, s)
-    tb.add_scalar("data/dropped_samples", progress.dropped_samples, s)
+    for name, value in progress.data.as_dict().items():  # run totals over all ranks
+        tb.add_scalar(f"data/{name}", value, s)
     for name, value in stats.items():
         tb.add_scalar(f"criterion/{name}", float(value), s)
 
@@ -525,14 +577,25 @@ def _mean_stat(stats: dict, suffix: str) -> float:
 
 
 def save_checkpoint(ctx: "TrainContext", progress: Progress) -> None:
+    failures = report_data_failures(ctx, progress)  # collective
     state = make_state(ctx.cfg, ctx.model, ctx.optimizer, ctx.scheduler, ctx.scaler, ctx.criterion,
-                       progress, ctx.neg_generator, ctx.fingerprint)  # collective: all ranks call
+                       progress, ctx.neg_generator, ctx.fingerprint, failures.state_dict())  # collective: all ranks call
     if ctx.dist.rank == 0:
         path = ctx.ckpt.save(state, progress.global_step)
         ctx.logger.info("checkpoint %s (epoch %d, %d batches into it)", path.name, progress.epoch,
                         progress.batches_consumed)
     if du.is_dist():
         dist.barrier()
+
+
+def report_data_failures(ctx: "TrainContext", progress: Progress) -> FailureLog:
+    """Collective: merge every rank's `FailureLog`; rank 0 writes ``<run_dir>/data_failures.json`` (the
+    run's `DataCounts` and the files behind the failed reads). Returns the merged log."""
+    merged = ctx.failure_log.gathered()
+    if ctx.dist.rank == 0 and (merged.files or merged.unlisted_failures or progress.data.failed):
+        write_failure_report(Path(ctx.cfg["run_dir"]) / "data_failures.json", merged, progress.data,
+                             extra={"global_step": progress.global_step, "epoch": progress.epoch})
+    return merged
 
 
 @dataclass
@@ -558,6 +621,8 @@ class TrainContext:
     amp_dtype: torch.dtype | None
     channels_last: bool
     loss_history: list = field(default_factory=list)
+    replace_attempts: int = DEFAULT_REPLACE_ATTEMPTS  # replacement reads per unreadable item (data.replace_attempts)
+    failure_log: FailureLog = field(default_factory=FailureLog)  # this rank's failed reads since start/resume
 
 
 def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
@@ -643,7 +708,10 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
 
         ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False), warmup=tcfg.get("timing_warmup", 0)),
                            data.train_set, sampler, batch_size, model, train_tf, criterion, optimizer, scheduler,
-                           scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last)
+                           scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last,
+                           replace_attempts=int(cfg["data"].get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS)))
+        if resume_path is not None and dist_info.rank == 0 and state.get("data_failures"):
+            ctx.failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past
 
         # ---- epochs
         epochs = tcfg["epochs"]
@@ -673,6 +741,17 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
                 evals.append(_run_eval(ctx, data, progress, eval_tf))
         if data.eval_set is not None and cfg["eval"].get("at_end", True) and not stopped:
             evals.append(_run_eval(ctx, data, progress, eval_tf))
+        failures = report_data_failures(ctx, progress)  # collective; writes data_failures.json
+        progress.data.check()
+        if tb is not None:
+            for name, value in progress.data.as_dict().items():
+                tb.add_scalar(f"data/{name}", value, progress.global_step)
+        if progress.data.failed:
+            logger.warning("data: %d clips requested = %d used + %d dropped (%d skipped steps); %d unreadable, "
+                           "%d replaced, %d replacement reads failed; %d file(s) listed in %s",
+                           progress.data.requested, progress.data.used, progress.data.dropped,
+                           progress.data.skipped_steps, progress.data.failed, progress.data.replaced,
+                           progress.data.replacement_failures, len(failures.files), run_dir / "data_failures.json")
         summary = {
             "run_dir": str(run_dir),
             "global_step": progress.global_step,
@@ -680,7 +759,9 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             "stopped_early": stopped,
             "loss_history": ctx.loss_history,
             "timing": ctx.timer.summary(),
-            "dropped_samples": progress.dropped_samples,
+            "dropped_samples": progress.data.dropped,
+            "data": {**progress.data.as_dict(), "failed_files": len(failures.files),
+                     "unlisted_failures": failures.unlisted_failures},
             "retrieval": evals[-1] if evals else None,
             "seconds": time.perf_counter() - t_start,
             "fingerprint": data.fingerprint,
@@ -703,9 +784,9 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
 def _run_eval(ctx, data, progress, eval_tf) -> dict:
     metrics = evaluate_retrieval(ctx.model, eval_tf, data.eval_set, ctx.cfg, ctx.device, ctx.amp_dtype)
     metrics["epoch"] = progress.epoch
-    ctx.logger.info("held-out retrieval (%d clips) a2v R@1 %.3f R@5 %.3f | chance R@1 %.3f R@5 %.3f",
-                    metrics["num_clips"], metrics["a2v_R@1"], metrics["a2v_R@5"], metrics["chance_R@1"],
-                    metrics["chance_R@5"])
+    ctx.logger.info("held-out retrieval (%d clips, %d unreadable) a2v R@1 %.3f R@5 %.3f | chance R@1 %.3f R@5 %.3f",
+                    metrics["num_clips"], metrics["num_failed"], metrics["a2v_R@1"], metrics["a2v_R@5"],
+                    metrics["chance_R@1"], metrics["chance_R@5"])
     if ctx.tb is not None:
         for k in ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5"):
             ctx.tb.add_scalar(f"eval/{k}", metrics[k], progress.global_step)

@@ -3,13 +3,21 @@
 Why not `torch.utils.data.DistributedSampler`: it cannot skip the batches a killed run already
 consumed (resume would replay them), and for evaluation it pads by duplicating samples, which
 biases metrics computed over the union of ranks.
+
+`BatchRequestSampler` groups a training sampler's indices into `BatchRequest`s: the batch plus
+where its replacements come from (`ResumableDistributedSampler.replacement_order`), so a batch
+with unreadable items can be refilled inside a DataLoader worker from the same rank's share,
+deterministically (`avssl.data.collate.BatchFiller`).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -94,13 +102,15 @@ class ResumableDistributedSampler(Sampler[int]):
         self.set_epoch(state["epoch"], state["batches_consumed"])
 
     # ---- iteration
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            return torch.randperm(self.num_items, generator=g)
+        return torch.arange(self.num_items)
+
     def epoch_order(self) -> torch.Tensor:
         """The full (all ranks) order for the current epoch, after truncation/padding."""
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            perm = torch.randperm(self.num_items, generator=g)
-        else:
-            perm = torch.arange(self.num_items)
+        perm = self._permutation(self.epoch)
         total = self.per_rank_total * self.num_replicas
         if total <= perm.numel():
             return perm[:total]
@@ -114,6 +124,60 @@ class ResumableDistributedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(self.per_rank_total - self.batches_consumed * self.batch_size, 0)
+
+    def replacement_order(self, position: int, epoch: int | None = None) -> list[int]:
+        """Candidates to replace unreadable items of batch `position` of `epoch` (default: the current).
+
+        This rank's whole share of the epoch's permutation, ``perm[rank::world_size]`` BEFORE
+        truncation or padding (so the items the truncated tail leaves out this epoch are candidates
+        too), shuffled by ``np.random.default_rng([seed, epoch, position, rank])``. A pure function of
+        those four numbers: a resumed run, any worker count and any worker draw the same candidates.
+        Shares of different ranks stay disjoint, so no item is drawn by two ranks in one step.
+        """
+        perm = self._permutation(self.epoch if epoch is None else epoch)
+        share = perm[self.rank :: self.num_replicas].numpy()
+        rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch, position, self.rank])
+        return share[rng.permutation(len(share))].tolist()
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """One training batch to load: `indices` (dataset items), its number `position` in `epoch`, and the
+    sampler that knows the rank's share (pickles as a few scalars, so a worker can recompute it)."""
+
+    indices: tuple[int, ...]
+    position: int
+    epoch: int
+    sampler: ResumableDistributedSampler
+
+    def candidates(self) -> list[int]:
+        """Replacement candidates, best first (`ResumableDistributedSampler.replacement_order`)."""
+        return self.sampler.replacement_order(self.position, self.epoch)
+
+
+class BatchRequestSampler(Sampler[BatchRequest]):
+    """Yields the `sampler`'s indices grouped into `BatchRequest`s of ``sampler.batch_size``, from
+    its current position (``batches_consumed``) to the end of the epoch; a last incomplete batch is
+    kept unless the sampler has ``drop_last`` (shares are equal, so every rank yields the same number
+    of requests of the same sizes). Use with ``DataLoader(..., batch_size=None)``: the dataset gets
+    whole requests (`avssl.data.collate.BatchFiller`)."""
+
+    def __init__(self, sampler: ResumableDistributedSampler):
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[BatchRequest]:
+        s = self.sampler
+        it = iter(s)
+        position = s.batches_consumed
+        while True:
+            chunk = tuple(itertools.islice(it, s.batch_size))
+            if not chunk or (s.drop_last and len(chunk) < s.batch_size):
+                return
+            yield BatchRequest(chunk, position, s.epoch, s)
+            position += 1
+
+    def __len__(self) -> int:
+        return max(self.sampler.batches_per_epoch - self.sampler.batches_consumed, 0)
 
 
 class EvalShardSampler(Sampler[int]):
