@@ -289,8 +289,18 @@ def read_audio_from(container, req: AudioRequest, origin: float, stats: C.ReadSt
     # Always seek: the container may already have been read past the window (video first).
     container.seek(int(max(seek_to, stream_start) / tb), stream=ast, backward=True, any_frame=False)
     pos = None
+    resync = max(int(math.ceil(float(tb) * rate)) + 1, int(0.002 * rate))  # samples
     errors = 0
     covered = 0  # good samples written into the window
+    pending = None  # (samples, position) of the first frame, placed once the next one is seen
+
+    def place(data, at: int) -> int:
+        a, b = at - n0, at - n0 + data.shape[1]
+        lo, hi = max(a, 0), min(b, n_total)
+        if hi > lo:
+            buf[: data.shape[0], lo:hi] = data[: buf.shape[0], lo - a : hi - a]
+        return max(hi - lo, 0)
+
     packets = container.demux(ast)
     while True:
         try:
@@ -302,13 +312,16 @@ def read_audio_from(container, req: AudioRequest, origin: float, stats: C.ReadSt
         try:
             decoded = packet.decode()
         except av.error.FFmpegError:
-            # A damaged packet: its samples stay zero. Place the next frame by its own pts, or after
-            # this packet's span when it has one.
+            # A damaged packet: its samples stay zero and the next frame is placed by its own pts
+            # (the packet may have held several frames: parsers merge a garbled one with the next).
+            if pending is not None:
+                covered += place(*pending)
+                pending = None
+            pos = None
             t = packet.pts if packet.pts is not None else packet.dts
             if t is not None:
                 p0 = int(round((float(t * tb) - origin) * rate))
                 p1 = p0 + (int(round(float(packet.duration * tb) * rate)) if packet.duration else 0)
-                pos = p1 if packet.duration else None
                 if p1 - n0 >= 0 and p0 - n0 < n_total:
                     errors += 1
                 if p0 - n0 >= n_total:
@@ -319,21 +332,35 @@ def read_audio_from(container, req: AudioRequest, origin: float, stats: C.ReadSt
         done = False
         for frame in decoded:
             data = _to_float_planar(frame)
-            if frame.pts is not None:
-                pos = int(round((float(frame.pts * tb) - origin) * rate))
+            at = None if frame.pts is None else int(round((float(frame.pts * tb) - origin) * rate))
+            if pending is not None:
+                # The first frame after a seek is placed against the second: decoders may treat it as
+                # a stream start (Opus trims its pre-skip again, and its pts is then off by up to 1 ms).
+                p_data, p_at = pending
+                pending = None
+                if at is not None and abs(at - (p_at + p_data.shape[1])) <= resync:
+                    p_at = at - p_data.shape[1]
+                covered += place(p_data, p_at)
+                pos = p_at + p_data.shape[1]
+            if at is not None:
+                # Frames follow each other sample-exactly; their pts may be rounded (Matroska: whole
+                # ms, +-22 samples at 44.1 kHz). Jump only on a real gap or overlap.
+                if pos is None:
+                    pending = (data, at)
+                    continue
+                if abs(at - pos) > resync:
+                    pos = at
             elif pos is None:
                 pos = int(round((stream_start - origin) * rate))
-            a, b = pos - n0, pos - n0 + data.shape[1]
-            lo, hi = max(a, 0), min(b, n_total)
-            if hi > lo:
-                buf[: data.shape[0], lo:hi] = data[: buf.shape[0], lo - a : hi - a]
-                covered += hi - lo
+            covered += place(data, pos)
             pos += data.shape[1]
-            if a >= n_total:
+            if pos - data.shape[1] - n0 >= n_total:
                 done = True
                 break
         if done:
             break
+    if pending is not None:
+        covered += place(*pending)
     if stats is not None:
         stats.audio_errors += errors
     if errors and not covered:
