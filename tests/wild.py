@@ -43,6 +43,8 @@ ffmpeg-side temporaries are removed). What it covers:
   pts                         "valid", or "none" (AVI without per-frame pts: frame times follow
                               from the frame order and the rate; FFmpeg's own guess is off by
                               up to `ffmpeg_tolerance` frames)
+  audio_delay                 s the audio plays late by in every player: the encoder's priming that
+                              AVI cannot signal (AC-3 256 samples, LAME MP3 1105 samples)
   damage                      (stream, media time) of the corrupted packet, or None
   garbled                     (t0, t1): frames shown in this span may be concealed/garbled (damage)
   readable_until              truncated files: data ends here (s)
@@ -83,6 +85,7 @@ class WildEntry:
     media: M.Media | None = None
     pts: str = "valid"
     ffmpeg_tolerance: int = 0
+    audio_delay: float = 0.0
     damage: tuple[str, float] | None = None
     garbled: tuple[float, float] | None = None
     readable_until: float | None = None
@@ -293,12 +296,12 @@ def write_wild_collection(d, seed: int = 0) -> list[WildEntry]:
         bf = add("mpeg4_bframes_ac3", ".avi", "HMDB51-style: MPEG-4 part 2 with 2 B-frames, no per-frame pts, AC-3 48k",
                  lambda p: _ffmpeg_avi(p, 3.0, 25, (120, 160), 48000, (1.0, 0.8), "mpeg4", "ac3",
                                        ("-bf", "2", "-g", "12", "-q:v", "3"), ("-b:a", "128k")),
-                 need_cli=("mpeg4", "ac3"), has_audio=True, pts="none", ffmpeg_tolerance=1,
+                 need_cli=("mpeg4", "ac3"), has_audio=True, pts="none", ffmpeg_tolerance=1, audio_delay=256 / 48000,
                  tags=("avi", "no-pts", "ac3"))
         add("xvid_packed_mp3", ".avi", "UCF101-style: Xvid with packed B-frames (no pts, N-VOP chunks), MP3 44.1k",
             lambda p: _ffmpeg_avi(p, 3.0, 25, (120, 160), 44100, (1.0, 1.0), "libxvid", "libmp3lame",
                                   ("-bf", "2", "-g", "12", "-q:v", "3"), ("-b:a", "96k")),
-            need_cli=("libxvid", "libmp3lame"), has_audio=True, pts="none", ffmpeg_tolerance=2,
+            need_cli=("libxvid", "libmp3lame"), has_audio=True, pts="none", ffmpeg_tolerance=2, audio_delay=1105 / 44100,
             tags=("avi", "no-pts", "packed", "mp3"))
         if bf is not None:
             # The issue #16 file: one AC-3 packet mid-file is garbage (its sync word kept, so the
@@ -312,7 +315,8 @@ def write_wild_collection(d, seed: int = 0) -> list[WildEntry]:
             E.append(WildEntry("mpeg4_ac3_bad_packet", dst, "issue #16: one undecodable AC-3 packet among ~90 in an "
                                "MPEG-4/AC-3 AVI", has_audio=True, media=M.Media(dst, m.frame_times, m.audio, m.audio_rate,
                                                                                  m.audio_start, m.display_hw),
-                               pts="none", ffmpeg_tolerance=1, damage=("audio", t), tags=("avi", "no-pts", "damaged")))
+                               pts="none", ffmpeg_tolerance=1, audio_delay=bf.audio_delay, damage=("audio", t),
+                               tags=("avi", "no-pts", "damaged")))
 
     # --- damaged video packets ------------------------------------------------------------------
     def damaged_video(name, ext, what, **kw):
