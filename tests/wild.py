@@ -160,8 +160,15 @@ def _ffmpeg_avi(path, seconds, fps, size, audio_rate, gains, vcodec, acodec, vop
 
 
 def _decoded_codes(path) -> list[int]:
+    """Bar codes of every frame PyAV decodes from `path`, in output order (up to a cut, if any)."""
+    out = []
     with av.open(str(path)) as c:
-        return [M.decode_frame(f.to_ndarray(format="rgb24")) for f in c.decode(c.streams.video[0])]
+        try:
+            for f in c.decode(c.streams.video[0]):
+                out.append(M.decode_frame(f.to_ndarray(format="rgb24")))
+        except av.error.FFmpegError:
+            pass
+    return out
 
 
 def _packets(path, kind: str) -> list[tuple[int, int, float, bool]]:
@@ -339,19 +346,20 @@ def write_wild_collection(d, seed: int = 0) -> list[WildEntry]:
         damaged_video("mpeg4_bad_video_packet", ".avi", "MPEG-4 AVI, frame 10's packet is random bytes")
 
     # --- truncated / bad files --------------------------------------------------------------------
+    def truncated(name, path, what, m):
+        codes = _decoded_codes(path)  # what still decodes: the frames before the cut
+        last = max(codes)
+        E.append(WildEntry(name, path, what, probe_reason="truncated", has_audio=m.audio is not None,
+                           media=M.Media(path, m.frame_times, m.audio, m.audio_rate, 0.0, m.display_hw),
+                           readable_until=float(m.frame_times[last]), tags=("truncated",)))
+
     if "libx264" in have and "aac" in have:
         src = d / ".trunc_src.mkv"
         m = _pyav(src, 3.0, 25, (72, 128), 48000, gop=25)
         b = src.read_bytes()
-        cut = d / "truncated_tail.mkv"
-        cut.write_bytes(b[: int(len(b) * 0.6)])
+        (d / "truncated_tail.mkv").write_bytes(b[: int(len(b) * 0.6)])
         src.unlink()
-        last = _packets(cut, "video")
-        until = max(t for _, _, t, _ in last[:-1])  # the last complete packet
-        E.append(WildEntry("truncated_tail", cut, "Matroska cut at 60% of its bytes (download stopped)",
-                           probe_reason="truncated", has_audio=True,
-                           media=M.Media(cut, m.frame_times, m.audio, m.audio_rate, 0.0, m.display_hw),
-                           readable_until=until, tags=("truncated",)))
+        truncated("truncated_tail", d / "truncated_tail.mkv", "Matroska cut at 60% of its bytes (download stopped)", m)
         # moov (written last by the mp4 muxer) cut off: no index at all
         src = d / ".moov_src.mp4"
         _pyav(src, 2.0, 25, (72, 128), 48000)
@@ -362,16 +370,15 @@ def write_wild_collection(d, seed: int = 0) -> list[WildEntry]:
                            probe_reason="truncated", readable=False, read_reason="corrupt", tags=("bad",)))
         if FFMPEG is not None:
             src, fs = d / ".fs_src.mp4", d / ".fs.mp4"
-            _pyav(src, 3.0, 25, (72, 128), 48000)
+            m = _pyav(src, 3.0, 25, (72, 128), 48000)
             subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(src), "-c", "copy", "-movflags", "+faststart",
                             str(fs)], check=True)
             b = fs.read_bytes()
             (d / "truncated_faststart.mp4").write_bytes(b[: len(b) // 2])
             src.unlink()
             fs.unlink()
-            E.append(WildEntry("truncated_faststart", d / "truncated_faststart.mp4", "fast-start mp4 (index first) "
-                               "with its media data cut in half", probe_reason="truncated", readable=False,
-                               tags=("bad", "truncated")))
+            truncated("truncated_faststart", d / "truncated_faststart.mp4", "fast-start mp4 (index first) with its "
+                      "media data cut in half", m)
         # every audio packet is garbage: the video is fine, the audio never decodes
         src = d / ".undec_src.mp4"
         m = _pyav(src, 2.0, 25, (72, 128), 48000)
