@@ -17,9 +17,10 @@ For such a file the reader decodes forward from the start and gives frame k (in 
 is display order) the time k / fps: "synthesized" times. That is exact for a constant-rate file
 (AVI has no other clock) and is the only honest choice when the stored times are garbage.
 
-`timestamp_verdict(pts, time_base, fps)` is the pure rule; `check_container` demuxes the first
-packets of an open container (no decoding, the caller seeks back); `file_verdict(path)` opens the
-file and caches the answer per (path, size, mtime) in this process, so a worker pays it once per file.
+`timestamp_verdict(pts, time_base, fps, dts, container)` is the pure rule; `check_container` demuxes
+the first packets of an open container (no decoding, the caller seeks back); `file_verdict(path)`
+opens the file for it; answers are cached per (path, size, mtime) in this process (`cached_verdict`,
+`remember`), so a worker pays the check once per file.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import os
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["TimestampVerdict", "timestamp_verdict", "check_container", "file_verdict", "CHECK_PACKETS"]
+__all__ = ["TimestampVerdict", "timestamp_verdict", "check_container", "file_verdict", "cached_verdict", "remember",
+           "CHECK_PACKETS"]
 
 # Packets examined from the start of the stream: enough to see every B-frame pattern and a GOP start
 # of most files, cheap enough (demux only) to run on every first read of a file.
@@ -116,26 +118,38 @@ _CACHE: OrderedDict = OrderedDict()
 _CACHE_SIZE = 1024
 
 
-def file_verdict(path: str) -> TimestampVerdict:
-    """`check_container` on `path` (its own short-lived open), cached per (path, size, mtime) in this
-    process: a DataLoader worker pays one open + demuxing CHECK_PACKETS packets per file."""
-    import av
-
+def cached_verdict(path: str) -> tuple[TimestampVerdict | None, tuple | None]:
+    """(verdict or None, cache key) for `path` from this process's cache (key None: no such file)."""
     try:
         st = os.stat(path)
-        key = (str(path), st.st_size, st.st_mtime_ns)
     except OSError:
-        key = None
-    if key is not None and key in _CACHE:
+        return None, None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    v = _CACHE.get(key)
+    if v is not None:
         _CACHE.move_to_end(key)
-        return _CACHE[key]
+    return v, key
+
+
+def remember(key, verdict: TimestampVerdict) -> TimestampVerdict:
+    if key is not None:
+        _CACHE[key] = verdict
+        if len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return verdict
+
+
+def file_verdict(path: str) -> TimestampVerdict:
+    """`check_container` on `path` (its own short-lived open), cached per (path, size, mtime) in this
+    process: a DataLoader worker pays one open + demuxing CHECK_PACKETS packets per file (~2 ms)."""
+    import av
+
+    v, key = cached_verdict(path)
+    if v is not None:
+        return v
     try:
         with av.open(str(path)) as c:
             v = check_container(c) if c.streams.video else TRUSTED
     except av.error.FFmpegError:
         return TRUSTED  # the reader's own open reports what is wrong with the file
-    if key is not None:
-        _CACHE[key] = v
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return v
+    return remember(key, v)

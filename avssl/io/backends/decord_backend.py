@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avssl.io.timestamps import file_verdict
+from avssl.io.timestamps import cached_verdict, check_container, remember
 
 from . import _common as C
 from . import pyav
@@ -45,6 +45,13 @@ def _stream_geometry(path: str):
             return None
         vs = c.streams.video[0]
         cc = vs.codec_context
+        verdict, key = cached_verdict(path)
+        if verdict is None:  # first read of this file in this process: check the first packets' times
+            verdict = remember(key, check_container(c, vs))
+            try:
+                c.seek(vs.start_time if vs.start_time is not None else 0, stream=vs, backward=True)
+            except av.error.FFmpegError:
+                pass  # the rotation read below then comes from a later frame: the same display matrix
         # The display matrix is on the stream's side data; decode one frame only if needed.
         ccw = 0
         try:
@@ -53,7 +60,7 @@ def _stream_geometry(path: str):
                 break
         except av.error.FFmpegError:
             pass
-        return cc.height, cc.width, ccw, _has_empty_samples(vs)
+        return cc.height, cc.width, ccw, _has_empty_samples(vs), verdict
 
 
 def _has_empty_samples(vs) -> bool:
@@ -68,10 +75,9 @@ def _has_empty_samples(vs) -> bool:
 def _read_video(path: str, times: np.ndarray, frame_size, stats: C.ReadStats) -> np.ndarray:
     import decord
 
-    verdict = file_verdict(path)
-    if not verdict.trusted:
-        return _pyav_instead(path, times, frame_size, stats, f"file timestamps: {verdict.reason}")
     geom = _stream_geometry(path)
+    if geom is not None and not geom[4].trusted:
+        return _pyav_instead(path, times, frame_size, stats, f"file timestamps: {geom[4].reason}")
     if geom is not None and (geom[2] != 0 or geom[3]):
         # decord 0.6 returns a mis-shaped buffer (4 "channels") for display-matrix-rotated
         # streams, and fails on indexed-but-empty samples (over-reported frame count), so those

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from avssl.io.timestamps import file_verdict
+from avssl.io.timestamps import cached_verdict, check_container, remember
 
 from . import _common as C
 
@@ -47,17 +47,25 @@ def read(path: str, times: np.ndarray | None, frame_size, audio: AudioRequest | 
     with synthesized times. Undecodable packets are skipped and counted in `stats`."""
     stats = stats if stats is not None else C.ReadStats()
     stats.decoder = stats.decoder or NAME
-    verdict = file_verdict(path) if times is not None else None
     with av.open(path) as container:
         origin = video_origin(container)
         frames = None
-        if times is not None:
-            frames = _read_video(container, times, frame_size, origin, verdict, stats)
+        if times is not None and container.streams.video:
+            verdict, key = cached_verdict(path)
+            rewind = verdict is None
+            if rewind:  # first read of this file in this process: check on this open (demux only)
+                verdict = remember(key, check_container(container))
+            frames = _read_video(container, times, frame_size, origin, verdict, stats, rewind)
+        elif times is not None:
+            frames = _read_video(container, times, frame_size, origin, None, stats)
         wav = None if audio is None else read_audio_from(container, audio, origin, stats)
     return frames, wav
 
 
-def _read_video(container, times: np.ndarray, frame_size, origin: float, verdict=None, stats=None) -> np.ndarray:
+def _read_video(container, times: np.ndarray, frame_size, origin: float, verdict=None, stats=None,
+                rewind: bool = False) -> np.ndarray:
+    """Frames shown at `times`. `rewind`: the container was read from (timestamp check): seek back
+    to the start before decoding from there."""
     vs = container.streams.video[0]
     vs.codec_context.thread_count = C.DECODE_THREADS
     tb = vs.time_base
@@ -83,6 +91,8 @@ def _read_video(container, times: np.ndarray, frame_size, origin: float, verdict
         # The file's times are guesses or garbage: frame k (output order = display order) is shown
         # from k / fps. Counting needs every frame from the start, so no seek.
         stats.timestamps = "synthesized"
+        if rewind:
+            _rewind(container, vs)
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         result = _decode_forward(container, vs, times, origin, convert, check_first=False,
                                  synth_step=1.0 / float(rate) if rate else 1.0 / 25)
@@ -91,6 +101,8 @@ def _read_video(container, times: np.ndarray, frame_size, origin: float, verdict
     sought = first_needed > 0
     if sought:
         container.seek(int((first_needed + origin) / tb), stream=vs, backward=True, any_frame=False)
+    elif rewind:
+        _rewind(container, vs)
     try:
         result = _decode_forward(container, vs, times, origin, convert, check_first=sought)
     except _NoFrameAfterSeek:
@@ -99,9 +111,17 @@ def _read_video(container, times: np.ndarray, frame_size, origin: float, verdict
         # the padding rule then shows the last real frame.
         result = None
     if result is None:  # the seek landed after the first needed frame: decode from the start instead
-        container.seek(0, stream=vs, backward=True)
+        _rewind(container, vs)
         result = _decode_forward(container, vs, times, origin, convert, check_first=False)
     return _finish(result, stats)
+
+
+def _rewind(container, vs) -> None:
+    """Back to the stream's first packet."""
+    try:
+        container.seek(vs.start_time if vs.start_time is not None else 0, stream=vs, backward=True)
+    except av.error.FFmpegError:
+        container.seek(0, stream=vs, backward=True)
 
 
 def _finish(result, stats) -> np.ndarray:
