@@ -168,11 +168,12 @@ def test_every_backend_shows_what_ffmpeg_shows(wild, shown, backend):
                 wrong.append((e.name, start, bad[:2]))
             want_ts = "synthesized" if e.pts == "none" else "pts"
             assert clip.read_info["timestamps"] == want_ts, (e.name, clip.read_info)
-            assert tuple(clip.video.shape[1:3]) == M_shape(e, SPEC.frame_size), e.name
+            assert tuple(clip.video.shape[1:3]) == _display_shape(e, SPEC.frame_size), e.name
     assert not wrong, f"{len(wrong)} clips not frame-accurate on {backend}: {wrong[:6]}"
 
 
-def M_shape(e, short):
+def _display_shape(e, short):
+    """(H, W) read_clip returns for a short side of `short` pixels."""
     h, w = e.media.display_hw
     return (short, round(w * short / h)) if h <= w else (round(h * short / w), short)
 

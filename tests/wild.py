@@ -8,7 +8,7 @@ shapes, codecs, containers, timestamps and damage real collections have, with kn
     for e in entries:
         e.path, e.what, e.probe_reason, e.readable, e.has_audio, e.media ...
 
-or in pytest, the session fixture `wild` (tests/conftest.py) writes it once per session.
+or in pytest, through a session fixture around `wild_collection_cached` (written once per session).
 
 Every video frame carries tests/media.py's bar code (frame k shows k), so a read frame can be checked
 against `e.media.expected_index(t)`; audio carries media.py's per-second tone code plus noise.
@@ -50,8 +50,13 @@ ffmpeg-side temporaries are removed). What it covers:
   readable_until              truncated files: data ends here (s)
   tags                        coarse labels for selection: "avi", "vfr", "rotated", "5.1", ...
 
-Cost: about 5 s on one core (tests/test_wild_io.py::test_collection_is_cheap_and_complete checks the
-list; the time is printed by benchmarks/wild_reading.py).
+Cost: about 4-7 s on one core, 2 MB (benchmarks/wild_reading.py prints the time; the coverage is
+checked by tests/test_wild_io.py::test_collection_covers_the_wild).
+
+Helpers for checking reads: `ffmpeg_shown(path)` (every frame the ffmpeg CLI decodes, with its time),
+`allowed_codes` / `frame_errors` (what a correct reader may return at a time), `clip_plan` (the same
+start times for every backend), `wild_collection_cached(tmp_path_factory)` (one copy per pytest
+session: wrap it in a session fixture, as tests/test_wild_io.py does).
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ import numpy as np
 import media as M
 from avssl.io.writer import write_av
 
-__all__ = ["WildEntry", "write_wild_collection", "ffmpeg_shown", "ffmpeg_encoders", "FFMPEG"]
+__all__ = ["WildEntry", "write_wild_collection", "skipped_cases", "wild_collection_cached", "ffmpeg_shown",
+           "ffmpeg_encoders", "allowed_codes", "frame_errors", "clip_plan", "FFMPEG"]
 
 FFMPEG = shutil.which("ffmpeg")
 
