@@ -41,7 +41,9 @@ class Clip:
     `decode_errors`: damage met while reading this clip (0 on a clean file): video packets the
     decoder rejected (skipped, the last good frame shown instead) and frames it flagged corrupt
     (concealed, kept), plus audio packets it rejected (their samples are zeros). Datasets pass it on
-    so trainers can log totals. `read_info`: the details, {"video_errors", "audio_errors",
+    so trainers can log totals. Video damage is counted by PyAV (the default backend, and the one
+    decord/torchcodec hand a file to when they fail on it); decord and torchcodec conceal what they
+    can decode without reporting it. `read_info`: the details, {"video_errors", "audio_errors",
     "timestamps": "pts" | "synthesized", "decoder": backend that decoded the frames, "fallback":
     why another backend took over ("" if none)}.
     """
