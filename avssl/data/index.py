@@ -169,6 +169,7 @@ class IndexReport:
     indexed: int = 0
     bad: list[BadFile] = field(default_factory=list)
     no_audio: list[str] = field(default_factory=list)
+    audio_undecodable: list[str] = field(default_factory=list)  # audio stream present, no sample decodes (in no_audio too)
     probed: int = 0  # files probed in this run (the rest came from the cache)
     cached: int = 0
     missing_audio: str = "zeros"
@@ -183,7 +184,7 @@ class IndexReport:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts().items())) or "none"
         return (f"indexed {self.indexed}/{self.total} files (probed {self.probed}, cached {self.cached}); "
                 f"left out {len(self.bad)} ({reasons}); without audio {len(self.no_audio)} "
-                f"(policy {self.missing_audio})")
+                f"(policy {self.missing_audio}; {len(self.audio_undecodable)} with undecodable audio)")
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -200,6 +201,7 @@ class IndexReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"total": self.total, "indexed": self.indexed, "probed": self.probed, "cached": self.cached,
                 "missing_audio": self.missing_audio, "counts": self.counts(), "no_audio": self.no_audio,
+                "audio_undecodable": self.audio_undecodable,
                 "bad": [vars(b) for b in self.bad]}
         path.write_text(json.dumps(data, indent=1))
         return path
@@ -241,7 +243,8 @@ def _probe_one(full_path: str) -> tuple[str, dict | None, tuple[str, str] | None
         return full_path, None, (e.reason, e.detail or str(e))
     keys = ("duration", "fps", "num_frames", "width", "height", "rotation", "video_start", "has_audio",
             "audio_rate", "audio_channels", "audio_start")
-    return full_path, {k: getattr(info, k) for k in keys}, None
+    note = info.extra.get("audio_undecodable")  # kept as the detail of a good row (empty reason)
+    return full_path, {k: getattr(info, k) for k in keys}, (("", f"audio-undecodable: {note}") if note else None)
 
 
 _INFO_COLUMNS = {k: v for k, v in _COLUMNS.items() if k != "id"}
@@ -401,7 +404,7 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
             i = pos[by_full[fp]]
             if err is not None:
                 reasons[i], details[i] = err
-            else:
+            if info is not None:
                 for k in _INFO_COLUMNS:
                     cols[k][i] = info[k]
 
@@ -425,11 +428,15 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
             report.bad.append(BadFile(p, reasons[i], details[i]))
             continue
         if not cols["has_audio"][i]:
+            undecodable = details[i].startswith("audio-undecodable")
             if missing_audio == "error":
-                raise NoAudioStream(full(p), "missing_audio='error'")
+                raise NoAudioStream(full(p), f"missing_audio='error'{'; ' + details[i] if undecodable else ''}")
             report.no_audio.append(p)
+            if undecodable:
+                report.audio_undecodable.append(p)
             if missing_audio == "skip":
-                report.bad.append(BadFile(p, "no-audio", "left out by missing_audio='skip'"))
+                report.bad.append(BadFile(p, "audio-undecodable" if undecodable else "no-audio",
+                                          details[i] if undecodable else "left out by missing_audio='skip'"))
                 continue
         keep[i] = True
 

@@ -11,6 +11,7 @@ from .backends import DEFAULT_BACKEND, available_backends
 from .errors import (
     BackendUnavailable,
     CorruptMedia,
+    DamagedMediaWarning,
     EmptyFile,
     MediaError,
     MissingFile,
@@ -31,5 +32,5 @@ except ModuleNotFoundError as e:  # only tolerate that module being absent, not 
 __all__ = [
     "Clip", "ClipSpec", "MediaInfo", "read_clip", "available_backends", "DEFAULT_BACKEND", "probe",
     "MediaError", "MissingFile", "EmptyFile", "CorruptMedia", "NoVideoStream", "NoAudioStream",
-    "BackendUnavailable",
+    "BackendUnavailable", "DamagedMediaWarning",
 ]

@@ -44,3 +44,7 @@ class NoAudioStream(MediaError):
 
 class BackendUnavailable(RuntimeError):
     """A decoder backend was requested that is not installed / usable on this machine."""
+
+
+class DamagedMediaWarning(UserWarning):
+    """A file had undecodable packets that were skipped (the clip was still read; see Clip.decode_errors)."""

@@ -7,6 +7,9 @@ than in the middle of a training run:
 
 * the first video frame is decoded once: it proves the stream is decodable and is
   where FFmpeg attaches the display matrix (PyAV has no stream-level side-data API);
+* the first audio packets (AUDIO_PACKETS) are decoded in the same pass: an audio track that gives
+  no sample is reported (`extra['audio_undecodable']`) and the file counts as having no audio;
+  the first video packets' timestamps are checked (`extra['timestamps']`, avssl.io.timestamps);
 * the demuxer is asked for the last packets (seek near the end, demux only), so a
   file cut short while its header still announces the full duration is reported as
   truncated;
@@ -27,6 +30,7 @@ from pathlib import Path
 import av
 
 from avssl.io.errors import CorruptMedia, EmptyFile, MediaError, MissingFile, NoVideoStream
+from avssl.io.timestamps import CHECK_PACKETS, timestamp_verdict
 from avssl.io.types import MediaInfo
 
 __all__ = ["probe", "VIDEO_EXTENSIONS"]
@@ -50,6 +54,11 @@ _SIGNATURES = (
     (0, b"\x00\x00\x01\xba"),  # MPEG-PS
     (0, b"\x30\x26\xb2\x75"),  # ASF / WMV
 )
+
+# Audio packets decoded at probe time: a stream none of whose first packets gives a sample is undecodable.
+AUDIO_PACKETS = 8
+# Packets (all probed streams) demuxed at most in the first pass (late audio: ~5 s of a typical file).
+PASS_PACKETS = 400
 
 # A file whose demuxable packets stop this much before the announced end is truncated.
 _TRUNCATION_SLACK_S = 0.5
@@ -204,7 +213,14 @@ def _probe_open(p: Path, c, size: int) -> MediaInfo:
         if audio_rate <= 0 or audio_channels <= 0:
             raise CorruptMedia(p, "audio stream without sample rate or channels")
 
-    first = _first_frame(p, c, vs)
+    first, audio_ok, ts_verdict = _first_frames(p, c, vs, c.streams.audio[0] if has_audio else None)
+    extra["timestamps"] = ts_verdict.reason  # "pts": trusted; else the reader synthesizes times
+    if audio_ok is not None and not audio_ok[0]:
+        # An audio stream no decoder reads: the file is indexed as having no audio (the index's
+        # missing_audio policy applies) and the reason is kept.
+        extra["audio_undecodable"] = f"{audio_codec}: {audio_ok[1]}"
+        has_audio = False
+        audio_rate = audio_channels = 0
     rotation = int(round(first.rotation)) % 360 if first is not None else 0
     if rotation % 90:
         extra["rotation_exact"] = rotation
@@ -248,13 +264,53 @@ def _probe_open(p: Path, c, size: int) -> MediaInfo:
     )
 
 
-def _first_frame(p: Path, c, vs):
+def _first_frames(p: Path, c, vs, aus):
+    """One demuxing pass from the start: the first decoded video frame, whether the first audio
+    packets decode, and the timestamp verdict of the first video packets (avssl.io.timestamps).
+
+    Returns (frame, audio, verdict); audio is None when there is no audio stream or none of its
+    packets came within the pass (stream starting late), else (decodes: bool, detail). Audio is
+    undecodable when its first AUDIO_PACKETS packets (or all of a shorter stream) give no sample."""
+    streams = [vs] if aus is None else [vs, aus]
+    first = None
+    pts, dts = [], []
+    tried = frames = 0
+    err = ""
+    n = 0
     try:
-        for frame in c.decode(vs):
-            return frame
+        for pkt in c.demux(*streams):
+            n += 1
+            if pkt.stream.index == vs.index:
+                if pkt.size and len(pts) < CHECK_PACKETS:
+                    pts.append(pkt.pts)
+                    dts.append(pkt.dts)
+                if first is None:
+                    try:
+                        decoded = pkt.decode()
+                    except av.error.FFmpegError as e:
+                        raise CorruptMedia(p, f"first video frame does not decode: {e}") from e
+                    if decoded:
+                        first = decoded[0]
+            elif frames == 0 and tried < AUDIO_PACKETS:
+                tried += bool(pkt.size)
+                try:
+                    frames += sum(f.samples for f in pkt.decode())
+                except av.error.FFmpegError as e:
+                    err = f"{type(e).__name__}: {e}"
+            audio_done = aus is None or frames > 0 or tried >= AUDIO_PACKETS
+            if (first is not None and audio_done and len(pts) >= CHECK_PACKETS) or n >= PASS_PACKETS:
+                break
     except av.error.FFmpegError as e:
-        raise CorruptMedia(p, f"first video frame does not decode: {e}") from e
-    raise CorruptMedia(p, "video stream has no decodable frame")
+        if first is None:
+            raise CorruptMedia(p, f"first video frame does not decode: {e}") from e
+    if first is None:
+        raise CorruptMedia(p, "video stream has no decodable frame")
+    audio = None
+    if aus is not None and tried:
+        audio = (True, "") if frames else (False, f"its first {tried} packet(s) gave no sample ({err or 'no error'})")
+    rate = vs.average_rate or vs.guessed_rate or vs.base_rate
+    verdict = timestamp_verdict(pts, vs.time_base, float(rate) if rate else 0.0, dts, c.format.name)
+    return first, audio, verdict
 
 
 def _packets_with_data(vs) -> int | None:

@@ -7,14 +7,16 @@ stream is placed on it by its own start time, so a stream that starts late is re
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .backends import get_backend
+from .backends._common import NoDecodableData, ReadStats
 from .backends.pyav import AudioRequest
-from .errors import CorruptMedia, EmptyFile, MediaError, MissingFile, NoAudioStream, NoVideoStream
+from .errors import CorruptMedia, DamagedMediaWarning, EmptyFile, MediaError, MissingFile, NoAudioStream, NoVideoStream
 from .types import Clip, ClipSpec
 
 # ITU-R BS.775 downmix weights for 5.1 (FL, FR, FC, LFE, BL/SL, BR/SR) -> stereo; LFE dropped.
@@ -49,8 +51,19 @@ def read_clip(
     audio stream is zeros. `backend`: "pyav" | "decord" | "torchcodec" | None or "auto" (the default,
     `avssl.io.DEFAULT_BACKEND` = "pyav", the fastest in benchmarks/clip_reading.md).
 
-    Raises (avssl.io.errors): MissingFile, EmptyFile, CorruptMedia (truncated, not a video, ...),
-    NoVideoStream (video requested, none in the file), NoAudioStream (audio requested, none).
+    Timestamps: frames are picked by the file's presentation times when they can be trusted; for a
+    file whose times are missing or garbage (AVI with B-frames, as UCF101/HMDB51 store them; see
+    avssl.io.timestamps) every backend decodes forward from the start with PyAV and frame k is shown
+    from k / fps (`clip.read_info["timestamps"] == "synthesized"`).
+
+    Damage: undecodable packets are skipped (video: the last good frame is shown in their place;
+    audio: their samples are zeros), counted in `clip.decode_errors` (details in `clip.read_info`) and
+    reported once per file with a `DamagedMediaWarning`. A clip fails only when a requested stream's
+    window has no decodable data (CorruptMedia).
+
+    Raises (avssl.io.errors): MissingFile, EmptyFile, CorruptMedia (truncated, not a video, no
+    decodable data in the window, ...), NoVideoStream (video requested, none in the file),
+    NoAudioStream (audio requested, none).
     """
     path = str(Path(path))
     if not os.path.exists(path):
@@ -65,8 +78,11 @@ def read_clip(
     centre = start + spec.video_duration / 2.0 + float(av_offset)
     audio_start = centre - spec.audio_duration / 2.0
     req = AudioRequest(audio_start, spec.audio_samples, int(spec.audio_rate), int(spec.audio_channels)) if audio else None
+    stats = ReadStats()
     try:
-        frames, raw = be.read(path, times if video else None, spec.frame_size, req)
+        frames, raw = be.read(path, times if video else None, spec.frame_size, req, stats)
+    except NoDecodableData as e:
+        raise CorruptMedia(path, f"no decodable data in the requested window: {e}") from e
     except MediaError as e:
         if e.path != path:  # errors raised deep inside carry the container's name; re-anchor on ours
             raise type(e)(path, e.detail) from e
@@ -75,7 +91,13 @@ def read_clip(
         raise _diagnose(path, video, audio, e) from e
     vid = torch.from_numpy(frames) if frames is not None else None
     wav = _finish_audio(raw, req) if raw is not None else None
-    return Clip(video=vid, audio=wav, frame_times=torch.from_numpy(times), audio_start=audio_start, start=start)
+    errors = stats.video_errors + stats.audio_errors
+    if errors:
+        # One message per file (the warnings registry shows each distinct text once); the counts are on the clip.
+        warnings.warn(DamagedMediaWarning(f"{path}: damaged packets skipped while reading (counted in Clip.decode_errors)"),
+                      stacklevel=2)
+    return Clip(video=vid, audio=wav, frame_times=torch.from_numpy(times), audio_start=audio_start, start=start,
+                decode_errors=errors, read_info=stats.as_dict())
 
 
 def _finish_audio(raw, req: AudioRequest) -> torch.Tensor:

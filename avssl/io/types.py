@@ -37,6 +37,15 @@ class Clip:
 
     `frame_times` are the requested times (s, media timeline) of each frame; `audio_start`
     is the media time of audio sample 0; `start` the clip's requested start.
+
+    `decode_errors`: damage met while reading this clip (0 on a clean file): video packets the
+    decoder rejected (skipped, the last good frame shown instead) and frames it flagged corrupt
+    (concealed, kept), plus audio packets it rejected (their samples are zeros). Datasets pass it on
+    so trainers can log totals. Video damage is counted by PyAV (the default backend, and the one
+    decord/torchcodec hand a file to when they fail on it); decord and torchcodec conceal what they
+    can decode without reporting it. `read_info`: the details, {"video_errors", "audio_errors",
+    "timestamps": "pts" | "synthesized", "decoder": backend that decoded the frames, "fallback":
+    why another backend took over ("" if none)}.
     """
 
     video: torch.Tensor | None
@@ -44,6 +53,8 @@ class Clip:
     frame_times: torch.Tensor
     audio_start: float
     start: float
+    decode_errors: int = 0
+    read_info: dict = field(default_factory=dict)
 
 
 @dataclass

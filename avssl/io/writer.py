@@ -46,6 +46,7 @@ def write_av(
     audio_start: float = 0.0,
     rotation: int | None = None,
     preset: str = "veryfast",
+    frame_times=None,
 ) -> Path:
     """Encode frames `video` uint8 [T,H,W,3] (RGB) at `fps` and/or `audio` float [C,S] in [-1,1].
 
@@ -53,8 +54,11 @@ def write_av(
     B-frames (None: encoder default). `audio_start` (s) delays the audio stream's first
     packet relative to the video (to test stream-start alignment). `rotation` writes
     display-matrix rotation metadata: the clockwise angle (90, 180, 270) by which a player turns
-    the stored frames for display, as phones record portrait video (ffprobe shows -rotation). The file is written to a temporary name and
-    renamed, so a killed writer never leaves a half file under the final name.
+    the stored frames for display, as phones record portrait video (ffprobe shows -rotation).
+    `frame_times` (s, one per frame, increasing) writes a variable frame rate stream (millisecond
+    timestamps; `fps` is then only the nominal rate). MJPEG is written full-range (yuvj420p). The
+    file is written to a temporary name and renamed, so a killed writer never leaves a half file
+    under the final name.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +86,9 @@ def write_av(
             rate = Fraction(fps).limit_denominator(1001)
             vs = out.add_stream(video_codec, rate=rate)
             vs.width, vs.height = frames.shape[2], frames.shape[1]
-            vs.pix_fmt = pix
+            vs.pix_fmt = "yuvj420p" if video_codec == "mjpeg" else pix
+            if frame_times is not None:
+                vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
             opts = {}
             if video_codec in ("libx264", "libx265"):
                 opts["preset"] = preset
@@ -90,12 +96,17 @@ def write_av(
                     opts["crf"] = str(crf)
                 if bframes is not None:
                     opts["bf"] = str(bframes)
+                if video_codec == "libx265":
+                    opts["x265-params"] = "log-level=error"
+            elif video_codec in ("mpeg4", "mjpeg"):
+                opts.update({"qmin": "2", "qmax": "4"})  # sharp small frames (the default 200 kb/s blurs them)
             elif video_codec.startswith("libvpx"):
                 opts.update({"deadline": "realtime", "cpu-used": "8", "b": "0", "crf": str(crf or 32)})
             if gop is not None:
                 vs.codec_context.gop_size = int(gop)
                 if video_codec in ("libx264", "libx265"):
-                    opts["x264-params" if video_codec == "libx264" else "x265-params"] = f"keyint={gop}:min-keyint={gop}:scenecut=0"
+                    key = "x264-params" if video_codec == "libx264" else "x265-params"
+                    opts[key] = ":".join(filter(None, (opts.get(key), f"keyint={gop}:min-keyint={gop}:scenecut=0")))
             vs.options = opts
             if rotation:
                 # The legacy "rotate" tag is ignored by current muxers; the display matrix is what
@@ -111,9 +122,14 @@ def write_av(
                 as_.bit_rate = audio_bitrate
 
         if vs is not None:
+            pts = None
+            if frame_times is not None:
+                pts = np.round(np.asarray(frame_times, dtype=np.float64) * 1000).astype(np.int64)
+                if len(pts) != len(frames) or np.any(np.diff(pts) <= 0):
+                    raise ValueError("frame_times must give one increasing time (>= 1 ms apart) per frame")
             for i, f in enumerate(frames):
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
-                vf.pts = i
+                vf.pts = i if pts is None else int(pts[i])
                 for pkt in vs.encode(vf):
                     out.mux(pkt)
             for pkt in vs.encode():
@@ -132,10 +148,10 @@ def _encode_audio(out, stream, wav: np.ndarray, rate: int, start: float) -> None
     offset = int(round(start * rate))
     for s0 in range(0, wav.shape[1], frame_size):
         chunk = wav[:, s0 : s0 + frame_size]
-        if fmt == "s16":
-            arr = (chunk.T * 32767).round().astype(np.int16).reshape(1, -1)
-        elif fmt == "s16p":
-            arr = (chunk * 32767).round().astype(np.int16)
+        if fmt in ("s16", "s32"):
+            arr = _to_int(chunk.T, fmt).reshape(1, -1)
+        elif fmt in ("s16p", "s32p"):
+            arr = _to_int(chunk, fmt)
         elif fmt == "flt":
             arr = np.ascontiguousarray(chunk.T).reshape(1, -1)
         else:  # fltp
@@ -148,6 +164,12 @@ def _encode_audio(out, stream, wav: np.ndarray, rate: int, start: float) -> None
             _mux_shifted(out, pkt, offset, rate)
     for pkt in stream.encode():
         _mux_shifted(out, pkt, offset, rate)
+
+
+def _to_int(x: np.ndarray, fmt: str) -> np.ndarray:
+    if fmt.startswith("s16"):
+        return np.ascontiguousarray((x * 32767).round().astype(np.int16))
+    return np.ascontiguousarray((x.astype(np.float64) * 2147483647).round().astype(np.int32))
 
 
 def _mux_shifted(out, pkt, offset_samples: int, rate: int) -> None:

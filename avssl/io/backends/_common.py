@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # Decoders run single-threaded: DataLoader workers give the parallelism, and one thread per
@@ -56,3 +58,30 @@ def frame_indices(frame_times: np.ndarray, times: np.ndarray) -> np.ndarray:
     `frame_times` must be sorted (presentation order)."""
     idx = np.searchsorted(frame_times, np.asarray(times) + TIME_EPS, side="right") - 1
     return np.clip(idx, 0, len(frame_times) - 1)
+
+
+@dataclass
+class ReadStats:
+    """What one read met, filled by the backend that did the work (see `Clip.read_info`).
+
+    `video_errors` / `audio_errors`: video packets the decoder rejected (skipped: the last good frame
+    is shown in their place) plus frames it flagged corrupt (its error concealment, kept), and audio
+    packets it rejected (their samples stay zero), counted where they touch the clip's window.
+    `timestamps`: "pts" (frames picked by the file's presentation times) or "synthesized" (frame k
+    at k / fps, decoded forward from the start: see avssl.io.timestamps). `decoder`: the backend that
+    produced the frames ("pyav" when decord/torchcodec handed a file over)."""
+
+    video_errors: int = 0
+    audio_errors: int = 0
+    timestamps: str = "pts"
+    decoder: str = ""
+    fallback: str = ""  # why another backend took over, if one did
+
+    def as_dict(self) -> dict:
+        return {"video_errors": self.video_errors, "audio_errors": self.audio_errors,
+                "timestamps": self.timestamps, "decoder": self.decoder, "fallback": self.fallback}
+
+
+class NoDecodableData(Exception):
+    """A requested stream's window met undecodable packets and not one good frame/sample (read_clip
+    turns it into CorruptMedia naming the file)."""

@@ -1,9 +1,16 @@
 """torchcodec backend (only when torchcodec imports against the system FFmpeg): frames played at
-the requested times, resized inside the decoder; audio through PyAV like every backend."""
+the requested times, resized inside the decoder; audio through PyAV like every backend.
+
+Files torchcodec cannot be trusted on are handed to the PyAV backend (`stats.fallback` says why):
+untrusted file timestamps (avssl.io.timestamps: AVI with B-frames, where torchcodec trusts FFmpeg's
+guessed times and is one to two frames late), a stream range that is not finite or does not fit the
+frame count, and any torchcodec error (damaged packets, frames near the end it fails to find)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from avssl.io.timestamps import file_verdict
 
 from . import _common as C
 from . import pyav
@@ -27,13 +34,48 @@ def unavailable_reason() -> str | None:
     return _UNAVAILABLE_REASON
 
 
-def read(path: str, times, frame_size, audio):
-    frames = None if times is None else _read_video(path, times, frame_size)
-    wav = None if audio is None else pyav.read_audio(path, audio)
+def read(path: str, times, frame_size, audio, stats: C.ReadStats | None = None):
+    stats = stats if stats is not None else C.ReadStats()
+    frames = None if times is None else _read_video(path, times, frame_size, stats)
+    wav = None if audio is None else pyav.read_audio(path, audio, stats)
     return frames, wav
 
 
-def _read_video(path: str, times: np.ndarray, frame_size) -> np.ndarray:
+def _read_video(path: str, times: np.ndarray, frame_size, stats: C.ReadStats) -> np.ndarray:
+    verdict = file_verdict(path)
+    if not verdict.trusted:
+        return _pyav_instead(path, times, frame_size, stats, f"file timestamps: {verdict.reason}")
+    try:
+        frames, bad = _decode(path, times, frame_size)
+    except Exception as e:  # torchcodec raises RuntimeError/ValueError/IndexError on damaged or odd files
+        return _pyav_instead(path, times, frame_size, stats, f"torchcodec: {type(e).__name__}: {e}")
+    if bad:
+        return _pyav_instead(path, times, frame_size, stats, f"torchcodec stream range: {bad}")
+    stats.decoder = NAME
+    return frames
+
+
+def _pyav_instead(path: str, times, frame_size, stats: C.ReadStats, why: str) -> np.ndarray:
+    stats.decoder, stats.fallback = pyav.NAME, why
+    frames, _ = pyav.read(path, times, frame_size, None, stats)  # raises a typed MediaError if PyAV fails too
+    return frames
+
+
+def _implausible(begin, end, num_frames, fps) -> str:
+    """Why torchcodec's stream range cannot be used to place times ("" if it can)."""
+    if begin is None or end is None:
+        return ""
+    begin, end = float(begin), float(end)
+    if not (np.isfinite(begin) and np.isfinite(end)) or abs(begin) > 1e7 or end < begin:
+        return f"begin {begin:.3g}s, end {end:.3g}s"
+    if num_frames and fps and num_frames >= 4:
+        span, expected = end - begin, num_frames / float(fps)
+        if span > 10 * expected + 2.0 or span < 0.25 * expected:
+            return f"{num_frames} frames span {span:.3g}s, {fps:.3g} fps says {expected:.3g}s"
+    return ""
+
+
+def _decode(path: str, times: np.ndarray, frame_size):
     from torchcodec.decoders import VideoDecoder
 
     # Header-only open for the displayed size; the decoding open below uses "exact", which indexes
@@ -50,6 +92,9 @@ def _read_video(path: str, times: np.ndarray, frame_size) -> np.ndarray:
         kw["transforms"] = [Resize(size=out_hw)]  # resized inside the decoder: bounded memory
     dec = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=C.DECODE_THREADS, dimension_order="NHWC", **kw)
     md = dec.metadata
+    bad = _implausible(md.begin_stream_seconds, md.end_stream_seconds, md.num_frames, md.average_fps)
+    if bad:
+        return None, bad
     begin = float(md.begin_stream_seconds or 0.0)
     end = md.end_stream_seconds
     abs_t = np.asarray(times, dtype=np.float64) + begin
@@ -58,4 +103,4 @@ def _read_video(path: str, times: np.ndarray, frame_size) -> np.ndarray:
         abs_t = np.minimum(abs_t, float(end) - 1e-6)
     uniq, inverse = np.unique(abs_t, return_inverse=True)
     batch = dec.get_frames_played_at(uniq.tolist()).data.numpy()
-    return np.ascontiguousarray(batch[inverse])
+    return np.ascontiguousarray(batch[inverse]), ""
