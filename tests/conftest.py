@@ -4,6 +4,18 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The tiny generated world (24 clips: 17 train / 7 held-out), generated once per test process.
+    Tests must not write into it (a training run's decoded cache goes next to it, not inside)."""
+    from avssl.synth.generate import generate_world
+
+    root = tmp_path_factory.mktemp("tiny_world") / "world"
+    generate_world(root, preset="tiny", seed=0, workers=1, progress=False)
+    return root
