@@ -1,4 +1,6 @@
-"""Kinetics-style CSV: `label,youtube_id,time_start,time_end,split[,is_cc]` (header row)."""
+"""Kinetics-style CSV: `label,youtube_id,time_start,time_end,split[,is_cc]` (header row; test lists
+may lack `label`). Downloaders name a clip `<youtube_id>_<start:06d>_<end:06d>.mp4`, under
+`<root>/<label>/`, `<root>/<split>/<label>/` or flat; `kinetics_stems` lists the names tried."""
 
 from __future__ import annotations
 
@@ -21,10 +23,16 @@ class KineticsEntry:
         return f"{self.youtube_id}_{int(self.time_start):06d}_{int(self.time_end):06d}"
 
 
+def kinetics_stems(entry: KineticsEntry) -> list[str]:
+    """File names (no extension) a clip may have: `<id>_<start:06d>_<end:06d>`, unpadded, the id alone."""
+    s, e = int(entry.time_start), int(entry.time_end)
+    return list(dict.fromkeys([entry.filename_stem, f"{entry.youtube_id}_{s}_{e}", entry.youtube_id]))
+
+
 def parse_kinetics_csv(path: str | Path) -> list[KineticsEntry]:
     """Parse a Kinetics annotation CSV (train.csv / validate.csv / test.csv)."""
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, skipinitialspace=True)
         need = {"youtube_id", "time_start", "time_end"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
             raise ValueError(f"{path}: not a Kinetics CSV (columns {reader.fieldnames})")
