@@ -484,7 +484,8 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             else:
                 loss.backward()
                 ctx.optimizer.step()
-            if ctx.schedule_per_step:  # optim.schedule_unit=step
+            if ctx.schedule_per_step:  # optim.schedule_unit=step: the scheduler counts updates
+                ctx.step_lr = ctx.optimizer.param_groups[0]["lr"]  # the rate this update used (logged)
                 ctx.scheduler.step()
         step_times = timer.end_step()
         loss_value = float(loss.detach())
@@ -507,7 +508,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
 def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
     step_s = sum(step_times.values())
     clips_per_s = batch_len * ctx.dist.world_size / step_s if step_s > 0 else float("nan")
-    lr = ctx.optimizer.param_groups[0]["lr"]
+    lr = ctx.step_lr if ctx.step_lr is not None else ctx.optimizer.param_groups[0]["lr"]  # this update's rate
     ctx.logger.info(
         "epoch %d step %d | loss %.4f | lr %.2e | %.1f clips/s | data %.3fs fwd %.3fs loss+mem %.3fs bwd %.3fs "
         "| pos %.3f neg %.3f | dropped %d",
@@ -571,6 +572,7 @@ class TrainContext:
     channels_last: bool
     loss_history: list = field(default_factory=list)
     schedule_per_step: bool = False  # optim.schedule_unit=step: the lr scheduler steps after every optimisation step
+    step_lr: float | None = None  # (schedule_per_step) the learning rate the last update used
 
 
 def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
@@ -704,7 +706,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             "timing": ctx.timer.summary(),
             "dropped_samples": progress.dropped_samples,
             "retrieval": evals[-1] if evals else None,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": optimizer.param_groups[0]["lr"],  # the rate the next update (a resumed run) starts with
             "index": {k: getattr(data.notes["index_report"], k) for k in ("total", "indexed")}
             | {"left_out": data.notes["index_report"].counts()},
             "seconds": time.perf_counter() - t_start,
