@@ -328,3 +328,33 @@ def test_pretraining_indexes_a_kinetics_csv_and_ends_with_its_evaluation(tmp_pat
     rep = json.loads((run / "index_report.json").read_text())
     assert rep["counts"] == {"missing": 1} and rep["source"]["format"] == "kinetics"
     assert CheckpointManager(run).load()["progress"]["global_step"] == 2
+
+
+# ------------------------------------------------------------------------------ the tools
+
+
+def _tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_tool", Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_index_and_prepare_tools_take_a_kinetics_csv(tmp_path, clip, capsys):
+    csv_path, root = _kinetics(tmp_path, clip)
+    rc = _tool("index").main([str(csv_path), "--media-root", str(root), "--split", "train", "--workers", "1",
+                              "--out", str(tmp_path / "m.npz"), "--report", str(tmp_path / "rep.json"), "--show", "0"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "indexed 3/4 entries" in out and "... and 1 more" in out
+    assert json.loads((tmp_path / "rep.json").read_text())["counts"] == {"missing": 1}
+    assert Manifest.load(tmp_path / "m.npz").label_names == ["drumming fingers", "playing guitar"]
+
+    rc = _tool("prepare").main([str(csv_path), str(tmp_path / "cache"), "--media-root", str(root), "--split", "train",
+                                "--workers", "1", "--short-side", "32"])
+    cache = Manifest.load(tmp_path / "cache" / "manifest.npz")
+    src = Manifest.load(tmp_path / "m.npz")
+    assert rc == 0 and len(cache) == 3
+    assert {int(i): cache.label_of(k) for k, i in enumerate(cache.id)} == \
+        {int(i): src.label_of(k) for k, i in enumerate(src.id)}  # labels follow the ids into the cache

@@ -21,6 +21,13 @@ from avssl.data.index import MISSING_AUDIO_POLICIES, build_index  # noqa: E402
 from avssl.data.sources import SOURCE_FORMATS  # noqa: E402
 
 
+def _print_left_out(bad, limit: int) -> None:
+    for b in bad[:limit]:
+        print(f"  {b.reason:16s} {b.path}  {b.detail}")
+    if len(bad) > limit:
+        print(f"  ... and {len(bad) - limit} more")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source", help="folder, media file, text list, or Kinetics / AudioSet / VGGSound CSV")
@@ -33,12 +40,12 @@ def main(argv=None):
     ap.add_argument("--missing-audio", choices=MISSING_AUDIO_POLICIES, default="zeros")
     ap.add_argument("--out", default=None, help="save the manifest (.npz)")
     ap.add_argument("--report", default=None, help="write left-out entries as .csv or .json")
+    ap.add_argument("--show", type=int, default=20, help="print at most this many left-out entries (all: --report)")
     a = ap.parse_args(argv)
     manifest, report = build_index(a.source, cache=a.cache, workers=a.workers, root=a.root,
                                    missing_audio=a.missing_audio, split=a.split, fmt=a.fmt)
     print(report.summary())
-    for b in report.bad:
-        print(f"  {b.reason:16s} {b.path}  {b.detail}")
+    _print_left_out(report.bad, a.show)
     if a.out:
         labels = f", {len(manifest.label_names)} labels" if manifest.label is not None else ""
         print(f"manifest: {manifest.save(a.out)} ({len(manifest)} videos{labels}, fingerprint {manifest.fingerprint()})")

@@ -21,6 +21,13 @@ from avssl.data.prepare import CacheSpec, build_training_cache  # noqa: E402
 from avssl.data.sources import SOURCE_FORMATS  # noqa: E402
 
 
+def _print_left_out(bad, limit: int) -> None:
+    for b in bad[:limit]:
+        print(f"  {b.reason:16s} {b.path}  {b.detail}")
+    if len(bad) > limit:
+        print(f"  ... and {len(bad) - limit} more")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("source")
@@ -43,8 +50,7 @@ def main(argv=None):
         manifest, report = build_index(a.source, cache=a.index_cache, workers=a.workers, root=a.root,
                                        split=a.split, fmt=a.fmt)
         print("source index:", report.summary())
-        for b in report.bad:
-            print(f"  {b.reason:16s} {b.path}  {b.detail}")
+        _print_left_out(report.bad, 20)
     spec = CacheSpec(short_side=a.short_side, fps=a.fps, gop=a.gop, audio_rate=a.audio_rate, crf=a.crf)
     cache, report = build_training_cache(manifest, a.out_dir, spec, workers=a.workers)
     if manifest.label is not None:  # the dataset's labels travel to the cache's rows (same ids)

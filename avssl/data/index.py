@@ -15,6 +15,7 @@ What a source names (folder, file, text list, dataset CSV + media root, split) i
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -256,7 +257,7 @@ class IndexReport:
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {"total": self.total, "indexed": self.indexed, "probed": self.probed, "cached": self.cached,
                 "missing_audio": self.missing_audio, "counts": self.counts(), "no_audio": self.no_audio,
-                "source": self.source, "bad": [vars(b) for b in self.bad]}
+                "source": self.source, "bad": [dataclasses.asdict(b) for b in self.bad]}
         path.write_text(json.dumps(data, indent=1))
         return path
 

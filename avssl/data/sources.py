@@ -34,6 +34,7 @@ __all__ = ["BadFile", "ResolvedSource", "MediaIndex", "resolve_source", "detect_
 SOURCE_FORMATS = ("auto", "folder", "file", "list", "kinetics", "audioset", "vggsound")
 TABLE_FORMATS = ("kinetics", "audioset", "vggsound")  # dataset lists whose rows name media by convention
 _HEAD_BYTES = 65536
+_EXTS = frozenset(VIDEO_EXTENSIONS)
 # first lines of a text list that are column titles, not paths (skipped and noted)
 _HEADER_WORDS = {"path", "paths", "file", "files", "filename", "filepath", "file_path", "video", "videos",
                  "video_path", "videopath", "name"}
@@ -41,8 +42,10 @@ _SPLIT_ALIASES = {"val": "val", "valid": "val", "validate": "val", "validation":
                   "training": "train", "test": "test", "testing": "test", "eval": "eval", "evaluation": "eval"}
 
 
-@dataclass
+@dataclass(slots=True)
 class BadFile:
+    """One listed entry left out: its path (or the first name tried), a short stable reason, detail."""
+
     path: str
     reason: str
     detail: str = ""
@@ -183,6 +186,7 @@ def _walk_media(root: Path, bad: list[BadFile], progress: bool = False) -> list[
         bad.append(BadFile(str(e.filename), "unreadable", f"folder: {e.strerror or e}"))
 
     bar = tqdm(desc=f"listing {root}", unit="folder", disable=not progress)
+    exts = _EXTS
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:  # a symlink loop or a folder reached twice
@@ -190,9 +194,8 @@ def _walk_media(root: Path, bad: list[BadFile], progress: bool = False) -> list[
             continue
         seen.add(real)
         rel_dir = os.path.relpath(dirpath, root)
-        for name in filenames:
-            if os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
-                found.append(name if rel_dir == "." else os.path.join(rel_dir, name))
+        prefix = "" if rel_dir == "." else rel_dir + os.sep
+        found.extend(prefix + name for name in filenames if "." + name.rpartition(".")[2].lower() in exts)
         bar.update(1)
     bar.close()
     found.sort()
@@ -233,14 +236,23 @@ class MediaIndex:
         if not self.root.is_dir():
             raise FileNotFoundError(f"media root {self.root} is not a folder")
         self.unreadable: list[BadFile] = []
-        self.by_stem: dict[str, list[str]] = {}
+        self.by_stem: dict[str, str | list[str]] = {}  # one path (most stems) or several
+        self.count = 0
+        by_stem = self.by_stem
         for rel in _walk_media(self.root, self.unreadable, progress):
-            stem = os.path.splitext(os.path.basename(rel))[0]
-            self.by_stem.setdefault(stem, []).append(rel)
+            stem = rel.rpartition(os.sep)[2].rpartition(".")[0]
+            have = by_stem.get(stem)
+            if have is None:
+                by_stem[stem] = rel
+            elif isinstance(have, str):
+                by_stem[stem] = [have, rel]
+            else:
+                have.append(rel)
+            self.count += 1
         self._sorted: list[str] | None = None
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.by_stem.values())
+        return self.count
 
     @staticmethod
     def _rank(rel: str, prefer: Sequence[str]) -> tuple:
@@ -250,10 +262,11 @@ class MediaIndex:
         return (-sum(1 for d in prefer if d and d in parts), order, rel)
 
     def find(self, stems: Iterable[str], prefer: Sequence[str] = ()) -> str | None:
+        get = self.by_stem.get
         for s in stems:
-            hits = self.by_stem.get(s)
-            if hits:
-                return hits[0] if len(hits) == 1 else min(hits, key=lambda r: self._rank(r, prefer))
+            hits = get(s)
+            if hits is not None:
+                return hits if isinstance(hits, str) else min(hits, key=lambda r: self._rank(r, prefer))
         return None
 
     def find_prefix(self, stem: str) -> list[str]:
@@ -262,11 +275,12 @@ class MediaIndex:
         if self._sorted is None:
             self._sorted = sorted(self.by_stem)
         key = stem + "_"
-        out = []
+        out: list[str] = []
         for s in self._sorted[bisect.bisect_left(self._sorted, key):]:
             if not s.startswith(key):
                 break
-            out.extend(self.by_stem[s])
+            hits = self.by_stem[s]
+            out.extend([hits] if isinstance(hits, str) else hits)
         return sorted(out, key=lambda r: self._rank(r, ()))
 
 
@@ -305,12 +319,13 @@ def same_split(a: str | None, b: str | None) -> bool:
 
 @dataclass(frozen=True)
 class _Table:
-    parse: Callable[[Path], list]
-    stems: Callable[[object], list[str]]
-    prefer: Callable[[object], tuple]
-    label: Callable[[object], str]
-    split: Callable[[object], str] | None
-    describe: Callable[[object], str]
+    """How one dataset list is read (columns) and how its row i names files."""
+
+    read: Callable[[Path], dict[str, list]]
+    stems: Callable[[dict, int], list[str]]
+    prefer: Callable[[dict, int], tuple]
+    label: str  # column holding the label
+    split: str | None  # column holding the split (None: the file is the split)
 
 
 def _tables() -> dict[str, _Table]:
@@ -319,45 +334,50 @@ def _tables() -> dict[str, _Table]:
     from avssl.data.formats import vggsound as V
 
     return {
-        "kinetics": _Table(K.parse_kinetics_csv, K.kinetics_stems,
-                           lambda e: (e.split, e.label, e.label.replace(" ", "_")), lambda e: e.label,
-                           lambda e: e.split,
-                           lambda e: f"youtube_id {e.youtube_id} {e.time_start:g}-{e.time_end:g} s ({e.label or 'no label'})"),
-        "audioset": _Table(A.parse_audioset_csv, A.audioset_stems, lambda e: (), lambda e: e.labels, None,
-                           lambda e: f"YTID {e.ytid} {e.start}-{e.end} s"),
-        "vggsound": _Table(V.parse_vggsound_csv, V.vggsound_stems, lambda e: (e.split, e.label), lambda e: e.label,
-                           lambda e: e.split, lambda e: f"youtube_id {e.youtube_id} from {e.start} s ({e.label})"),
+        "kinetics": _Table(K.read_kinetics_columns,
+                           lambda c, i: K.kinetics_stems_of(c["youtube_id"][i], c["time_start"][i], c["time_end"][i]),
+                           lambda c, i: (c["split"][i], c["label"][i], c["label"][i].replace(" ", "_")), "label", "split"),
+        "audioset": _Table(A.read_audioset_columns,
+                           lambda c, i: A.audioset_stems_of(c["ytid"][i], c["start"][i], c["end"][i]),
+                           lambda c, i: (), "labels", None),
+        "vggsound": _Table(V.read_vggsound_columns, lambda c, i: V.vggsound_stems_of(c["youtube_id"][i], c["start"][i]),
+                           lambda c, i: (c["split"][i], c["label"][i]), "label", "split"),
     }
 
 
 def _resolve_table(path: Path, fmt: str, media_root, split: str | None, progress: bool) -> ResolvedSource:
     table = _tables()[fmt]
-    entries = table.parse(path)
-    notes: dict = {"file": str(path), "rows_in_file": len(entries)}
+    cols = table.read(path)
+    n_file = len(cols[table.label])
+    notes: dict = {"file": str(path), "rows_in_file": n_file}
+    rows = range(n_file)
     if split is not None:
         if table.split is None:
             raise ValueError(f"{path}: {fmt} lists have no split column (the file is the split); drop split={split!r}")
-        present = sorted({table.split(e) for e in entries})
-        entries = [e for e in entries if same_split(table.split(e), split)]
-        notes["other_split_rows"] = notes["rows_in_file"] - len(entries)
-        if not entries:
+        want = _canon_split(split)
+        keep = {v for v in set(cols[table.split]) if _canon_split(v) == want}  # distinct values: a handful
+        rows = [i for i, v in enumerate(cols[table.split]) if v in keep]
+        notes["other_split_rows"] = n_file - len(rows)
+        if not rows:
+            present = sorted(set(cols[table.split]))
             raise ValueError(f"{path}: no row has split {split!r} (splits present: {', '.join(present) or 'none'})")
     root = Path(media_root) if media_root is not None else path.parent
     index = MediaIndex(root, progress=progress)
     notes["media_files_under_root"] = len(index)
     if index.unreadable:
         notes["unreadable_folders"] = [b.path for b in index.unreadable]
-    exts = "/".join(VIDEO_EXTENSIONS[:5]) + "/..."
+    notes["names_tried"] = f"{' | '.join(table.stems(cols, 0))} ... with any of {' '.join(VIDEO_EXTENSIONS)}" \
+        if n_file else ""
     paths, labels, missing = [], [], []
-    for row, e in enumerate(entries, 1):
-        stems = table.stems(e)
-        hit = index.find(stems, table.prefer(e))
+    find, stems_of, prefer_of, label_col = index.find, table.stems, table.prefer, cols[table.label]
+    for i in rows:
+        stems = stems_of(cols, i)
+        hit = find(stems, prefer_of(cols, i))
         if hit is None:
-            missing.append(BadFile(stems[0], "missing", f"{path.name} row {row}, {table.describe(e)}: no file named "
-                                   f"{' | '.join(stems)} ({exts}) under {root}"))
+            missing.append(BadFile(stems[0], "missing", f"{path.name} row {i + 1}: tried {' | '.join(stems)}"))
             continue
         paths.append(hit)
-        labels.append(table.label(e))
+        labels.append(label_col[i])
     return ResolvedSource(paths, fmt, str(root), labels, missing, split, notes)
 
 

@@ -15,7 +15,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AudioSetSegment", "parse_audioset_csv", "audioset_stems", "is_audioset_header"]
+__all__ = ["AudioSetSegment", "parse_audioset_csv", "read_audioset_columns", "audioset_stems", "audioset_stems_of",
+           "is_audioset_header"]
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,12 @@ def is_audioset_header(line: str) -> bool:
     return line.startswith("#") and (s.startswith("segments csv") or s.startswith("ytid"))
 
 
-def parse_audioset_csv(path: str | Path) -> list[AudioSetSegment]:
-    """Every segment of an AudioSet segment CSV, in file order ('#' lines skipped)."""
-    out = []
+def read_audioset_columns(path: str | Path) -> dict[str, list]:
+    """The segments as columns `ytid, start, end` (the CSV's text) and `labels` (comma-joined ids),
+    in file order ('#' lines and an un-commented YTID header skipped). Repeated label lists are
+    one string object each."""
+    shared: dict[str, str] = {}
+    out: dict[str, list] = {"ytid": [], "start": [], "end": [], "labels": []}
     with open(path, newline="", encoding="utf-8-sig") as f:
         for lineno, row in enumerate(csv.reader(f, skipinitialspace=True), 1):
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
@@ -58,20 +62,33 @@ def parse_audioset_csv(path: str | Path) -> list[AudioSetSegment]:
             except ValueError:
                 raise ValueError(f"{path}:{lineno}: start/end {start!r}, {end!r} are not seconds") from None
             labels = ",".join(c.strip() for c in row[3:]).strip('"')
-            out.append(AudioSetSegment(ytid, start, end, labels))
+            out["ytid"].append(ytid)
+            out["start"].append(shared.setdefault(start, start))
+            out["end"].append(shared.setdefault(end, end))
+            out["labels"].append(shared.setdefault(labels, labels))
     return out
 
 
-def audioset_stems(seg: AudioSetSegment) -> list[str]:
+def parse_audioset_csv(path: str | Path) -> list[AudioSetSegment]:
+    """Every segment of an AudioSet segment CSV, in file order ('#' lines skipped)."""
+    c = read_audioset_columns(path)
+    return [AudioSetSegment(*r) for r in zip(c["ytid"], c["start"], c["end"], c["labels"])]
+
+
+def audioset_stems_of(ytid: str, start: str, end: str) -> list[str]:
     """File names (without extension) that downloaders give a segment's media, most common first:
     milliseconds (`<YTID>_30000_40000`, audiosetdl), the CSV's own seconds text
     (`<YTID>_30.000_40.000`), whole or 6-digit seconds (`<YTID>_30_40`, `<YTID>_000030_000040`),
     the start alone (`<YTID>_30`, `<YTID>_000030`), `[<YTID>]-[30-40]`, and the id alone (`<YTID>`,
     `Y<YTID>` as in PANNs' packs)."""
-    s, e = float(seg.start), float(seg.end)
+    s, e = float(start), float(end)
     si, ei = int(round(s)), int(round(e))
-    y = seg.ytid
-    names = [f"{y}_{int(round(s * 1000))}_{int(round(e * 1000))}", f"{y}_{seg.start}_{seg.end}", f"{y}_{s}_{e}",
+    y = ytid
+    names = [f"{y}_{int(round(s * 1000))}_{int(round(e * 1000))}", f"{y}_{start}_{end}", f"{y}_{s}_{e}",
              f"{y}_{s:.3f}_{e:.3f}", f"{y}_{si}_{ei}", f"{y}_{si:06d}_{ei:06d}", f"{y}_{si}", f"{y}_{si:06d}",
              f"[{y}]-[{si}-{ei}]", y, f"Y{y}"]
     return list(dict.fromkeys(names))
+
+
+def audioset_stems(seg: AudioSetSegment) -> list[str]:
+    return audioset_stems_of(seg.ytid, seg.start, seg.end)
