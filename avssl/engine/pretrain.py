@@ -707,8 +707,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             "dropped_samples": progress.dropped_samples,
             "retrieval": evals[-1] if evals else None,
             "lr": optimizer.param_groups[0]["lr"],  # the rate the next update (a resumed run) starts with
-            "index": {k: getattr(data.notes["index_report"], k) for k in ("total", "indexed")}
-            | {"left_out": data.notes["index_report"].counts()},
+            "index": _index_counts(data.notes.get("index_report")),
             "seconds": time.perf_counter() - t_start,
             "fingerprint": data.fingerprint,
         }
@@ -725,6 +724,13 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             tb.close()
         if dist_info.owns_group and du.is_dist():
             dist.destroy_process_group()
+
+
+def _index_counts(report) -> dict | None:
+    """Entries listed / indexed / left out (by reason) of the training index, for the summary."""
+    if report is None:
+        return None
+    return {"total": report.total, "indexed": report.indexed, "left_out": report.counts()}
 
 
 def _run_eval(ctx, data, progress, eval_tf) -> dict:
