@@ -207,14 +207,18 @@ def _relative_to(paths: list[str], root: str | os.PathLike | None, anchored: boo
     relative to the current folder (a walked folder) rather than to `root` (a list)."""
     if root is None:
         return paths
-    r = Path(root).resolve()
+    r_abs, r_real = Path(os.path.abspath(root)), Path(os.path.realpath(root))
     out = []
     for p in paths:
         if not (os.path.isabs(p) or anchored):
             out.append(p)
             continue
         ap = Path(os.path.abspath(p))  # not resolve(): a symlink keeps its own name (and stays reportable)
-        out.append(str(ap.relative_to(r)) if ap.is_relative_to(r) else p)
+        if ap.is_relative_to(r_abs):
+            out.append(str(ap.relative_to(r_abs)))
+            continue
+        rp = Path(os.path.realpath(ap.parent)) / ap.name  # the root named through a symlinked folder
+        out.append(str(rp.relative_to(r_real)) if rp.is_relative_to(r_real) else p)
     return out
 
 
