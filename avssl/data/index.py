@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -483,6 +484,10 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
 
         bar = tqdm(total=len(todo), desc="probing videos", unit="file", disable=not progress)
         if workers and workers > 1 and len(todo) > 1:
+            # Collect garbage before forking: an unreachable decoder left by earlier work (e.g. in an
+            # exception's traceback) would otherwise be freed inside a forked worker, where its FFmpeg
+            # threads do not exist, and the worker would hang joining them.
+            gc.collect()
             with ProcessPoolExecutor(max_workers=int(workers)) as pool:
                 chunks = max(1, min(64, len(todo) // (4 * int(workers))))
                 for fp, info, err in pool.map(_probe_one, list(by_full), chunksize=chunks):
