@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from avssl.data.sources import BadFile, ResolvedSource, describe, resolve_source
+from avssl.data.sources import BadFile, describe, resolve_source
 from avssl.io.errors import MediaError, NoAudioStream
 from avssl.io.probe import probe
 

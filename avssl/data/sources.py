@@ -396,7 +396,7 @@ def resolve_source(source, media_root: str | os.PathLike | None = None, split: s
     a Kinetics / AudioSet / VGGSound CSV, or a sequence of paths. `fmt`: one of
     `SOURCE_FORMATS`; 'auto' detects it (`detect_format`).
     media_root: where a dataset list's media live (default: the list's folder); for folders,
-    files and path lists, the folder paths are stored relative to (relative list entries are
+    files and path lists, paths under it are stored relative to it (relative list entries are
     joined with it by the indexer).
     split: keep the rows of this split (Kinetics / VGGSound split column; 'val' matches
     'validate'/'validation'). Other formats have no split column and refuse a split.
