@@ -314,8 +314,10 @@ class MainJob:
     # ---- stages: pretraining
     def _pretrain_overrides(self, stage_cfg: dict, run_dir: Path, wanted_extra: dict) -> list[str]:
         w = self.cfg["world"]
+        # one named cache folder under the job's outputs: the CMA stage (and the random-init baseline)
+        # reuse the videos the AVID stage decoded (data.decoded_cache=disk)
         wanted = {"run_dir": str(run_dir), "data.world_dir": str(self.world_dir), "data.world_preset": w["preset"],
-                  "data.world_seed": int(w.get("seed", 0)), **wanted_extra}
+                  "data.world_seed": int(w.get("seed", 0)), "data.cache_dir": str(self.out / "cache"), **wanted_extra}
         if not self.progress:
             wanted["trainer.progress"] = False
             wanted["data.progress"] = False

@@ -25,9 +25,13 @@ def _container(x):
 
 
 def collection_source(cfg: DictConfig):
-    """What to index: a folder, a list of paths from a text file, or the embedded world's videos."""
+    """What to index: the embedded world's videos (input=world), or anything
+    `avssl.data.sources.resolve_source` takes -- a folder, one media file, a text list, a
+    Kinetics / AudioSet / VGGSound CSV with its media under `media_root` (`input_split` picks
+    a split). Returns a list of paths or a `ResolvedSource` (rows without a file are reported
+    by the indexer)."""
     if not cfg.input:
-        raise SystemExit("nothing to do: give input=<folder | list.txt | world>")
+        raise SystemExit("nothing to do: give input=<folder | video file | list.txt | dataset.csv | world>")
     if cfg.input == "world":
         from avssl.synth import generate as synth
 
@@ -37,10 +41,10 @@ def collection_source(cfg: DictConfig):
         _barrier()
         world = synth.load_world(w.dir)
         return [str(p) for p in world.video_paths(None if w.split == "all" else w.split)]
-    p = Path(cfg.input)
-    if p.is_file() and p.suffix == ".txt":
-        return [line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return str(p)
+    from avssl.data.sources import resolve_source
+
+    return resolve_source(str(cfg.input), media_root=cfg.get("media_root"), split=cfg.get("input_split"),
+                          fmt=cfg.get("input_format") or "auto", progress=bool(cfg.progress))
 
 
 def _barrier():

@@ -67,14 +67,20 @@ def main_impl(cfg: DictConfig) -> dict:
         items = ev.load_items(cfg.annotations, cfg.annotation_format, media_root=cfg.media_root, split=cfg.split,
                               frames=cfg.frames if cfg.frames == "mid" else int(cfg.frames), mismatched=cfg.mismatched,
                               seed=cfg.seed)
+        # annotated / found / missing (annotations whose video is not under media_root are skipped and listed)
+        coverage = items.coverage() if isinstance(items, ev.AnnotatedItems) else {"annotated": len(items),
+                                                                                  "found": len(items), "missing": 0}
+        if isinstance(items, ev.AnnotatedItems):
+            log.info("%s", items.coverage_line())
         if cfg.limit:
             items = items[: int(cfg.limit)]
         eval_cfg = OmegaConf.to_container(cfg.eval)
         also = [float(f) for f in (eval_cfg.pop("also_fractions", None) or [])]
         res = ev.evaluate(model, items, clip_spec, video_t, audio_t, batch_size=cfg.batch_size, device=cfg.device,
                           progress=cfg.progress, **eval_cfg)
+        res.settings["coverage"] = coverage
         paths = res.write(out / "eval", grid_size=cfg.grid_size)
-        report["eval"] = {"summaries": res.summaries, "files": {k: str(v) for k, v in paths.items()}}
+        report["eval"] = {"coverage": coverage, "summaries": res.summaries, "files": {k: str(v) for k, v in paths.items()}}
         log.info("\n%s", ev.summary_table(res))
         if also:  # the same maps scored at other kept shares (no second inference)
             keep = {k: v for k, v in eval_cfg.items() if k not in ("fraction", "temporal")}

@@ -1,10 +1,13 @@
-"""Data layer: index (Manifest, IndexReport), AVClipDataset, skip-bad collate, training cache."""
+"""Data layer: sources (resolve_source), index (Manifest, IndexReport), AVClipDataset, skip-bad collate,
+training cache."""
 
 from .collate import collate_skip_bad, dropped_in_process
 from .dataset import AVClipDataset
 from .index import BadFile, IndexReport, Manifest, build_index, list_videos
+from .sources import MediaIndex, ResolvedSource, resolve_source
 
-__all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "AVClipDataset",
+__all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "resolve_source", "ResolvedSource",
+           "MediaIndex", "AVClipDataset",
            "collate_skip_bad", "dropped_in_process", "build_training_cache"]
 
 

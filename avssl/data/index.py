@@ -5,12 +5,18 @@ checkpoints and embedding shards key on it and compare `Manifest.fingerprint()`.
 
 Columns are numpy arrays and the paths one packed UTF-8 buffer + offsets, so a manifest of
 10^6 videos is a handful of arrays (no per-video Python objects) that pickles small into
-each DataLoader worker.
+each DataLoader worker. Dataset lists that carry labels (Kinetics, VGGSound, AudioSet) give the
+manifest a categorical `label` column (int32 code per row, -1 none) and its `label_names`.
+
+What a source names (folder, file, text list, dataset CSV + media root, split) is decided by
+`avssl.data.sources.resolve_source`; every listed entry is either indexed or in the report.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
+import gc
 import hashlib
 import json
 import os
@@ -21,8 +27,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from avssl.data.sources import BadFile, describe, resolve_source
 from avssl.io.errors import MediaError, NoAudioStream
-from avssl.io.probe import VIDEO_EXTENSIONS, probe
+from avssl.io.probe import probe
 
 __all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "MISSING_AUDIO_POLICIES"]
 
@@ -53,7 +60,7 @@ class Manifest:
     """
 
     def __init__(self, columns: dict[str, np.ndarray], path_bytes: np.ndarray, path_offsets: np.ndarray,
-                 root: str | None = None):
+                 root: str | None = None, label: np.ndarray | None = None, label_names: list[str] | None = None):
         n = len(path_offsets) - 1
         for name, dtype in _COLUMNS.items():
             col = np.ascontiguousarray(columns[name], dtype=dtype)
@@ -65,17 +72,43 @@ class Manifest:
         self.root = None if root is None else str(root)
         if len(np.unique(self.id)) != n:
             raise ValueError("manifest ids must be unique")
+        # optional categorical labels: code per row (-1: none) into label_names
+        self.label = None if label is None else np.ascontiguousarray(label, dtype=np.int32)
+        self.label_names = None if label is None else [str(x) for x in (label_names or [])]
+        if self.label is not None:
+            if self.label.shape != (n,):
+                raise ValueError(f"label column has shape {self.label.shape}, expected ({n},)")
+            if n and (self.label.min() < -1 or self.label.max() >= len(self.label_names)):
+                raise ValueError("label codes must be -1 or index label_names")
 
     # construction -----------------------------------------------------------------
     @classmethod
     def from_rows(cls, rows: list[dict], root: str | None = None) -> "Manifest":
-        """Build from dicts holding `path` and every column (used by build_index and tests)."""
+        """Build from dicts holding `path` and every column (used by build_index and tests);
+        rows that all hold a `label` string give the manifest its label column."""
         cols = {name: np.array([r[name] for r in rows], dtype=dtype) for name, dtype in _COLUMNS.items()}
         encoded = [r["path"].encode("utf-8") for r in rows]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(b) for b in encoded])
         buf = np.frombuffer(b"".join(encoded), dtype=np.uint8).copy()
-        return cls(cols, buf, offsets, root)
+        label, names = None, None
+        if rows and all("label" in r for r in rows):
+            label, names = encode_labels([r["label"] for r in rows])
+        return cls(cols, buf, offsets, root, label, names)
+
+    def with_labels(self, labels) -> "Manifest":
+        """The same rows with a label column: `labels` one string (or None) per row."""
+        code, names = encode_labels(labels)
+        if len(code) != len(self):
+            raise ValueError(f"{len(code)} labels for a manifest of {len(self)} rows")
+        return Manifest({n: getattr(self, n) for n in _COLUMNS}, self._path_bytes, self._path_offsets, self.root,
+                        code, names)
+
+    def label_of(self, i: int) -> str | None:
+        """The dataset's label of row i (None without labels)."""
+        if self.label is None or self.label[i] < 0:
+            return None
+        return self.label_names[int(self.label[i])]
 
     # access -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -94,12 +127,14 @@ class Manifest:
         return p if self.root is None or os.path.isabs(p) else os.path.join(self.root, p)
 
     def row(self, i: int) -> dict:
-        """One video as a plain dict (path + every column as Python scalars)."""
+        """One video as a plain dict (path + every column as Python scalars; `label` when labelled)."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"row {i} out of range for manifest of {len(self)}")
         i = i % len(self)
         out = {"path": self.path(i)}
         out.update({name: getattr(self, name)[i].item() for name in _COLUMNS})
+        if self.label is not None:
+            out["label"] = self.label_of(i)
         return out
 
     def __getitem__(self, i: int) -> dict:
@@ -117,9 +152,12 @@ class Manifest:
         return rows
 
     def select(self, rows) -> "Manifest":
-        """A new manifest with the given row positions (ids kept)."""
+        """A new manifest with the given row positions (ids and labels kept)."""
         rows = np.asarray(rows, dtype=np.int64)
-        return Manifest.from_rows([self.row(int(i)) for i in rows], self.root)
+        paths = [self.path(int(i)) for i in rows]
+        buf, off = _pack(paths)
+        return Manifest({n: getattr(self, n)[rows] for n in _COLUMNS}, buf, off, self.root,
+                        None if self.label is None else self.label[rows], self.label_names)
 
     def fingerprint(self) -> str:
         """Stable hash of (id, path) pairs in row order: memory banks and checkpoints store it."""
@@ -135,6 +173,9 @@ class Manifest:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npz")
         arrays = {name: getattr(self, name) for name in _COLUMNS}
+        if self.label is not None:
+            lb, lo = _pack(self.label_names)
+            arrays.update(label=self.label, label_name_bytes=lb, label_name_offsets=lo)
         np.savez(tmp, path_bytes=self._path_bytes, path_offsets=self._path_offsets,
                  root=np.array("" if self.root is None else self.root), **arrays)
         os.replace(tmp, path)
@@ -144,21 +185,36 @@ class Manifest:
     def load(cls, path: str | os.PathLike) -> "Manifest":
         with np.load(path, allow_pickle=False) as z:
             root = str(z["root"]) or None
-            return cls({name: z[name] for name in _COLUMNS}, z["path_bytes"], z["path_offsets"], root)
+            label = names = None
+            if "label" in z.files:
+                label, names = z["label"], _unpack(z["label_name_bytes"], z["label_name_offsets"])
+            return cls({name: z[name] for name in _COLUMNS}, z["path_bytes"], z["path_offsets"], root, label, names)
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, Manifest) and self.fingerprint() == other.fingerprint() and all(
-            np.array_equal(getattr(self, n), getattr(other, n)) for n in _COLUMNS)
+        if not isinstance(other, Manifest) or self.fingerprint() != other.fingerprint():
+            return False
+        if (self.label is None) != (other.label is None):
+            return False
+        if self.label is not None and (self.label_names != other.label_names
+                                       or not np.array_equal(self.label, other.label)):
+            return False
+        return all(np.array_equal(getattr(self, n), getattr(other, n)) for n in _COLUMNS)
 
     def __repr__(self) -> str:
         return f"Manifest({len(self)} videos, fingerprint={self.fingerprint()}, root={self.root!r})"
 
 
-@dataclass
-class BadFile:
-    path: str
-    reason: str
-    detail: str = ""
+def encode_labels(labels) -> tuple[np.ndarray, list[str]]:
+    """Strings (None / '' = no label) -> (int32 codes, -1 for none; sorted distinct names)."""
+    arr = np.array(["" if x is None else str(x) for x in labels], dtype=object)
+    names, code = np.unique(arr.astype(str), return_inverse=True) if len(arr) else (np.array([], str), np.zeros(0, int))
+    names = [str(x) for x in names]
+    code = code.astype(np.int32)
+    if "" in names:  # "" sorts first: shift it out to -1
+        empty = names.index("")
+        code = np.where(code == empty, -1, code - (code > empty))
+        names.pop(empty)
+    return code.astype(np.int32), names
 
 
 @dataclass
@@ -173,6 +229,7 @@ class IndexReport:
     probed: int = 0  # files probed in this run (the rest came from the cache)
     cached: int = 0
     missing_audio: str = "zeros"
+    source: dict = field(default_factory=dict)  # what the source was: format, file, split, notes
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -182,7 +239,8 @@ class IndexReport:
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts().items())) or "none"
-        return (f"indexed {self.indexed}/{self.total} files (probed {self.probed}, cached {self.cached}); "
+        src = f"{self.source['describe']}; " if self.source.get("describe") else ""
+        return (f"{src}indexed {self.indexed}/{self.total} entries (probed {self.probed}, cached {self.cached}); "
                 f"left out {len(self.bad)} ({reasons}); without audio {len(self.no_audio)} "
                 f"(policy {self.missing_audio}; {len(self.audio_undecodable)} with undecodable audio)")
 
@@ -202,37 +260,18 @@ class IndexReport:
         data = {"total": self.total, "indexed": self.indexed, "probed": self.probed, "cached": self.cached,
                 "missing_audio": self.missing_audio, "counts": self.counts(), "no_audio": self.no_audio,
                 "audio_undecodable": self.audio_undecodable,
-                "bad": [vars(b) for b in self.bad]}
+                "source": self.source, "bad": [dataclasses.asdict(b) for b in self.bad]}
         path.write_text(json.dumps(data, indent=1))
         return path
 
 
-def list_videos(source, root: str | os.PathLike | None = None) -> list[str]:
-    """Paths named by `source`: a folder (recursive, video extensions), a text file list, or a list.
-
-    Returned paths are relative to `root` when given (and under it), else as found.
-    """
-    src_is_dir = False
-    if isinstance(source, (str, os.PathLike)):
-        src = Path(source)
-        src_is_dir = src.is_dir()
-        if src.is_dir():
-            found = sorted(str(p) for p in src.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-        elif src.is_file():
-            lines = [ln.strip() for ln in src.read_text().splitlines()]
-            found = [ln for ln in lines if ln and not ln.startswith("#")]
-        else:
-            raise FileNotFoundError(f"index source {src} is neither a folder nor a list file")
-    else:
-        found = [str(p) for p in source]
-    if root is not None:
-        r = Path(root).resolve()
-        rel = []
-        for p in found:
-            ap = Path(p).resolve() if os.path.isabs(p) or src_is_dir else None
-            rel.append(str(ap.relative_to(r)) if ap is not None and ap.is_relative_to(r) else p)
-        found = rel
-    return found
+def list_videos(source, root: str | os.PathLike | None = None, split: str | None = None,
+                fmt: str = "auto") -> list[str]:
+    """Paths of the files `source` names (`avssl.data.sources.resolve_source`): a folder
+    (recursive, video extensions), a media file, a text list, a dataset CSV, or a sequence.
+    Returned paths are relative to `root` when given (and under it), else as found; dataset
+    rows without a file are not in it (see `resolve_source(...).missing`)."""
+    return resolve_source(source, media_root=root, split=split, fmt=fmt).paths
 
 
 def _probe_one(full_path: str) -> tuple[str, dict | None, tuple[str, str] | None]:
@@ -241,6 +280,8 @@ def _probe_one(full_path: str) -> tuple[str, dict | None, tuple[str, str] | None
         info = probe(full_path)
     except MediaError as e:
         return full_path, None, (e.reason, e.detail or str(e))
+    except PermissionError as e:
+        return full_path, None, ("unreadable", f"permission denied: {e.strerror or e}")
     keys = ("duration", "fps", "num_frames", "width", "height", "rotation", "video_start", "has_audio",
             "audio_rate", "audio_channels", "audio_start")
     note = info.extra.get("audio_undecodable")  # kept as the detail of a good row (empty reason)
@@ -337,8 +378,17 @@ class _ProbeCache:
 
 def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2,
                 root: str | os.PathLike | None = None, missing_audio: str = "zeros",
-                progress: bool = True) -> tuple[Manifest, IndexReport]:
-    """Probe every video of `source` (see `list_videos`) and return `(Manifest, IndexReport)`.
+                progress: bool = True, split: str | None = None, fmt: str = "auto") -> tuple[Manifest, IndexReport]:
+    """Probe every video `source` names and return `(Manifest, IndexReport)`.
+
+    `source`: anything `avssl.data.sources.resolve_source` takes (folder, media file, text list,
+    Kinetics / AudioSet / VGGSound CSV, sequence of paths) or a `ResolvedSource`. `root`: the
+    media root (dataset lists look their files up under it, default the list's folder; other
+    sources store paths relative to it). `split`: rows of that split of a dataset list. `fmt`:
+    the source format ('auto' detects it). Labels of dataset lists become the manifest's label
+    column. Every listed entry is indexed or reported: `report.total == report.indexed +
+    len(report.bad)` (rows without a file: 'missing' with the names tried; a listed file twice:
+    'duplicate'; a symlink to nothing: 'dangling-symlink'; no read permission: 'unreadable').
 
     `cache`: a columnar .npz file (any name; a version-1 JSON cache is read and rewritten)
     holding each file's size, mtime, id and probe result; a re-run probes only new or changed
@@ -352,25 +402,52 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
     """
     if missing_audio not in MISSING_AUDIO_POLICIES:
         raise ValueError(f"missing_audio must be one of {MISSING_AUDIO_POLICIES}, got {missing_audio!r}")
-    paths = list_videos(source, root)
-    seen = set()
-    paths = [p for p in paths if not (p in seen or seen.add(p))]
+    resolved = resolve_source(source, media_root=root, split=split, fmt=fmt, progress=progress)
+    root = resolved.root
+    listed, labels_in = resolved.paths, resolved.labels
+    seen: dict[str, int] = {}
+    paths, labels, dupes = [], [], []
+    for k, p in enumerate(listed):
+        if p in seen:  # the same file listed again (or two rows naming one file): reported, not indexed twice
+            dupes.append(BadFile(p, "duplicate", f"entry {k + 1} repeats entry {seen[p] + 1}"))
+            continue
+        seen[p] = k
+        paths.append(p)
+        if labels_in is not None:
+            labels.append(labels_in[k])
+    del seen
     cache_path = Path(cache) if cache is not None else None
     old = _ProbeCache.load(cache_path) if cache_path else _ProbeCache.empty()
 
     def full(p: str) -> str:
         return p if root is None or os.path.isabs(p) else os.path.join(str(root), p)
 
-    report = IndexReport(total=len(paths), missing_audio=missing_audio)
+    report = IndexReport(total=resolved.rows, missing_audio=missing_audio,
+                         source={"format": resolved.format, "root": root, "split": resolved.split,
+                                 "rows": resolved.rows, "describe": describe(resolved), **resolved.notes})
+    report.bad.extend(resolved.missing)
+    report.bad.extend(dupes)
     n = len(paths)
     size = np.full(n, -1, np.int64)
     mtime = np.full(n, -1, np.int64)
     missing = np.zeros(n, bool)
+    unreachable: dict[int, tuple[str, str]] = {}  # row -> (reason, detail) found before probing
     for i, p in enumerate(paths):
+        fp = full(p)
         try:
-            st = os.stat(full(p))
-        except FileNotFoundError:
+            st = os.stat(fp)
+        except (FileNotFoundError, NotADirectoryError):
             missing[i] = True
+            if os.path.islink(fp):
+                unreachable[i] = ("dangling-symlink", f"symlink to {os.readlink(fp)}, which does not exist")
+            continue
+        except PermissionError as e:
+            missing[i] = True
+            unreachable[i] = ("unreadable", f"cannot stat: {e.strerror or e}")
+            continue
+        if not os.access(fp, os.R_OK):
+            missing[i] = True
+            unreachable[i] = ("unreadable", "no read permission")
             continue
         size[i], mtime[i] = st.st_size, st.st_mtime_ns
     old_row = np.array([old.row_of.get(p, -1) for p in paths], dtype=np.int64)
@@ -393,7 +470,7 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
     reasons = [old.reasons[src[i]] if cached[i] else "" for i in range(n)]
     details = [old.details[src[i]] if cached[i] else "" for i in range(n)]
     for i in np.flatnonzero(missing):
-        reasons[i], details[i] = "missing", "no such file"
+        reasons[i], details[i] = unreachable.get(int(i), ("missing", "no such file"))
 
     todo = [paths[i] for i in np.flatnonzero(~cached & ~missing)]
     if todo:
@@ -410,6 +487,10 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
 
         bar = tqdm(total=len(todo), desc="probing videos", unit="file", disable=not progress)
         if workers and workers > 1 and len(todo) > 1:
+            # Collect garbage before forking: an unreachable decoder left by earlier work (e.g. in an
+            # exception's traceback) would otherwise be freed inside a forked worker, where its FFmpeg
+            # threads do not exist, and the worker would hang joining them.
+            gc.collect()
             with ProcessPoolExecutor(max_workers=int(workers)) as pool:
                 chunks = max(1, min(64, len(todo) // (4 * int(workers))))
                 for fp, info, err in pool.map(_probe_one, list(by_full), chunksize=chunks):
@@ -468,5 +549,6 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
     mcols["id"] = manifest_ids
     pbuf, poff = _pack([paths[i] for i in kept])
     report.indexed = len(kept)
-    manifest = Manifest(mcols, pbuf, poff, None if root is None else str(root))
+    label, names = encode_labels([labels[i] for i in kept]) if labels_in is not None else (None, None)
+    manifest = Manifest(mcols, pbuf, poff, None if root is None else str(root), label, names)
     return manifest, report

@@ -15,14 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from avssl.data.formats import find_kinetics_video, load_hmdb51, load_ucf101, parse_kinetics_csv
+from avssl.data.formats import load_hmdb51, load_ucf101
 
 log = logging.getLogger(__name__)
 
 __all__ = ["VideoSplit", "load_split", "load_ucf101_split", "load_hmdb51_split", "load_kinetics_split",
+           "load_vggsound_split",
            "carve_validation", "subsample_labels", "make_dataset", "FORMATS"]
 
-FORMATS = ("ucf101", "hmdb51", "kinetics")
+FORMATS = ("ucf101", "hmdb51", "kinetics", "vggsound")
 
 
 @dataclass
@@ -87,38 +88,65 @@ def load_hmdb51_split(root: str | Path, fold: int = 1, split_dir: str | Path | N
     return out[0], out[1]
 
 
-def load_kinetics_split(root: str | Path, train_csv: str | Path, test_csv: str | Path,
-                        train_dir: str = "train", test_dir: str = "val") -> tuple[VideoSplit, VideoSplit]:
-    """(train, test) from Kinetics-style CSVs; classes = sorted labels of both CSVs.
-    Rows whose video file is absent are left out and counted in `notes['missing']`."""
-    root = Path(root)
-    train_rows, test_rows = parse_kinetics_csv(train_csv), parse_kinetics_csv(test_csv)
-    classes = sorted({e.label for e in train_rows} | {e.label for e in test_rows})
+def _labelled_split(source: str | Path, root: Path, fmt: str, split: str | None, name: str) -> tuple[list, list, list]:
+    """(paths relative to the media root, label names, missing BadFiles) of a dataset list's rows,
+    matched to files under `root` by the dataset's naming rules (`avssl.data.sources`)."""
+    from avssl.data.sources import resolve_source
+
+    res = resolve_source(source, media_root=root, split=split, fmt=fmt)
+    if res.missing:
+        log.warning("%s: %d of %d listed videos not found under %s (left out; first: %s)", name, len(res.missing),
+                    res.rows, root, res.missing[0].detail)
+    return res.paths, res.labels, res.missing
+
+
+def _classes_and_splits(parts, root: Path, fmt: str) -> tuple[VideoSplit, VideoSplit]:
+    classes = sorted({lab for _, labels, _, _ in parts for lab in labels})
     if any(not c for c in classes):
-        raise ValueError(f"{train_csv} / {test_csv}: rows without a label")
-    unseen = sorted({e.label for e in test_rows} - {e.label for e in train_rows})
-    if unseen:
-        log.warning("kinetics: test classes without training videos: %s", unseen)
+        raise ValueError(f"{fmt}: rows without a label")
     index = {c: i for i, c in enumerate(classes)}
     out = []
-    for rows, sub, name in ((train_rows, train_dir, "train"), (test_rows, test_dir, "test")):
-        paths, labels, missing = [], [], []
-        for e in rows:
-            p = find_kinetics_video(root, e, sub)
-            if p is None:
-                missing.append(e.filename_stem)
-                continue
-            paths.append(str(p.relative_to(root)))
-            labels.append(index[e.label])
-        if missing:
-            log.warning("kinetics %s: %d listed videos not found under %s (left out)", name, len(missing), root)
-        out.append(VideoSplit(str(root), paths, labels, classes, None, name=f"kinetics-{name}",
-                              notes={"missing": missing}))
+    for paths, labels, missing, name in parts:
+        out.append(VideoSplit(str(root), paths, [index[lab] for lab in labels], classes, None, name=name,
+                              notes={"missing": [b.path for b in missing], "missing_detail": [b.detail for b in missing]}))
     return out[0], out[1]
 
 
+def load_kinetics_split(root: str | Path, train_csv: str | Path, test_csv: str | Path,
+                        train_dir: str = "train", test_dir: str = "val") -> tuple[VideoSplit, VideoSplit]:
+    """(train, test) from Kinetics-style CSVs; classes = sorted labels of both CSVs. Videos are
+    looked up anywhere under `root` by the downloaders' names (`avssl.data.formats.kinetics_stems`;
+    `<root>/<split>/<label>/`, `<root>/<label>/` and flat layouts all work; when a name exists twice
+    the copy under the row's split / label folders wins). `train_dir` / `test_dir` are kept for
+    older configs and no longer needed. Rows whose video is absent are left out and counted in
+    `notes['missing']` (with the names tried in `notes['missing_detail']`)."""
+    root = Path(root)
+    parts = []
+    for csv_path, name in ((train_csv, "train"), (test_csv, "test")):
+        paths, labels, missing = _labelled_split(csv_path, root, "kinetics", None, f"kinetics {name}")
+        parts.append((paths, labels, missing, f"kinetics-{name}"))
+    unseen = sorted(set(parts[1][1]) - set(parts[0][1]))
+    if unseen:
+        log.warning("kinetics: test classes without training videos: %s", unseen)
+    return _classes_and_splits(parts, root, "kinetics")
+
+
+def load_vggsound_split(root: str | Path, csv_path: str | Path | None = None,
+                        test_csv: str | Path | None = None) -> tuple[VideoSplit, VideoSplit]:
+    """(train, test) of VGGSound: the rows of `csv_path` (default `<root>/vggsound.csv`) with split
+    train / test (or `test_csv`'s rows for test), videos `<id>_<start:06d>[_<end:06d>].mp4` under `root`."""
+    root = Path(root)
+    csv_path = Path(csv_path) if csv_path else root / "vggsound.csv"
+    parts = []
+    for src, split, name in ((csv_path, "train", "train"), (Path(test_csv) if test_csv else csv_path, "test", "test")):
+        paths, labels, missing = _labelled_split(src, root, "vggsound", split, f"vggsound {name}")
+        parts.append((paths, labels, missing, f"vggsound-{name}"))
+    return _classes_and_splits(parts, root, "vggsound")
+
+
 def load_split(fmt: str, root: str | Path, fold: int = 1, **kw) -> tuple[VideoSplit, VideoSplit]:
-    """Dispatch on the format name: 'ucf101' | 'hmdb51' | 'kinetics' (fold ignored for kinetics)."""
+    """Dispatch on the format name: 'ucf101' | 'hmdb51' | 'kinetics' | 'vggsound' (fold ignored for
+    the last two)."""
     if fmt == "ucf101":
         return load_ucf101_split(root, fold, **kw)
     if fmt == "hmdb51":
@@ -128,6 +156,8 @@ def load_split(fmt: str, root: str | Path, fold: int = 1, **kw) -> tuple[VideoSp
         return load_kinetics_split(root, kw.get("train_csv") or root / "train.csv",
                                    kw.get("test_csv") or root / "validate.csv",
                                    kw.get("train_dir", "train"), kw.get("test_dir", "val"))
+    if fmt == "vggsound":
+        return load_vggsound_split(root, kw.get("train_csv"), kw.get("test_csv"))
     raise ValueError(f"unknown dataset format {fmt!r}; choose from {FORMATS}")
 
 

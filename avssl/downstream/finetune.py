@@ -38,6 +38,7 @@ from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLo
 from avssl.engine.batches import write_failure_report
 from avssl.engine.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.engine.samplers import ResumableDistributedSampler
+from avssl.engine.schedules import build_lr_scheduler, schedule_unit
 
 from .data import VideoSplit, carve_validation, load_split, make_dataset, subsample_labels
 from .video_eval import evaluate_classifier, save_confusion_png
@@ -169,8 +170,8 @@ def prepare_splits(dcfg: dict, fold: int, seed: int) -> dict[str, VideoSplit]:
 
 
 def resolve_folds(folds: Any, fmt: str) -> list[int]:
-    """'all' -> [1, 2, 3] (one for kinetics); an int or list -> as given."""
-    if fmt == "kinetics":
+    """'all' -> [1, 2, 3] (one for kinetics / vggsound: they have one split); an int or list -> as given."""
+    if fmt in ("kinetics", "vggsound"):
         return [1]
     if folds in ("all", None):
         return [1, 2, 3] if folds == "all" else [1]
@@ -244,6 +245,14 @@ def _frozen_eval(setting, init: dict) -> bool:
     return bool(setting)
 
 
+def _warmup_steps(ocfg: dict, steps_per_epoch: int) -> int:
+    """Classifier-only warm-up in optimisation steps: `optim.warmup_steps`, or when null
+    `warmup_epochs` x steps per epoch (the same warm-up as in epoch units)."""
+    if ocfg.get("warmup_steps") is not None:
+        return int(ocfg["warmup_steps"])
+    return int(ocfg.get("warmup_epochs", 0)) * steps_per_epoch
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1009 + rank) % (2 ** 63)
 
@@ -261,7 +270,11 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     spec = _clip_spec(dcfg["spec"])
     backend, workers = dcfg.get("backend"), int(dcfg.get("index_workers", 1))
     batch_size = int(dcfg["batch_size"])
-    decoded = dcfg.get("decoded_cache")  # null | memory | folder: decode each video once (small datasets)
+    decoded = dcfg.get("decoded_cache")  # null | memory | disk | folder: decode each video once (small datasets)
+    if decoded and decoded != "memory":  # disk: <dataset.cache_dir>/decoded or <run_dir>/cache/decoded
+        from avssl.engine.pretrain import decoded_cache_dir
+
+        decoded = decoded_cache_dir(decoded, cfg.get("run_dir") or run_dir, dcfg.get("cache_dir"))
     train_set = make_dataset(splits["train"], spec, "train", _train_clips(dcfg, len(splits["train"]), batch_size * world),
                              seed, backend, workers, decoded_cache=decoded, spatial=_spatial(cfg, train=True))
     val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers,
@@ -276,16 +289,23 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                             frozen_eval=_frozen_eval(ocfg.get("warmup_encoder_eval", "auto"), cfg.get("init", {}))).to(device)
     train_tf, eval_tf = _transforms(cfg, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg.get("weight_decay", 0.0)))
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
     epochs, warmup = int(ocfg["epochs"]), int(ocfg.get("warmup_epochs", 0))
-    ddp_model = model
-    if world > 1:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=warmup > 0)
     # no drop_last: with few labels (10 %) a dropped tail would be a large share of the data; ranks
     # still run equal step counts (the share is padded by at most world-1 repeated items)
     sampler = ResumableDistributedSampler(len(train_set), max(1, min(batch_size, len(train_set) // world)),
                                           num_replicas=world, rank=rank, seed=seed, drop_last=False)
+    # milestones count epochs (scheduler stepped at epoch ends) or, with optim.schedule_unit=step, optimisation
+    # steps (stepped after each); the classifier-only warm-up likewise: warmup_epochs, or warmup_steps
+    per_step = schedule_unit(ocfg) == "step"
+    scheduler = build_lr_scheduler(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+    steps_per_epoch = sampler.batches_per_epoch
+    warmup_steps = _warmup_steps(ocfg, steps_per_epoch) if per_step else None
+    if per_step:
+        warmup = math.ceil(warmup_steps / steps_per_epoch)  # epochs that start frozen (DDP unused-parameter mode)
+    ddp_model = model
+    if world > 1:
+        ddp_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=warmup > 0)
 
     ckpt = CheckpointManager(run_dir, keep_last=1)
     replace_attempts = int(dcfg.get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS))
@@ -311,7 +331,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     num_workers = int(dcfg.get("num_workers", 0))
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        frozen = epoch < warmup
+        frozen = epoch < warmup if not per_step else epoch * steps_per_epoch < warmup_steps
         model.set_encoder_frozen(frozen)
         ddp_model.train()
         torch.manual_seed(_epoch_seed(seed, epoch, rank))  # dropout
@@ -320,8 +340,11 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         sampler.set_epoch(epoch)
         loader = training_loader(train_set, sampler, max_attempts=replace_attempts, num_workers=num_workers)
         losses, correct, seen, counts = [], 0, 0, DataCounts()
-        for batch in tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""),
-                          disable=not progress, leave=False):
+        for i, batch in enumerate(tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""),
+                                       disable=not progress, leave=False)):
+            if per_step and model.encoder_frozen and epoch * steps_per_epoch + i >= warmup_steps:
+                model.set_encoder_frozen(False)  # warm-up (in steps) over mid-epoch
+                ddp_model.train()
             verdict = agree_on_step(batch)  # collective: every rank, every step
             counts.add(verdict.counts)
             failure_log.add(batch["failed"])
@@ -337,10 +360,13 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_step:
+                scheduler.step()
             losses.append(loss.item())
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
                   "train_clip_acc": correct / max(seen, 1), "frozen_encoder": frozen, "dropped": counts.dropped,
                   "data": counts.as_dict(),

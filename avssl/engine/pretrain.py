@@ -139,16 +139,18 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     from avssl.data.index import build_index
 
     data_cfg = cfg["data"]
+    source_kw = {}  # dataset lists: media root, format, split (avssl.data.sources.resolve_source)
     if data_cfg["source"] == "embedded":
         train_src, eval_src = _world_sources(data_cfg, dist_info)
     else:
         train_src, eval_src = data_cfg["train_source"], data_cfg.get("eval_source")
+        source_kw = {"root": data_cfg.get("media_root"), "fmt": data_cfg.get("source_format") or "auto"}
     missing_audio = data_cfg.get("missing_audio", "zeros")
     index_kw = {"workers": data_cfg.get("index_workers", 1), "missing_audio": missing_audio,
-                "progress": dist_info.rank == 0 and data_cfg.get("progress", True)}
+                "progress": dist_info.rank == 0 and data_cfg.get("progress", True), **source_kw}
     if data_cfg.get("index_cache"):
         index_kw["cache"] = data_cfg["index_cache"]
-    train_manifest, train_report = build_index(train_src, **index_kw)
+    train_manifest, train_report = build_index(train_src, split=data_cfg.get("train_split"), **index_kw)
     if len(train_manifest) < 2:
         raise ValueError(f"need at least 2 indexed training videos, got {len(train_manifest)} "
                          f"({train_report.summary()})")
@@ -159,16 +161,19 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
         backend=data_cfg.get("backend"), seed=cfg["seed"], spatial=_spatial_policy(cfg, train=True),
     )
     eval_set = None
+    notes = {"index_report": train_report, "summary": train_report.summary()}
     if eval_src and cfg.get("eval", {}).get("enabled", True):
-        eval_manifest, _ = build_index(eval_src, **{k: v for k, v in index_kw.items() if k != "cache"})
+        eval_manifest, eval_report = build_index(eval_src, split=data_cfg.get("eval_split"),
+                                                 **{k: v for k, v in index_kw.items() if k != "cache"})
+        notes["eval_index_report"] = eval_report
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
                                  missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"],
                                  spatial=_spatial_policy(cfg, train=False))
-    decoded = data_cfg.get("decoded_cache")  # null | "memory" | a folder: decode every video once into RAM
+    decoded = data_cfg.get("decoded_cache")  # null | memory | disk | a folder: decode every video once into RAM
     if decoded:
         from avssl.data.decoded import DecodedClipDataset
 
-        cache_dir = None if decoded == "memory" else decoded
+        cache_dir = decoded_cache_dir(decoded, cfg["run_dir"], data_cfg.get("cache_dir"))
         dkw = {"workers": data_cfg.get("index_workers", 1), "progress": index_kw["progress"]}
         if cache_dir is not None and du.is_dist():  # rank 0 decodes and writes; the others load its file
             if dist_info.rank == 0:
@@ -182,8 +187,18 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
             eval_set = DecodedClipDataset(eval_set, cache_dir, **dkw)
     # memory-bank slot = manifest id; ids need not be contiguous (a cache keeps ids of removed files)
     num_slots = int(train_manifest.id.max()) + 1
-    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots,
-                      notes={"index_report": train_report, "summary": train_report.summary()})
+    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots, notes=notes)
+
+
+def decoded_cache_dir(setting, run_dir, cache_dir=None) -> str | None:
+    """Where `data.decoded_cache` keeps its decoded file: None (RAM only) for 'memory';
+    `<cache_dir>/decoded` (a folder the user named, shared by runs) or `<run_dir>/cache/decoded`
+    for 'disk'; any other value is a folder the user named. Never beside the source data."""
+    if setting in (None, False, "memory"):
+        return None
+    if setting in (True, "disk"):
+        return str(Path(cache_dir) / "decoded") if cache_dir else str(Path(run_dir) / "cache" / "decoded")
+    return str(setting)
 
 
 def _collate():
@@ -253,7 +268,13 @@ def build_criterion(cfg: dict, num_items: int, fingerprint: str) -> torch.nn.Mod
 
 
 def build_optimizer(cfg: dict, params) -> tuple[torch.optim.Optimizer, Any]:
-    """Reference: Adam, weight decay 1e-5, MultiStepLR over epochs (gamma 1 = constant lr)."""
+    """Reference: Adam, weight decay 1e-5, MultiStepLR over epochs (gamma 1 = constant lr).
+
+    `optim.schedule_unit` 'epoch' (default: milestones and `optim.warmup` count epochs, the
+    scheduler steps at epoch ends) or 'step' (they count optimisation steps, the scheduler steps
+    after each one); the lr rule is in `avssl.engine.schedules`."""
+    from avssl.engine.schedules import build_lr_scheduler, schedule_unit
+
     ocfg = cfg["optim"]
     if ocfg["name"] == "adam":
         opt = torch.optim.Adam(params, lr=ocfg["lr"], weight_decay=ocfg["weight_decay"],
@@ -263,8 +284,8 @@ def build_optimizer(cfg: dict, params) -> tuple[torch.optim.Optimizer, Any]:
                               weight_decay=ocfg["weight_decay"], nesterov=ocfg.get("nesterov", False))
     else:
         raise ValueError(f"optim.name must be 'adam' or 'sgd', got {ocfg['name']!r}")
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(ocfg.get("milestones", [])),
-                                                 gamma=ocfg.get("gamma", 1.0))
+    schedule_unit(ocfg)  # checked here: a misspelled unit fails at start
+    sched = build_lr_scheduler(opt, list(ocfg.get("milestones", [])), ocfg.get("gamma", 1.0), ocfg.get("warmup", 0))
     return opt, sched
 
 
@@ -519,6 +540,9 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             else:
                 loss.backward()
                 ctx.optimizer.step()
+            if ctx.schedule_per_step:  # optim.schedule_unit=step: the scheduler counts updates
+                ctx.step_lr = ctx.optimizer.param_groups[0]["lr"]  # the rate this update used (logged)
+                ctx.scheduler.step()
         step_times = timer.end_step()
         loss_value = float(loss.detach())
         ctx.loss_history.append(loss_value)
@@ -545,7 +569,7 @@ def _maybe_checkpoint(ctx, progress) -> None:
 def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
     step_s = sum(step_times.values())
     clips_per_s = batch_len * ctx.dist.world_size / step_s if step_s > 0 else float("nan")
-    lr = ctx.optimizer.param_groups[0]["lr"]
+    lr = ctx.step_lr if ctx.step_lr is not None else ctx.optimizer.param_groups[0]["lr"]  # this update's rate
     ctx.logger.info(
         "epoch %d step %d | loss %.4f | lr %.2e | %.1f clips/s | data %.3fs fwd %.3fs loss+mem %.3fs bwd %.3fs "
         "| pos %.3f neg %.3f | clips failed %d replaced %d dropped %d",
@@ -623,6 +647,8 @@ class TrainContext:
     loss_history: list = field(default_factory=list)
     replace_attempts: int = DEFAULT_REPLACE_ATTEMPTS  # replacement reads per unreadable item (data.replace_attempts)
     failure_log: FailureLog = field(default_factory=FailureLog)  # this rank's failed reads since start/resume
+    schedule_per_step: bool = False  # optim.schedule_unit=step: the lr scheduler steps after every optimisation step
+    step_lr: float | None = None  # (schedule_per_step) the learning rate the last update used
 
 
 def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
@@ -663,6 +689,10 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         logger.info("train: %d items, %d memory slots (index fingerprint %s); index: %s; held-out clips: %s",
                     len(data.train_set), data.num_train_videos, data.fingerprint,
                     data.notes.get("summary", "n/a"), len(data.eval_set) if data.eval_set is not None else 0)
+        if dist_info.rank == 0:  # every entry left out of the index, with its reason
+            for key, name in (("index_report", "index_report.json"), ("eval_index_report", "index_report_eval.json")):
+                if key in data.notes:
+                    data.notes[key].write_json(run_dir / name)
         batch_size = cfg["data"]["batch_size"]  # per rank
         sampler = ResumableDistributedSampler(len(data.train_set), batch_size, num_replicas=dist_info.world_size,
                                               rank=dist_info.rank, seed=cfg["seed"], drop_last=True)
@@ -709,7 +739,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False), warmup=tcfg.get("timing_warmup", 0)),
                            data.train_set, sampler, batch_size, model, train_tf, criterion, optimizer, scheduler,
                            scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last,
-                           replace_attempts=int(cfg["data"].get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS)))
+                           replace_attempts=int(cfg["data"].get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS)),
+                           schedule_per_step=cfg["optim"].get("schedule_unit", "epoch") == "step")
         if resume_path is not None and dist_info.rank == 0 and state.get("data_failures"):
             ctx.failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past
 
@@ -734,12 +765,16 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
                 break
             progress.epoch += 1
             progress.batches_consumed = 0
-            scheduler.step()
+            if not ctx.schedule_per_step:
+                scheduler.step()
             save_checkpoint(ctx, progress)
             every = cfg["eval"].get("every_epochs", 0)
             if data.eval_set is not None and every and progress.epoch % every == 0 and progress.epoch < epochs:
                 evals.append(_run_eval(ctx, data, progress, eval_tf))
-        if data.eval_set is not None and cfg["eval"].get("at_end", True) and not stopped:
+        # the held-out evaluation ends every run, also one stopped by trainer.max_steps (its final
+        # checkpoint is written above); not twice for the same weights
+        if data.eval_set is not None and cfg["eval"].get("at_end", True) and (
+                not evals or evals[-1]["global_step"] != progress.global_step):
             evals.append(_run_eval(ctx, data, progress, eval_tf))
         failures = report_data_failures(ctx, progress)  # collective; writes data_failures.json
         progress.data.check()
@@ -763,6 +798,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             "data": {**progress.data.as_dict(), "failed_files": len(failures.files),
                      "unlisted_failures": failures.unlisted_failures},
             "retrieval": evals[-1] if evals else None,
+            "lr": optimizer.param_groups[0]["lr"],  # the rate the next update (a resumed run) starts with
+            "index": _index_counts(data.notes.get("index_report")),
             "seconds": time.perf_counter() - t_start,
             "fingerprint": data.fingerprint,
         }
@@ -781,9 +818,17 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             dist.destroy_process_group()
 
 
+def _index_counts(report) -> dict | None:
+    """Entries listed / indexed / left out (by reason) of the training index, for the summary."""
+    if report is None:
+        return None
+    return {"total": report.total, "indexed": report.indexed, "left_out": report.counts()}
+
+
 def _run_eval(ctx, data, progress, eval_tf) -> dict:
     metrics = evaluate_retrieval(ctx.model, eval_tf, data.eval_set, ctx.cfg, ctx.device, ctx.amp_dtype)
     metrics["epoch"] = progress.epoch
+    metrics["global_step"] = progress.global_step
     ctx.logger.info("held-out retrieval (%d clips, %d unreadable) a2v R@1 %.3f R@5 %.3f | chance R@1 %.3f R@5 %.3f",
                     metrics["num_clips"], metrics["num_failed"], metrics["a2v_R@1"], metrics["a2v_R@5"],
                     metrics["chance_R@1"], metrics["chance_R@5"])

@@ -138,18 +138,43 @@ def items_from_world(
     return items
 
 
-def _find_media(media_root: Path, name: str) -> Path:
-    from avssl.io.probe import VIDEO_EXTENSIONS
+def find_annotation_media(index, name: str) -> tuple[str | None, list[str]]:
+    """The file an annotation names, by the dataset's naming rules: ``(path relative to the
+    index root or None, stems tried)``. ``index``: an ``avssl.data.sources.MediaIndex`` of the
+    media root. VGG-SS ``<id>_000000`` matches ``<id>_000000.mp4``, Kinetics-style
+    ``<id>_000000_000010.mp4``, ``<id>_0``, ``<id>.mp4`` (any video extension, any sub-folder), then
+    any ``<id>_000000_*``; Flickr-SoundNet ``<id>`` matches ``<id>.mp4`` then ``<id>_*``."""
+    from avssl.data.sources import annotation_stems
 
-    stem = Path(name)
-    for cand in [media_root / stem, *(media_root / f"{stem.with_suffix('')}{e}" for e in VIDEO_EXTENSIONS)]:
-        if cand.is_file():
-            return cand
-    hits = sorted(media_root.rglob(f"{stem.stem}.*"))
-    hits = [h for h in hits if h.suffix.lower() in VIDEO_EXTENSIONS]
-    if not hits:
-        raise FileNotFoundError(f"no video for annotation {name!r} under {media_root}")
-    return hits[0]
+    stems = annotation_stems(name)
+    hit = index.find(stems)
+    if hit is None:
+        prefixed = index.find_prefix(stems[0])
+        hit = prefixed[0] if prefixed else None
+    return hit, stems + [f"{stems[0]}_*"]
+
+
+class AnnotatedItems(list):
+    """The items of an annotated set whose media were found, plus the coverage: ``annotated``
+    (entries in the annotations), ``missing`` (one dict per entry without a video: its name and
+    the file names tried). ``len(self) + len(missing) == annotated``."""
+
+    def __init__(self, items=(), annotated: int | None = None, missing: list[dict] | None = None,
+                 media_root: str | None = None):
+        super().__init__(items)
+        self.missing = list(missing or [])
+        self.annotated = len(self) + len(self.missing) if annotated is None else int(annotated)
+        self.media_root = media_root
+
+    def coverage(self) -> dict:
+        return {"annotated": self.annotated, "found": self.annotated - len(self.missing),
+                "missing": len(self.missing), "media_root": self.media_root, "missing_items": self.missing}
+
+    def coverage_line(self) -> str:
+        c = self.coverage()
+        first = f" (first: {self.missing[0]['name']}, tried {', '.join(self.missing[0]['tried'][:3])}, ...)" \
+            if self.missing else ""
+        return f"annotations: {c['annotated']} annotated, {c['found']} with a video, {c['missing']} missing{first}"
 
 
 def _mid_frame_time(path: Path) -> float:
@@ -172,14 +197,18 @@ def load_items(
 ) -> list[LocalizationItem]:
     """Items from ``fmt``: 'world' (generated world root), 'vggss' (VGG-SS-style JSON) or
     'flickr' (folder of Flickr-SoundNet-style XML). For the exports, each annotation names a
-    video found under ``media_root`` and marks its middle frame; an entry without boxes is a
-    negative (no visible source)."""
+    video found under ``media_root`` (``find_annotation_media``: the dataset's naming rules, any
+    sub-folder) and marks its middle frame; an entry without boxes is a negative (no visible
+    source). Annotations without a video are skipped and counted: the result is an
+    ``AnnotatedItems`` list whose ``coverage()`` gives annotated / found / missing."""
     if fmt == "world":
         return items_from_world(source, split, frames=frames, mismatched=mismatched, seed=seed)
     if mismatched:
         raise ValueError("mismatched audio needs per-object ground truth: use annotation_format=world")
     if media_root is None:
         raise ValueError(f"annotation_format={fmt} needs media_root (where the videos are)")
+    from avssl.data.sources import MediaIndex
+
     media_root = Path(media_root)
     if fmt == "vggss":
         from avssl.data.formats.vggss import parse_vggss
@@ -193,12 +222,22 @@ def load_items(
         style = "flickr"
     else:
         raise ValueError(f"unknown annotation format {fmt!r} (world | vggss | flickr)")
-    items = []
+    index = MediaIndex(media_root)  # one walk of the media folder; annotations are matched by name
+    items, missing = [], []
     for name, boxes, label in entries:
-        video = _find_media(media_root, name)
+        rel, tried = find_annotation_media(index, str(name))
+        if rel is None:
+            missing.append({"name": str(name), "tried": tried})
+            continue
+        video = media_root / rel
         items.append(LocalizationItem(str(name), str(video), _mid_frame_time(video), [list(map(float, b)) for b in boxes],
                                       style, bool(boxes), label or ""))
-    return items
+    out = AnnotatedItems(items, len(entries), missing, str(media_root))
+    if entries and not items:
+        raise ValueError(f"{source}: no annotated video found under media_root {media_root} ({out.coverage_line()})")
+    if missing:
+        log.warning("%s", out.coverage_line())
+    return out
 
 
 # ---------------------------------------------------------------- inference
@@ -482,6 +521,7 @@ def summary_table(results: dict[str, EvaluationResult] | EvaluationResult) -> st
 
 
 __all__ = [
-    "EvaluationResult", "InferredMaps", "LocalizationItem", "METHODS", "clip_start_for", "evaluate",
+    "AnnotatedItems", "EvaluationResult", "InferredMaps", "LocalizationItem", "METHODS", "clip_start_for", "evaluate",
+    "find_annotation_media",
     "infer_heatmaps", "items_from_world", "load_items", "score", "summary_table",
 ]
