@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
@@ -138,6 +139,15 @@ def _fake_clip(spec, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     return video, audio
 
 
+def _through_policy(video: torch.Tensor, video_tf) -> torch.Tensor:
+    """Each fake clip through the per-item spatial policy its batch transform expects (what the datasets do)."""
+    from avssl.data.spatial import input_policy_of
+
+    policy = input_policy_of(video_tf)
+    rng = np.random.default_rng(0)
+    return torch.stack([policy.apply(clip, rng)[0] for clip in video])
+
+
 def _small(video: torch.Tensor) -> torch.Tensor:
     """Large crops shrunk to 32 px for the forward pass (the encoders pool adaptively; a full-size
     R(2+1)D-18 forward costs seconds and is covered by tests/test_models.py)."""
@@ -177,7 +187,9 @@ def check_pretrain(cfg: dict) -> None:
     assert data["missing_audio"] in MISSING_AUDIO_POLICIES and data["batch_size"] >= 1
     spec = _clip_spec(data["spec"])
     for train in (True, False):
-        video, audio = build_batch_transforms(cfg, train=train)(*_fake_clip(spec))
+        tf = build_batch_transforms(cfg, train=train)
+        video, audio = _fake_clip(spec)
+        video, audio = tf(_through_policy(video, tf.video_tf), audio)
         crop = cfg["transforms"]["video"]["crop_size"]
         assert video.shape == (2, 3, spec.num_frames, crop, crop) and video.dtype == torch.float32
         assert audio.ndim == 4 and audio.shape[:2] == (2, 1) and torch.isfinite(audio).all()
@@ -214,7 +226,7 @@ def check_finetune(cfg: dict) -> None:
     spec = _clip_spec(d["spec"])
     video, _ = _fake_clip(spec)
     for train in (True, False):
-        out = VideoAugment(**cfg["transforms"]["video"], train=train)(video)
+        out = VideoAugment(**cfg["transforms"]["video"], train=train)(video)  # batch geometry (direct callers)
         crop = cfg["transforms"]["video"]["crop_size"]
         assert out.shape == (2, 3, spec.num_frames, crop, crop)
     torch.manual_seed(0)
@@ -260,8 +272,20 @@ def check_demo(cfg: dict) -> None:
     check("extract", _compose("extract", ["model=tiny", *cfg["extract"]["overrides"]]))
 
 
+def check_score_heatmaps(cfg: dict) -> None:
+    """Every protocol the preset names is a registered evaluator preset."""
+    from avssl.localization.protocols import get_protocol
+
+    names = cfg["protocol"] if isinstance(cfg["protocol"], list) else [cfg["protocol"]]
+    for name in names:
+        get_protocol(name) if name != "free" else None
+    assert cfg["format"] in ("auto", "vggss", "flickr") and 0 < cfg["kept_share"] <= 1
+
+
 CHECKS = {"pretrain": check_pretrain, "finetune": check_finetune, "extract": check_extract,
-          "localize": check_localize, "demo": check_demo}
+          "localize": check_localize, "demo": check_demo, "score_heatmaps": check_score_heatmaps}
+# Inputs a command refuses to run without (``???`` in its YAML): given here as a user would.
+REQUIRED_INPUTS = {"score_heatmaps": ["maps_dir=maps", "annotations=vggss.json"]}
 _passed: set[str] = set()
 
 
@@ -278,7 +302,7 @@ def check(config: str, cfg: dict) -> None:
 @pytest.mark.parametrize("config", primary_configs())
 def test_primary_config_composes_and_builds(config):
     assert config in CHECKS, f"configs/{config}.yaml: add a check for it to CHECKS"
-    check(config, _compose(config))
+    check(config, _compose(config, REQUIRED_INPUTS.get(config, [])))
 
 
 @pytest.mark.parametrize("config,group,option", _options())
