@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avssl.utils.cli import run_main
+
 
 def format_table(results: dict[str, dict], ks=(1, 5, 10)) -> str:
     """Markdown table: one row per (collection, direction)."""
@@ -87,4 +89,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)
