@@ -193,3 +193,19 @@ def test_checkpoint_files_are_group_readable(tmp_path):
         assert mgr.save({"model": {"w": torch.zeros(1)}}, 2).stat().st_mode & 0o777 == 0o600
     finally:
         os.umask(old)
+
+
+def test_load_model_takes_a_file_a_run_dir_or_the_latest_pointer(tmp_path):
+    """avssl.embed.load_model on what a pretraining run leaves: the step file, the run directory
+    (newest checkpoint that reads) and ``checkpoints/latest`` (the pointer tools/make_real_world passes)."""
+    from avssl.embed.api import load_model
+    from avssl.models import build_av_model
+
+    torch.manual_seed(0)
+    src = build_av_model("tiny")
+    mgr = CheckpointManager(tmp_path / "run")
+    path = mgr.save({"model": src.state_dict(), "config": {"model": "tiny"}, "progress": {"global_step": 7}}, 7)
+    for target in (path, tmp_path / "run", mgr.dir / "latest"):
+        model, info = load_model(target)
+        assert info["global_step"] == 7 and info["weights"] == "checkpoint"
+        assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), model.state_dict().values()))

@@ -64,9 +64,11 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
     """
     state, run_cfg = None, {}
     if checkpoint is not None:
-        from avssl.engine.checkpoint import CheckpointError, CheckpointManager, load_checkpoint
+        from avssl.engine.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
 
         p = Path(checkpoint)
+        if p.name == LATEST_POINTER and p.is_file():  # <run>/checkpoints/latest: the pointer, not a checkpoint
+            p = p.parent.parent
         # weights_only reads (no code runs); a run directory gives its newest checkpoint that reads
         state = CheckpointManager(p).load() if p.is_dir() else load_checkpoint(p)
         if not isinstance(state.get("model"), dict):
