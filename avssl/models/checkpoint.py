@@ -1,8 +1,10 @@
 """Loading released AVID / AVID+CMA ``.pth.tar`` checkpoints into `AVModel`.
 
-File layout (facebookresearch/AVID-CMA, ``utils/main_utils.CheckpointManager``): a dict with
-``epoch``, ``model`` (the state dict of the DataParallel/DDP-wrapped ``AV_Wrapper``, every key
-prefixed ``module.``), ``optimizer`` and ``train_criterion`` (the criterion's state dict).
+File layout (facebookresearch/AVID-CMA, ``utils/main_utils.CheckpointManager.save``, called by
+``main-avid.py`` as ``save(epoch, model=, optimizer=, train_criterion=)``): a dict with ``epoch``
+(int) and the ``state_dict()`` of each keyword -- ``model`` (the DataParallel/DDP-wrapped
+``AV_Wrapper``, every key prefixed ``module.``), ``optimizer`` (SGD / Adam) and ``train_criterion``.
+Only tensors, numbers and plain containers: it reads with ``weights_only=True`` (zip or legacy format).
 
 Key mapping (after stripping ``module.``) -- identical to this package's `AVModel` names:
 
