@@ -4,17 +4,15 @@ and by the pretrain / finetune commands (one error line, exit 2)."""
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 
 from avssl.engine.checkpoint import CheckpointManager
-from avssl.utils.safe_load import CheckpointError, DamagedCheckpointError, UnsafeCheckpointError
+from avssl.utils.safe_load import DamagedCheckpointError, UnsafeCheckpointError
 from test_safe_load import write_malicious
 
 ROOT = Path(__file__).resolve().parents[1]
