@@ -66,8 +66,29 @@ def test_truncated_file_under_real_name_is_reported(tmp_path):
     path = mgr.save(_state(1), global_step=1)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])
-    with pytest.raises(CheckpointError, match="cannot read"):
+    with pytest.raises(CheckpointError, match="cannot read any of the 1 checkpoint"):
         mgr.load()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zero-bytes", "not-a-zip"])
+def test_damaged_latest_falls_back_with_a_warning(tmp_path, caplog, damage):
+    mgr = CheckpointManager(tmp_path, keep_last=3)
+    for step in (1, 2, 3):
+        mgr.save(_state(step), global_step=step)
+    latest = mgr.latest_path()
+    data = latest.read_bytes()
+    latest.write_bytes({"truncated": data[: len(data) // 2], "zero-bytes": b"", "not-a-zip": b"PK\x03\x04junk" * 50}[damage])
+    with caplog.at_level("WARNING", logger="avssl.engine.checkpoint"):
+        path, state = mgr.load_latest(expected_fingerprint="fp-a")
+    assert path.name == "step_00000002.pt" and state["progress"]["global_step"] == 2
+    assert str(latest) in caplog.text and "skipping damaged checkpoint" in caplog.text
+    assert mgr.load()["progress"]["global_step"] == 2  # load() without a path resumes the same way
+    # an explicit path is not second-guessed
+    with pytest.raises(CheckpointError, match="step_00000003.pt"):
+        mgr.load(latest)
+    # a mismatching index is an error, not damage: no fallback past it
+    with pytest.raises(FingerprintMismatchError):
+        mgr.load_latest(expected_fingerprint="fp-b")
 
 
 def test_fingerprint_mismatch_refused(tmp_path):

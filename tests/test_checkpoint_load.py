@@ -1,4 +1,5 @@
-"""Released AVID checkpoint layout: the reference key names/shapes, a round trip, the mismatch error."""
+"""Released AVID checkpoint layout: the reference key names/shapes, a round trip, the mismatch error, and
+the AVID-CMA file layout (zip and legacy serialization) reading with weights_only=True."""
 
 from __future__ import annotations
 
@@ -134,3 +135,43 @@ def test_checkpoint_for_another_architecture_is_refused(tmp_path):
     torch.save({"model": build_av_model("tiny").state_dict()}, tmp_path / "tiny.pt")
     with pytest.raises(CheckpointMismatchError):
         load_avid_checkpoint(tmp_path / "tiny.pt", build_av_model("avid"))
+
+
+def _avid_cma_file(path, model, legacy: bool, optimizer: str = "sgd") -> dict:
+    """A file in the layout of facebookresearch/AVID-CMA ``main-avid.py``: its CheckpointManager
+    saves ``{'epoch': int, **{k: obj.state_dict()}}`` for model (DataParallel-wrapped: ``module.``
+    keys), optimizer (SGD with momentum or Adam over model + criterion parameters, after real
+    steps so momentum buffers exist) and train_criterion (memory banks, avg_exp_score; CMA adds the
+    positive sets); ``.pth.tar`` written by the torch of its time (legacy format) or a newer one (zip)."""
+    wrapped = torch.nn.DataParallel(model)
+    crit_state = {"nce_average.view1_mem": torch.randn(10, 16), "nce_average.view2_mem": torch.randn(10, 16),
+                  "nce_average.positive_set": torch.randint(0, 10, (10, 4)), "criterion.avg_exp_score": torch.tensor(3.5)}
+    params = list(wrapped.parameters())
+    opt = (torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-5, nesterov=True) if optimizer == "sgd"
+           else torch.optim.Adam(params, lr=1e-4, weight_decay=1e-5, betas=[0.9, 0.999]))
+    for _ in range(2):
+        opt.zero_grad()
+        sum((p ** 2).sum() for p in params).backward()
+        opt.step()
+    from collections import OrderedDict
+
+    state = {"epoch": 12, "model": wrapped.state_dict(), "optimizer": opt.state_dict(),
+             "train_criterion": OrderedDict(crit_state)}
+    torch.save(state, path, _use_new_zipfile_serialization=not legacy)
+    return state
+
+
+@pytest.mark.parametrize("legacy,optimizer", [(True, "sgd"), (False, "adam")])
+def test_released_avid_cma_layout_reads_with_weights_only(tmp_path, legacy, optimizer):
+    torch.manual_seed(0)
+    src = build_av_model("tiny")
+    path = tmp_path / "AVID-CMA_Audioset_InstX-N1024-PosW-N64-Top32_checkpoint.pth.tar"
+    saved = _avid_cma_file(path, src, legacy, optimizer)
+    assert all(k.startswith("module.") for k in saved["model"])
+    if not legacy:  # (the helper reads zip files only; the legacy file's weights_only load below is the proof)
+        assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+    dst = build_av_model("tiny")
+    extras = load_avid_checkpoint(path, dst)  # reads with weights_only=True
+    assert all(torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values()))
+    assert extras.epoch == 12 and extras.nce_partition == 3.5
+    assert torch.equal(extras.positive_set, saved["train_criterion"]["nce_average.positive_set"])

@@ -20,12 +20,14 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from avssl.pipeline import run_main_job  # noqa: E402
+from avssl.utils.cli import run_main, user_errors  # noqa: E402
 
 
 @hydra.main(config_path="../configs", config_name="demo", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     run_main_job(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

@@ -17,6 +17,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avssl.utils.cli import run_main, user_errors
+from avssl.utils.errors import UserError
+
 log = logging.getLogger("extract")
 
 
@@ -31,7 +34,7 @@ def collection_source(cfg: DictConfig):
     a split). Returns a list of paths or a `ResolvedSource` (rows without a file are reported
     by the indexer)."""
     if not cfg.input:
-        raise SystemExit("nothing to do: give input=<folder | video file | list.txt | dataset.csv | world>")
+        raise UserError("nothing to do: give input=<folder | video file | list.txt | dataset.csv | world>")
     if cfg.input == "world":
         from avssl.synth import generate as synth
 
@@ -61,7 +64,7 @@ def init_distributed(device_cfg: str) -> torch.device:
     world = int(os.environ.get("WORLD_SIZE", 1))
     cuda = torch.cuda.is_available() and device_cfg in ("auto", "cuda")
     if device_cfg == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("device=cuda but no CUDA device is available")
+        raise UserError("device=cuda but no CUDA device is available (use device=auto or device=cpu)")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     if cuda:
@@ -77,12 +80,15 @@ def main_impl(cfg: DictConfig) -> dict:
     from avssl.embed.api import load_model, spec_from
 
     device = init_distributed(cfg.device)
+    # the model first: a wrong checkpoint fails before a long indexing pass
+    model, info = load_model(cfg.checkpoint, _container(cfg.get("model")), device=device, seed=cfg.seed)
     source = collection_source(cfg)
     index_kw = {"workers": cfg.index_workers}
     if cfg.index_cache:
         index_kw["cache"] = cfg.index_cache
     manifest, index_report = build_index(source, **index_kw)
-    model, info = load_model(cfg.checkpoint, _container(cfg.get("model")), device=device, seed=cfg.seed)
+    if len(manifest) == 0:
+        raise UserError(f"no usable video in input={cfg.input}: {index_report.summary()}")
     spec = spec_from(_container(cfg.spec)) or spec_from(info.get("spec"))
     if spec is None:
         from avssl.io.types import ClipSpec
@@ -108,6 +114,7 @@ def main_impl(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path="../configs", config_name="extract", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     try:
         main_impl(cfg)
@@ -119,4 +126,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

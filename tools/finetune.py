@@ -38,9 +38,11 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from avssl.downstream.finetune import finetune  # noqa: E402
+from avssl.utils.cli import run_main, user_errors  # noqa: E402
 
 
 @hydra.main(config_path="../configs", config_name="finetune", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = finetune(OmegaConf.to_container(cfg, resolve=True))
@@ -49,4 +51,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

@@ -17,6 +17,9 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from avssl.utils.cli import describe, run_main, user_errors
+from avssl.utils.errors import UserError
+
 log = logging.getLogger("localize")
 
 
@@ -41,10 +44,32 @@ def build_inputs(cfg: DictConfig):
     return model, spec, video_t, audio_t, info
 
 
+def load_annotations(cfg: DictConfig) -> list:
+    """The annotated items; any failure to read them is a mistake in ``annotations`` /
+    ``annotation_format`` / ``media_root`` and becomes one `UserError` naming them."""
+    import xml.etree.ElementTree as ET
+
+    from avssl.localization import evaluate as ev
+
+    try:
+        items = ev.load_items(cfg.annotations, cfg.annotation_format, media_root=cfg.media_root, split=cfg.split,
+                              frames=cfg.frames if cfg.frames == "mid" else int(cfg.frames), mismatched=cfg.mismatched,
+                              seed=cfg.seed)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, ET.ParseError) as exc:  # JSONDecodeError is a ValueError
+        raise UserError(f"annotations={cfg.annotations} (annotation_format={cfg.annotation_format}): "
+                        f"{describe(exc) if not isinstance(exc, KeyError) else f'no field {exc}'}; check the path, "
+                        f"annotation_format (world | vggss | flickr) and media_root") from exc
+    if not items:
+        raise UserError(f"annotations={cfg.annotations} (annotation_format={cfg.annotation_format}"
+                        f"{', split=' + str(cfg.split) if cfg.annotation_format == 'world' else ''}): no annotated item "
+                        f"found; check annotation_format (world | vggss | flickr)")
+    return items
+
+
 @torch.no_grad()  # scoped, so callers (tests, notebooks) keep autograd afterwards
 def main_impl(cfg: DictConfig) -> dict:
     if not cfg.input and not cfg.annotations:
-        raise SystemExit("nothing to do: give input=<video or folder> and/or annotations=<set>")
+        raise UserError("nothing to do: give input=<video or folder> and/or annotations=<set>")
     from avssl.localization import evaluate as ev
     from avssl.localization.run import find_videos, localize_files
 
@@ -55,18 +80,28 @@ def main_impl(cfg: DictConfig) -> dict:
 
     if cfg.input:
         paths = find_videos(cfg.input)
+        if cfg.audio_from and not Path(cfg.audio_from).is_file():
+            raise UserError(f"audio_from={cfg.audio_from}: not a file (give the video or audio file whose sound to play)")
+        failed: list[dict] = []  # unreadable files are skipped, counted and listed, never fatal
         products = localize_files(
             model, paths, out / "files", clip_spec, video_t, audio_t, stride=cfg.stride, audio_path=cfg.audio_from,
             overlay_times=int(cfg.overlays), mp4=cfg.mp4, norm=cfg.norm, alpha=cfg.alpha, batch_size=cfg.batch_size,
-            device=cfg.device, progress=cfg.progress,
+            device=cfg.device, progress=cfg.progress, failures=failed,
         )
         report["files"] = {p.path: p.outputs for p in products}
-        log.info("wrote overlays/MP4s for %d file(s) under %s", len(products), out / "files")
+        report["failed"] = failed
+        log.info("localized %d of %d file(s) under %s; %d skipped%s", len(products), len(paths), out / "files",
+                 len(failed), f" (listed in {out / 'files' / 'failed.json'})" if failed else "")
+        if not products:
+            (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
+            if len(failed) == 1:
+                f = failed[0]
+                raise UserError(f"cannot localize {f['path']}: {f['error'].removeprefix(f['path'] + ': ')}")
+            raise UserError(f"none of the {len(paths)} videos under input={cfg.input} could be localized "
+                            f"(first: {failed[0]['error']}); all listed in {out / 'files' / 'failed.json'}")
 
     if cfg.annotations:
-        items = ev.load_items(cfg.annotations, cfg.annotation_format, media_root=cfg.media_root, split=cfg.split,
-                              frames=cfg.frames if cfg.frames == "mid" else int(cfg.frames), mismatched=cfg.mismatched,
-                              seed=cfg.seed)
+        items = load_annotations(cfg)
         # annotated / found / missing (annotations whose video is not under media_root are skipped and listed)
         coverage = items.coverage() if isinstance(items, ev.AnnotatedItems) else {"annotated": len(items),
                                                                                   "found": len(items), "missing": 0}
@@ -95,9 +130,10 @@ def main_impl(cfg: DictConfig) -> dict:
 
 
 @hydra.main(config_path="../configs", config_name="localize", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     main_impl(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

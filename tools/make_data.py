@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avssl.synth import PRESETS, generate_world  # noqa: E402
+from avssl.utils.cli import run_main  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -31,4 +32,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avssl.synth import generate_world  # noqa: E402
 from avssl.synth.real_world import REAL_PRESETS, StampsNotFoundError, generate_real_world  # noqa: E402
+from avssl.utils.cli import run_main  # noqa: E402
 
 log = logging.getLogger("make_real_world")
 
@@ -90,4 +91,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

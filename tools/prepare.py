@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from avssl.data.index import Manifest, build_index  # noqa: E402
 from avssl.data.prepare import CacheSpec, build_training_cache  # noqa: E402
+from avssl.utils.cli import run_main  # noqa: E402
 from avssl.data.sources import SOURCE_FORMATS  # noqa: E402
 
 
@@ -67,4 +68,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

@@ -16,9 +16,11 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from avssl.engine.pretrain import train  # noqa: E402
+from avssl.utils.cli import run_main, user_errors  # noqa: E402
 
 
 @hydra.main(config_path="../configs", config_name="pretrain", version_base="1.3")
+@user_errors
 def main(cfg: DictConfig) -> None:
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -27,4 +29,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from avssl.downstream.audio_probe import audio_probe  # noqa: E402
 from avssl.downstream.finetune import load_pretrained_av_model  # noqa: E402
+from avssl.utils.cli import run_main  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -60,4 +61,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

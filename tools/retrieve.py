@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
+
+from avssl.utils.cli import run_main
 
 
 def format_table(results: dict[str, dict], ks=(1, 5, 10)) -> str:
@@ -87,4 +88,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)

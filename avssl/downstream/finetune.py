@@ -37,6 +37,7 @@ from avssl.engine import distributed as du
 from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
 from avssl.engine.batches import write_failure_report
 from avssl.engine.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
+from avssl.utils.errors import UserError
 from avssl.engine.samplers import ResumableDistributedSampler
 from avssl.engine.schedules import build_lr_scheduler, schedule_unit
 
@@ -108,13 +109,13 @@ def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = N
     if kind == "scratch":
         return build_av_model(**(model_cfg or {"cfg": "avid"}))
     if checkpoint is None:
-        raise ValueError(f"init kind {kind!r} needs a checkpoint path")
+        raise UserError(f"init kind {kind!r} needs a checkpoint path (init.checkpoint=...)")
     path = Path(checkpoint)
-    if kind == "avssl":
-        path = _avssl_checkpoint_path(path)
-        state = load_checkpoint(path)
+    if kind == "avssl":  # weights_only reads; a run directory gives its newest checkpoint that reads
+        path, state = CheckpointManager(path).load_latest() if path.is_dir() else (path, load_checkpoint(path))
         if "model" not in state or "config" not in state:
-            raise ValueError(f"{path} is not an avssl pretraining checkpoint (needs 'model' and 'config')")
+            raise UserError(f"{path} is not an avssl pretraining checkpoint (needs 'model' and 'config'); "
+                            f"a released AVID .pth.tar needs init.kind=avid")
         model = build_av_model(**state["config"]["model"])
         model.load_state_dict(state["model"])
         return model
@@ -122,7 +123,7 @@ def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = N
         model = build_av_model(avid_model)
         load_avid_checkpoint(path, model)
         return model
-    raise ValueError(f"init kind must be 'scratch', 'avssl' or 'avid', got {kind!r}")
+    raise UserError(f"init.kind must be 'scratch', 'avssl' or 'avid', got {kind!r}")
 
 
 def load_pretrained_video_encoder(init: dict, model_cfg: dict) -> nn.Module:

@@ -65,15 +65,27 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
     """
     state, run_cfg = None, {}
     if checkpoint is not None:
-        from avssl.engine.checkpoint import CheckpointManager, load_checkpoint
+        from avssl.engine.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
 
         p = Path(checkpoint)
+        if p.name == LATEST_POINTER and p.is_file():  # <run>/checkpoints/latest: the pointer, not a checkpoint
+            p = p.parent.parent
+        # weights_only reads (no code runs); a run directory gives its newest checkpoint that reads
         state = CheckpointManager(p).load() if p.is_dir() else load_checkpoint(p)
+        if not isinstance(state.get("model"), dict):
+            raise CheckpointError(f"{checkpoint} has no 'model' state dict: not an avssl pretraining checkpoint "
+                                  f"(a released AVID .pth.tar loads with avssl.models.load_avid_checkpoint)")
         run_cfg = state.get("config") or {}
         if run_cfg.get("model"):
             model_config = run_cfg["model"]
+            if isinstance(model_config, dict) and "_target_" in model_config:
+                # a file's config is data: instantiating a class it names would run code from the file
+                raise CheckpointError(f"{checkpoint}: its stored model config names a _target_ to instantiate "
+                                      f"({model_config['_target_']!r}); refused. avssl checkpoints never do that")
     if model_config is None:
-        raise ValueError("no model: give a checkpoint that stores its model config, or model_config")
+        from avssl.utils.errors import UserError
+
+        raise UserError("no model: give a checkpoint that stores its model config, or model_config")
     from omegaconf import OmegaConf
 
     if OmegaConf.is_config(model_config):

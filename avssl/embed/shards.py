@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avssl.utils.errors import UserError
+
 FORMAT = "avssl-embeddings"
 VERSION = 1
 SHARDS_DIRNAME = "shards"
@@ -59,8 +61,9 @@ _SHARD_RE = re.compile(r"^shard_(\d{5,})$")
 DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-class CollectionError(RuntimeError):
-    """An embedding collection is missing, incomplete, or not the one asked for."""
+class CollectionError(UserError, RuntimeError):
+    """An embedding collection is missing, incomplete, or not the one asked for (a `UserError`:
+    the commands print it as one line)."""
 
 
 class CollectionMismatch(CollectionError):

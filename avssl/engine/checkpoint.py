@@ -7,17 +7,26 @@ A checkpoint is one `torch.save` dict written to ``<run_dir>/checkpoints/step_XX
     progress                                 {"epoch", "batches_consumed", "global_step"}
     rng                                      python / numpy / torch (/ cuda) states of THIS rank,
                                              plus every rank's states under "per_rank" when gathered
+                                             (tensors, ints and tuples only: see `capture_rng_state`)
     config                                   the resolved run config (plain dict)
     manifest_fingerprint                     `Manifest.fingerprint()` of the index the banks key on
+
+Reading never runs code from the file: `load_checkpoint` goes through
+`avssl.utils.safe_load.safe_torch_load` (``weights_only=True``), so a checkpoint must hold only
+tensors and plain data -- everything saved here does.
 
 Writing is crash-safe: the bytes go to a temporary file in the same directory, are flushed and
 fsync'ed, then `os.replace` moves them over the final name (atomic on POSIX), and the directory is
 fsync'ed. A process killed mid-write leaves at most a stray ``*.tmp`` file, never a truncated
 checkpoint under a real name, and the ``latest`` pointer only moves after the new file is complete.
+Files get the mode a plain ``open()`` would give (0644 under the usual umask 022), so the group
+can read a shared run. A file damaged later (disk full, a bad copy) is skipped on resume:
+`CheckpointManager.load_latest` falls back to the newest checkpoint that reads, with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -28,13 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from avssl.utils.safe_load import CheckpointError, DamagedCheckpointError, safe_torch_load
+
+log = logging.getLogger(__name__)
+
 CHECKPOINT_DIRNAME = "checkpoints"
 LATEST_POINTER = "latest"
 _STEP_RE = re.compile(r"^step_(\d+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or does not belong to this run."""
 
 
 class FingerprintMismatchError(CheckpointError):
@@ -46,11 +55,28 @@ class FingerprintMismatchError(CheckpointError):
 # --------------------------------------------------------------------------------------------
 
 
+def _numpy_state_plain() -> dict[str, Any]:
+    """numpy's legacy global generator state as tensors and scalars (no numpy objects, so a
+    ``weights_only`` load reads it): ``np.random.get_state()`` = (kind, keys uint32 [624], pos,
+    has_gauss, cached_gaussian); the keys go into an int64 tensor (uint32 fits exactly)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _numpy_state_from(state: Any) -> tuple:
+    if isinstance(state, dict):  # `_numpy_state_plain`
+        keys = np.asarray(state["keys"].numpy() if isinstance(state["keys"], torch.Tensor) else state["keys"])
+        return (state["kind"], keys.astype(np.uint32), state["pos"], state["has_gauss"], state["cached_gaussian"])
+    return tuple(state)  # older checkpoints: numpy's own tuple
+
+
 def capture_rng_state() -> dict[str, Any]:
-    """The generator states of this process (python, numpy, torch CPU, and CUDA if present)."""
+    """The generator states of this process (python, numpy, torch CPU, and CUDA if present), as
+    tuples, ints, floats and tensors only."""
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_plain(),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -59,9 +85,10 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of `capture_rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of `capture_rng_state` (also reads the numpy tuples of older checkpoints)."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np.random.set_state(_numpy_state_from(state["numpy"]))
     torch.set_rng_state(state["torch"].cpu() if isinstance(state["torch"], torch.Tensor) else state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -85,11 +112,35 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (else set-and-restore)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _open_tmp(path: Path) -> tuple[int, str]:
+    """A temporary file next to ``path`` with the mode ``open()`` would give a new file
+    (0o666 & ~umask: 0644 usually), not mkstemp's private 0600."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:  # filesystems without POSIX modes
+        pass
+    return fd, tmp_name
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """`torch.save` that either fully replaces `path` or leaves it untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _open_tmp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -108,7 +159,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = _open_tmp(path)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -173,6 +224,54 @@ class CheckpointManager:
                 old.unlink(missing_ok=True)
         return path
 
+    def candidates(self) -> list[Path]:
+        """Checkpoints to resume from, best first: the one ``latest`` names, then every
+        ``step_*.pt`` newest first."""
+        out: list[Path] = []
+        pointer = self.dir / LATEST_POINTER
+        if pointer.is_file():
+            try:
+                target = self.dir / pointer.read_text().strip()
+            except (OSError, UnicodeDecodeError):
+                target = None
+            if target is not None and target.is_file():
+                out.append(target)
+        out += [p for p in reversed(self.list_checkpoints()) if p not in out]
+        return out
+
+    def load_latest(
+        self,
+        *,
+        expected_fingerprint: str | None = None,
+        map_location: str | torch.device = "cpu",
+        logger: logging.Logger | None = None,
+    ) -> tuple[Path, dict[str, Any]]:
+        """``(path, state)`` of the newest checkpoint that reads.
+
+        A damaged file (truncated, zero bytes, not a torch file: `DamagedCheckpointError`) is
+        skipped with a warning naming it, and the next older one is tried. Any other refusal
+        (an unsafe file, a fingerprint mismatch) is raised: those are not accidents of storage.
+        Raises `CheckpointError` when there is no checkpoint, or when none of them reads.
+        """
+        found = self.candidates()
+        if not found:
+            raise CheckpointError(f"no checkpoint found under {self.dir}")
+        skipped: list[tuple[str, str]] = []
+        for path in found:
+            try:
+                state = load_checkpoint(path, expected_fingerprint=expected_fingerprint, map_location=map_location)
+            except DamagedCheckpointError as exc:
+                skipped.append((path.name, str(exc)))
+                (logger or log).warning("skipping damaged checkpoint: %s; trying an older one", exc)
+                continue
+            if skipped:
+                (logger or log).warning("resuming from %s: the newer %s could not be read", path.name,
+                                        ", ".join(name for name, _ in skipped))
+            return path, state
+        raise DamagedCheckpointError(
+            f"cannot read any of the {len(found)} checkpoint(s) under {self.dir} (newest: {skipped[0][1]}); "
+            f"start a fresh run (resume=never) or restore a copy")
+
     def load(
         self,
         path: str | os.PathLike | None = None,
@@ -180,11 +279,10 @@ class CheckpointManager:
         expected_fingerprint: str | None = None,
         map_location: str | torch.device = "cpu",
     ) -> dict[str, Any]:
-        """Load `path` (default: ``latest``), checking the manifest fingerprint when given."""
+        """Load `path`, or without it the newest checkpoint that reads (`load_latest`),
+        checking the manifest fingerprint when given."""
         if path is None:
-            path = self.latest_path()
-            if path is None:
-                raise CheckpointError(f"no checkpoint found under {self.dir}")
+            return self.load_latest(expected_fingerprint=expected_fingerprint, map_location=map_location)[1]
         return load_checkpoint(path, expected_fingerprint=expected_fingerprint, map_location=map_location)
 
 
@@ -194,19 +292,16 @@ def load_checkpoint(
     expected_fingerprint: str | None = None,
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Read a checkpoint written by `CheckpointManager.save`.
+    """Read a checkpoint written by `CheckpointManager.save` (``weights_only``: runs no code).
 
-    Raises `FingerprintMismatchError` when `expected_fingerprint` is given and differs from the
-    one stored (the memory banks / positive sets would address the wrong videos).
+    Raises `CheckpointError` naming the file when it is missing, a folder, damaged
+    (`DamagedCheckpointError`), refused as unsafe (`UnsafeCheckpointError`) or not a dict, and
+    `FingerprintMismatchError` when `expected_fingerprint` is given and differs from the one
+    stored (the memory banks / positive sets would address the wrong videos).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        # Our checkpoints hold numpy RNG state and plain config dicts, not only tensors.
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as exc:  # truncated / foreign file
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    state = safe_torch_load(path, map_location=map_location)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not an avssl checkpoint (a dict)")
     check_fingerprint(state, expected_fingerprint, source=str(path))
     return state
 

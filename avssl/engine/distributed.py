@@ -7,7 +7,8 @@ initialised, so library code can call these unconditionally.
 `world_size` real processes (torch.multiprocessing, gloo on CPU), initialises a
 process group through a ``file://`` rendezvous in a fresh temporary directory (no
 port races between concurrent test runs), calls ``fn(rank, world_size, *args)`` in
-each and returns the per-rank return values (which must be picklable).
+each and returns the per-rank return values: tensors, numpy arrays / scalars and plain
+Python data (they travel through files read back with ``weights_only=True``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any, Callable
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from avssl.utils.safe_load import SAFE_GLOBALS
 
 __all__ = [
     "all_gather_with_grad",
@@ -189,6 +192,21 @@ def _worker(local_rank: int, world: int, init_file: str, result_dir: str, backen
         dist.destroy_process_group()
 
 
+def _load_record(path: str) -> dict:
+    """A rank's result file, read like any checkpoint (``weights_only``) plus numpy scalars."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    import pickle
+
+    try:
+        with torch.serialization.safe_globals([*SAFE_GLOBALS, core.multiarray.scalar]):
+            return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TypeError(f"run_distributed: a rank returned objects other than tensors, numpy arrays and plain "
+                        f"data ({str(exc).strip().splitlines()[-3:]})") from exc
+
+
 def run_distributed(fn: Callable[..., Any], world_size: int, *args: Any,
                     backend: str = "gloo") -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` in ``world_size`` spawned processes joined in
@@ -207,12 +225,12 @@ def run_distributed(fn: Callable[..., Any], world_size: int, *args: Any,
             for r in range(world_size):
                 path = os.path.join(tmp, f"rank{r}.pt")
                 if os.path.exists(path):
-                    rec = torch.load(path, weights_only=False)
+                    rec = _load_record(path)
                     if not rec["ok"]:
                         msgs.append(f"rank {r}:\n{rec['error']}")
             raise RuntimeError("distributed run failed\n" + "\n".join(msgs)) from exc
         results = []
         for r in range(world_size):
-            rec = torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False)
+            rec = _load_record(os.path.join(tmp, f"rank{r}.pt"))
             results.append(rec["result"])
         return results

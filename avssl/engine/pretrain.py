@@ -41,6 +41,7 @@ from avssl.engine.checkpoint import (
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
 from avssl.losses.localization import global_batch_max_position_infonce
+from avssl.utils.errors import UserError
 
 
 def _plain(cfg) -> dict:
@@ -655,14 +656,12 @@ def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
     """CMA stage start: model + banks + NCE constant from an AVID checkpoint of the SAME index."""
     path = cfg["cma"].get("init_from")
     if not path:
-        raise ValueError("stage=cma needs cma.init_from: an AVID checkpoint (file or run directory)")
+        raise UserError("stage=cma needs cma.init_from: an AVID checkpoint (file or run directory)")
     p = Path(path)
-    if p.is_dir():
-        latest = CheckpointManager(p).latest_path()
-        if latest is None:
-            raise CheckpointError(f"no checkpoint under {p}")
-        p = latest
-    state = load_checkpoint(p, expected_fingerprint=fingerprint)
+    if p.is_dir():  # the newest checkpoint of that run that reads
+        p, state = CheckpointManager(p).load_latest(expected_fingerprint=fingerprint, logger=logger)
+    else:
+        state = load_checkpoint(p, expected_fingerprint=fingerprint)
     _unwrap(model).load_state_dict(state["model"])
     criterion.load_avid_state(state["criterion"])
     logger.info("CMA stage initialised from AVID checkpoint %s (partition Z=%s)", p, criterion.partition)
@@ -721,12 +720,16 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         progress = Progress()
         resume = cfg.get("resume", "auto")
         resume_path = None
-        if resume == "auto":
-            resume_path = ckpt.latest_path()
-        elif resume not in (None, "never", False):
+        if resume == "auto" and ckpt.candidates():  # newest checkpoint that reads (damaged ones skipped)
+            resume_path, state = ckpt.load_latest(expected_fingerprint=data.fingerprint, logger=logger)
+        elif resume not in (None, "auto", "never", False):
             resume_path = Path(resume)
+            if resume_path.is_dir():  # a run directory
+                resume_path, state = CheckpointManager(resume_path).load_latest(
+                    expected_fingerprint=data.fingerprint, logger=logger)
+            else:
+                state = load_checkpoint(resume_path, expected_fingerprint=data.fingerprint)
         if resume_path is not None:
-            state = load_checkpoint(resume_path, expected_fingerprint=data.fingerprint)
             if state.get("stage") != cfg["stage"]:
                 raise CheckpointError(f"{resume_path} is a {state.get('stage')!r} checkpoint, this run is "
                                       f"stage {cfg['stage']!r}")

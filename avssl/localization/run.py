@@ -161,12 +161,42 @@ def localize_file(
     return prod
 
 
+def _skippable(exc: BaseException) -> bool:
+    """A failure of one input file (unreadable, not a video, no frames) rather than of the code."""
+    from avssl.io.errors import MediaError
+
+    return isinstance(exc, (MediaError, av.error.FFmpegError, OSError, EOFError))
+
+
 def localize_files(model, paths: Sequence[str | os.PathLike], out_dir, clip_spec, video_transform, audio_transform,
-                   **kwargs) -> list[FileProducts]:
+                   *, failures: list[dict] | None = None, **kwargs) -> list[FileProducts]:
     """``localize_file`` over many videos plus one grid PNG (one cell per file, middle overlay)
-    and an ``index.json`` listing every output."""
+    and an ``index.json`` listing every output.
+
+    A file that cannot be read (`MediaError`, a PyAV/FFmpeg error, an OS error) is skipped, never
+    stopping the rest: it is logged, appended to ``failures`` (when given) as
+    ``{"path", "error", "type"}``, and listed in ``failed.json`` next to ``index.json``. The return value
+    holds the files that worked.
+    """
+    import logging
+
+    log = logging.getLogger(__name__)
     out = Path(out_dir)
-    products = [localize_file(model, p, out, clip_spec, video_transform, audio_transform, **kwargs) for p in paths]
+    products, failed = [], []
+    for p in paths:
+        try:
+            products.append(localize_file(model, p, out, clip_spec, video_transform, audio_transform, **kwargs))
+        except Exception as exc:
+            if not _skippable(exc):
+                raise
+            failed.append({"path": str(p), "error": str(exc), "type": type(exc).__name__})
+            log.warning("skipped %s: %s", p, exc)
+    if failures is not None:
+        failures.extend(failed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "failed.json").unlink(missing_ok=True)  # a file fixed since an earlier run is not listed again
+    if failed:
+        (out / "failed.json").write_text(json.dumps(failed, indent=1))
     cells = [(p.frames[len(p.frames) // 2], p.maps[len(p.maps) // 2], Path(p.path).name) for p in products if p.frames]
     if cells:
         save_grid(out / "grid.png", [c[0] for c in cells], [c[1] for c in cells], titles=[c[2] for c in cells])
@@ -181,6 +211,8 @@ def find_videos(folder: str | os.PathLike) -> list[Path]:
     folder = Path(folder)
     if folder.is_file():
         return [folder]
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder}: no such file or folder (check input=)")
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith("."))
     if not found:
         raise FileNotFoundError(f"no video files under {folder}")

@@ -1,8 +1,10 @@
 """Loading released AVID / AVID+CMA ``.pth.tar`` checkpoints into `AVModel`.
 
-File layout (facebookresearch/AVID-CMA, ``utils/main_utils.CheckpointManager``): a dict with
-``epoch``, ``model`` (the state dict of the DataParallel/DDP-wrapped ``AV_Wrapper``, every key
-prefixed ``module.``), ``optimizer`` and ``train_criterion`` (the criterion's state dict).
+File layout (facebookresearch/AVID-CMA, ``utils/main_utils.CheckpointManager.save``, called by
+``main-avid.py`` as ``save(epoch, model=, optimizer=, train_criterion=)``): a dict with ``epoch``
+(int) and the ``state_dict()`` of each keyword -- ``model`` (the DataParallel/DDP-wrapped
+``AV_Wrapper``, every key prefixed ``module.``), ``optimizer`` (SGD / Adam) and ``train_criterion``.
+Only tensors, numbers and plain containers: it reads with ``weights_only=True`` (zip or legacy format).
 
 Key mapping (after stripping ``module.``) -- identical to this package's `AVModel` names:
 
@@ -37,13 +39,22 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from avssl.utils.safe_load import CheckpointError, safe_torch_load
 
-class CheckpointMismatchError(RuntimeError):
-    """A checkpoint's state dict does not fit the model; lists what differs."""
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint's state dict does not fit the model; lists what differs.
+
+    The first line of the message is a summary (what the commands print); the next lines list
+    every missing / unexpected key and shape mismatch.
+    """
 
     def __init__(self, path: str, missing: list[str], unexpected: list[str], mismatched: list[tuple[str, tuple, tuple]]):
         self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
-        lines = [f"checkpoint {path} does not match the model:"]
+        counts = [f"{len(x)} {name}" for x, name in ((missing, "missing keys"), (unexpected, "unexpected keys"),
+                                                      (mismatched, "shape mismatches")) if x]
+        lines = [f"checkpoint {path} does not match the model ({', '.join(counts) or 'no matching key'}): "
+                 f"is it for another architecture or model preset?"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
         if unexpected:
@@ -79,21 +90,17 @@ def load_avid_checkpoint(path: str | os.PathLike, model: nn.Module, strict: bool
     a bare state dict, or one without the ``module.`` prefix. With ``strict`` any missing or
     unexpected key, or any shape mismatch, raises `CheckpointMismatchError` listing them all
     (nothing is loaded then); without it, matching keys are loaded and the rest is reported
-    in the error only if *no* key matched. Returns the memory banks and the NCE constant
+    in the error only if *no* key matched. The file is read with ``weights_only=True``
+    (`avssl.utils.safe_load`): a missing, damaged or unsafe file raises `CheckpointError`. Returns the memory banks and the NCE constant
     (`AVIDCheckpointExtras`) for the trainer's ``MemoryBank`` / criterion.
     """
     path = os.fspath(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as e:  # a torn / non-torch file: say which file
-        raise RuntimeError(f"cannot read checkpoint {path}: {e}") from e
+    ckpt = safe_torch_load(path, map_location=map_location)  # weights_only: a crafted file runs nothing
     if not isinstance(ckpt, Mapping):
-        raise TypeError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
+        raise CheckpointError(f"checkpoint {path} holds a {type(ckpt).__name__}, expected a dict")
     state = ckpt.get("model", ckpt)
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise TypeError(f"checkpoint {path}: 'model' is not a state dict of tensors")
+        raise CheckpointError(f"checkpoint {path}: 'model' is not a state dict of tensors")
     state = strip_prefix(state)
 
     own = model.state_dict()

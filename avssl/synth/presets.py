@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from avssl.utils.errors import UserError
+
 
 @dataclass(frozen=True)
 class WorldPreset:
@@ -66,4 +68,4 @@ def get_preset(preset: str | dict | WorldPreset | Path) -> WorldPreset:
         from omegaconf import OmegaConf
 
         return WorldPreset.from_dict(OmegaConf.to_container(OmegaConf.load(p), resolve=True))
-    raise ValueError(f"unknown world preset {preset!r}; choose one of {sorted(PRESETS)} or a yaml file")
+    raise UserError(f"unknown world preset {preset!r}; choose one of {sorted(PRESETS)} or a yaml file")

@@ -28,6 +28,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from avssl.utils.errors import UserError
+
 from .real_catalog import (StampInstance, StampsNotFoundError, build_catalogue, held_out_instances, load_picture,
                            load_recording, stamps_dir)
 from .generate import run_clip_jobs
@@ -94,7 +96,7 @@ def get_real_preset(preset) -> RealWorldPreset:
         from omegaconf import OmegaConf
 
         return RealWorldPreset.from_dict(OmegaConf.to_container(OmegaConf.load(p), resolve=True))
-    raise ValueError(f"unknown real-world preset {preset!r}; choose one of {sorted(REAL_PRESETS)} or a yaml file")
+    raise UserError(f"unknown real-world preset {preset!r}; choose one of {sorted(REAL_PRESETS)} or a yaml file")
 
 
 # ---------------------------------------------------------------- assets (loaded once per process)
