@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import gc
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from tqdm import tqdm
 from avssl.data.sources import BadFile, describe, resolve_source
 from avssl.io.errors import MediaError, NoAudioStream
 from avssl.io.probe import probe
+from avssl.utils.pools import clean_process_pool
 
 __all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "MISSING_AUDIO_POLICIES"]
 
@@ -487,11 +486,8 @@ def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2
 
         bar = tqdm(total=len(todo), desc="probing videos", unit="file", disable=not progress)
         if workers and workers > 1 and len(todo) > 1:
-            # Collect garbage before forking: an unreachable decoder left by earlier work (e.g. in an
-            # exception's traceback) would otherwise be freed inside a forked worker, where its FFmpeg
-            # threads do not exist, and the worker would hang joining them.
-            gc.collect()
-            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+            # workers from a clean fork server: a decoder inherited from this process could hang a worker
+            with clean_process_pool(workers, preload=(__name__,)) as pool:
                 chunks = max(1, min(64, len(todo) // (4 * int(workers))))
                 for fp, info, err in pool.map(_probe_one, list(by_full), chunksize=chunks):
                     store(fp, info, err)

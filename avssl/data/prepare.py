@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from avssl.data.index import BadFile, IndexReport, Manifest
 from avssl.io.errors import MediaError
 from avssl.io.probe import probe
+from avssl.utils.pools import clean_process_pool
 
 __all__ = ["CacheSpec", "build_training_cache", "transcode_video"]
 
@@ -232,7 +232,7 @@ def build_training_cache(manifest: Manifest, out_dir: str | os.PathLike, spec: C
     results = {}
     bar = tqdm(total=len(jobs), desc="training cache", unit="video", disable=not progress)
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+        with clean_process_pool(workers, preload=(__name__,)) as pool:  # no inherited decoders
             for res in pool.map(_job, jobs, chunksize=1):
                 results[res[0]] = res
                 bar.update(1)
