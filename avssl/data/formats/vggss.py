@@ -34,7 +34,7 @@ def parse_vggss(path: str | Path) -> list[BoxAnnotation]:
     try:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p}: not JSON ({e})") from None
+        raise json.JSONDecodeError(f"{p}: {e.msg}", e.doc, e.pos) from None  # still a ValueError, names the file
     if not isinstance(data, list):
         raise ValueError(f"{p}: expected a JSON list of {{file, class, bbox}}")
     out, seen = [], set()
