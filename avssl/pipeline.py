@@ -564,7 +564,7 @@ class MainJob:
 
 
 def _latest_checkpoint(run_dir: Path) -> Path:
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
 
     p = CheckpointManager(run_dir).latest_path()
     if p is None:

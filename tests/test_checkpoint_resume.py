@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from avssl.engine.checkpoint import CheckpointManager
+from avssl.utils.checkpoint import CheckpointManager
 from avssl.utils.safe_load import DamagedCheckpointError, UnsafeCheckpointError
 from test_safe_load import write_malicious
 

@@ -152,7 +152,7 @@ def test_short_amp_pretraining_run_on_cuda(tmp_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.engine.pretrain import train
     from avssl.synth.generate import generate_world
 

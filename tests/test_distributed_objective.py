@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from avssl.cma import find_positives
-from avssl.engine.distributed import all_gather_varlen, run_distributed
+from avssl.utils.distributed import all_gather_varlen, run_distributed
 from avssl.losses import AVIDCriterion, global_batch_max_position_infonce
 
 

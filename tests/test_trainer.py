@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from avssl.engine.checkpoint import CheckpointManager, FingerprintMismatchError
+from avssl.utils.checkpoint import CheckpointManager, FingerprintMismatchError
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -144,7 +144,7 @@ def _ddp_rank(rank: int, world: int, cfg: dict):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_gloo_ranks_identical_banks(tmp_path, world_dir):
-    from avssl.engine.distributed import run_distributed
+    from avssl.utils.distributed import run_distributed
 
     cfg = tiny_cfg(tmp_path / "ddp", world_dir, "trainer.epochs=2", "eval.enabled=false", "data.batch_size=2")
     r0, r1 = run_distributed(_ddp_rank, 2, cfg)

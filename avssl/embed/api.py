@@ -65,7 +65,7 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
     """
     state, run_cfg = None, {}
     if checkpoint is not None:
-        from avssl.engine.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
+        from avssl.utils.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
 
         p = Path(checkpoint)
         if p.name == LATEST_POINTER and p.is_file():  # <run>/checkpoints/latest: the pointer, not a checkpoint

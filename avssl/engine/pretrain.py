@@ -27,10 +27,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
 from avssl.engine.batches import write_failure_report
-from avssl.engine.checkpoint import (
+from avssl.utils.checkpoint import (
     CheckpointError,
     CheckpointManager,
     capture_rng_state,

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.engine import distributed as du
-from avssl.engine.distributed import all_reduce_mean
+from avssl.utils import distributed as du
+from avssl.utils.distributed import all_reduce_mean
 from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
 from avssl.memory.bank import MemoryBank, update_banks
 

@@ -1,4 +1,4 @@
-"""Small torch.distributed helpers shared by the objective, CMA and the trainer.
+"""Small torch.distributed helpers shared by the memory banks, losses, methods, CMA search and the trainer.
 
 Everything here degrades to the single-process case when torch.distributed is not
 initialised, so library code can call these unconditionally.
