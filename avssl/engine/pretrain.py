@@ -41,6 +41,7 @@ from avssl.utils.checkpoint import (
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
 from avssl.losses.localization import global_batch_max_position_infonce
+from avssl.metrics.retrieval import retrieval_metrics
 from avssl.utils.errors import UserError
 
 
@@ -234,15 +235,9 @@ class BatchTransforms(torch.nn.Module):
 def build_batch_transforms(cfg: dict, train: bool) -> BatchTransforms:
     """Flip + colour jitter + normalisation (train) or normalisation (eval) of the batch; the datasets
     already cropped every item (``_spatial_policy``, from the same ``transforms.video`` keys)."""
-    from avssl.transforms.audio import LogSpectrogram
-    from avssl.transforms.video import VideoAugment
+    from avssl.transforms.config import batch_transforms
 
-    tcfg = cfg["transforms"]
-    video_tf = VideoAugment(**tcfg["video"], train=train, geometry=False)
-    audio_kw = dict(tcfg["audio"])
-    audio_kw.setdefault("sample_rate", cfg["data"]["spec"]["audio_rate"])
-    audio_tf = LogSpectrogram(**audio_kw)
-    return BatchTransforms(video_tf, audio_tf)
+    return BatchTransforms(*batch_transforms(cfg["transforms"], cfg["data"]["spec"]["audio_rate"], train=train))
 
 
 def build_criterion(cfg: dict, num_items: int, fingerprint: str) -> torch.nn.Module:
@@ -426,19 +421,6 @@ def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, a
     if stats is not None:
         stats.update(items=len(dataset), embedded=int(v.shape[0]), failed=failed)
     return v, a, i
-
-
-def retrieval_metrics(video_emb, audio_emb, ids) -> dict[str, float]:
-    """Audio->video and video->audio R@1/R@5 over held-out clips (chance: k / N)."""
-    from avssl.embed.retrieval import cross_modal_retrieval
-
-    res = cross_modal_retrieval(video_emb, audio_emb, ids, ks=(1, 5))
-    n = len(torch.unique(ids))
-    return {
-        "a2v_R@1": res["a2v"]["R@1"], "a2v_R@5": res["a2v"]["R@5"],
-        "v2a_R@1": res["v2a"]["R@1"], "v2a_R@5": res["v2a"]["R@5"],
-        "chance_R@1": 1.0 / n, "chance_R@5": min(5.0 / n, 1.0), "num_clips": int(video_emb.shape[0]),
-    }
 
 
 def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None) -> dict[str, float]:
