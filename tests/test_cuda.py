@@ -17,7 +17,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from avssl.losses import AVIDCriterion, CMACriterion
+from avssl.methods import AVIDCriterion, CMACriterion
 from avssl.memory.bank import MemoryBank, _segment_means, average_duplicates
 from avssl.transforms.audio import LogSpectrogram
 from avssl.transforms.video import (VideoAugment, adjust_brightness, adjust_contrast, adjust_hue,

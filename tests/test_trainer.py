@@ -116,13 +116,13 @@ def test_cma_refuses_other_index_then_runs(tmp_path, world_dir):
     from avssl.synth.generate import load_world
 
     train_paths = [str(p) for p in load_world(world_dir).video_paths("train")]
-    other = tiny_cfg(tmp_path / "cma_other", world_dir, "stage=cma", f"cma.init_from={tmp_path / 'avid'}",
+    other = tiny_cfg(tmp_path / "cma_other", world_dir, "method=cma", f"cma.init_from={tmp_path / 'avid'}",
                      "data.source=files", "eval.enabled=false")
     other["data"]["train_source"] = train_paths[:-1]
     with pytest.raises(FingerprintMismatchError, match="different dataset index"):
         _train(other)
 
-    cma = tiny_cfg(tmp_path / "cma", world_dir, "stage=cma", f"cma.init_from={tmp_path / 'avid'}",
+    cma = tiny_cfg(tmp_path / "cma", world_dir, "method=cma", f"cma.init_from={tmp_path / 'avid'}",
                    "trainer.epochs=2", "eval.enabled=false")
     out = _train(cma, return_objects=True)
     crit = out["criterion"]

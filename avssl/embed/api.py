@@ -100,7 +100,7 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
         "seed": None if state is not None else seed,
         "model_config": model_config if isinstance(model_config, str) else dict(model_config),
         "global_step": (state or {}).get("progress", {}).get("global_step"),
-        "stage": (state or {}).get("stage"),
+        "method": (state or {}).get("method") or (state or {}).get("stage"),  # older checkpoints: "stage"
         "spec": (run_cfg.get("data") or {}).get("spec"),
         "transforms": run_cfg.get("transforms"),
     }
