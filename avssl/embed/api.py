@@ -101,6 +101,7 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
         "model_config": model_config if isinstance(model_config, str) else dict(model_config),
         "global_step": (state or {}).get("progress", {}).get("global_step"),
         "method": (state or {}).get("method") or (state or {}).get("stage"),  # older checkpoints: "stage"
+        "stage": (state or {}).get("method") or (state or {}).get("stage"),  # the same, under its old name
         "spec": (run_cfg.get("data") or {}).get("spec"),
         "transforms": run_cfg.get("transforms"),
     }
