@@ -1,0 +1,133 @@
+"""The stages after the reader on the wild collection (tests/wild.py), one seam at a time, in process:
+what tests/test_wild_end_to_end.py found broken when it ran every command over the collection.
+
+- localization: a video without (decodable) sound is skipped and listed with its reason, the others
+  still localized; the heatmap MP4 of an AVI without per-frame pts (Xvid packed B-frames) and of files
+  with a damaged video packet is written, frame k at the reader's time;
+- extraction: a file whose audio track never decodes is embedded with silence and flagged, not failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_MODEL = {"video": "tiny", "audio": "tiny", "proj_dim": [32, 32, 16]}
+
+
+def entry(wild, name):
+    for e in wild:
+        if e.name == name:
+            return e
+    pytest.skip(f"{name}: not written on this machine (encoder missing)")
+
+
+def _folder_of(tmp_path, entries) -> Path:
+    """A folder holding links to `entries` (the shared collection stays untouched)."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for e in entries:
+        (d / e.path.name).symlink_to(e.path)
+    return d
+
+
+# ------------------------------------------------------------------------------ localization
+def _localize_tool():
+    spec = importlib.util.spec_from_file_location("localize_tool", ROOT / "tools" / "localize.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_localize_skips_and_lists_videos_without_sound(wild, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    names = ["h264_aac_16x9", "no_audio", "audio_undecodable"]
+    folder = _folder_of(tmp_path, [entry(wild, n) for n in names])
+    out = tmp_path / "out"
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("localize", overrides=[
+            f"input={folder}", f"out_dir={out}", "overlays=1", "progress=false", "batch_size=4", "stride=1.0",
+            "clip={num_frames: 4, fps: 8.0, frame_size: 48, audio_rate: 16000, audio_channels: 1, audio_duration: 1.0}",
+            "transforms={video: {crop_size: 32}, audio: {preset: avid}}"])
+    report = _localize_tool().main_impl(cfg)
+    assert [Path(p).stem for p in report["files"]] == ["h264_aac_16x9"]
+    failed = {Path(f["path"]).stem: f for f in report["failed"]}
+    assert set(failed) == {"no_audio", "audio_undecodable"}  # localized + skipped = files
+    assert {f["reason"] for f in failed.values()} == {"no-audio-stream"}
+    assert json.loads((out / "files" / "failed.json").read_text()) == report["failed"]
+
+
+def _zero_maps(seen):
+    def fn(times, hw):
+        seen.extend(float(t) for t in times)
+        return np.zeros((len(times), *hw), np.float32)
+    return fn
+
+
+@pytest.mark.parametrize("name", ["xvid_packed_mp3", "mpeg4_bframes_ac3"])
+def test_heatmap_mp4_of_avi_without_pts(wild, tmp_path, name):
+    """UCF101-style AVI: the stored times are the demuxer's guesses (Xvid's packed B-frames make them
+    go backwards). The MP4 shows every decodable frame, frame k at k / fps as the reader reads it,
+    with the file's sound."""
+    from avssl.io import probe
+    from avssl.localization.overlay import write_heatmap_video
+
+    e = entry(wild, name)
+    seen: list[float] = []
+    dst = write_heatmap_video(e.path, tmp_path / f"{name}.mp4", _zero_maps(seen), audio="source", progress=False)
+    n = len(e.media.frame_times)
+    np.testing.assert_allclose(seen, np.arange(n) / 25.0, atol=1e-9)
+    with av.open(str(dst)) as c:
+        v = c.streams.video[0]
+        pts = [f.pts * v.time_base for f in c.decode(v)]
+    assert len(pts) == n and np.allclose(np.diff(np.asarray(pts, dtype=float)), 1 / 25.0)
+    assert probe(dst).has_audio
+    assert list(tmp_path.glob(".*")) == []  # no temporary file left behind
+
+
+@pytest.mark.parametrize("name", ["h264_bad_video_packet", "mpeg4_bad_video_packet"])
+def test_heatmap_mp4_of_a_file_with_a_damaged_video_packet(wild, tmp_path, name):
+    """One packet the decoder rejects is skipped (as the clip reader skips it), not the whole file."""
+    from avssl.localization.overlay import write_heatmap_video
+
+    e = entry(wild, name)
+    seen: list[float] = []
+    dst = write_heatmap_video(e.path, tmp_path / f"{name}.mp4", _zero_maps(seen), audio=None, progress=False)
+    n = len(e.media.frame_times)
+    with av.open(str(dst)) as c:
+        written = sum(1 for _ in c.decode(video=0))
+    assert n - 2 <= written <= n and written == len(seen)  # the damaged frame (and what needs it) at most
+    assert np.all(np.diff(seen) > 0) and seen[-1] == pytest.approx(e.media.frame_times[-1], abs=1e-3)
+
+
+# ------------------------------------------------------------------------------ extraction
+def test_extract_embeds_a_file_whose_audio_never_decodes_as_silent(wild, tmp_path):
+    from avssl.data.index import build_index
+    from avssl.embed import shards as sh
+    from avssl.embed.api import load_model
+    from avssl.io.types import ClipSpec
+
+    ex = importlib.import_module("avssl.embed.extract")
+    folder = _folder_of(tmp_path, [entry(wild, n) for n in ("h264_aac_16x9", "audio_undecodable", "no_audio")])
+    manifest, report = build_index(str(folder), workers=1, progress=False)
+    assert len(manifest) == 3 and report.audio_undecodable  # indexed, its audio marked undecodable
+    model, info = load_model(model_config=SMALL_MODEL, seed=0)
+    spec = ClipSpec(num_frames=4, fps=8.0, frame_size=40, audio_rate=16000, audio_channels=1, audio_duration=0.5)
+    rep = ex.extract(manifest, model, tmp_path / "emb", clips_per_video=2, spec=spec, batch_size=4, num_workers=0,
+                     device="cpu", dtype="float32", transforms_config={"video": {"crop_size": 32}, "audio": {"preset": "avid"}},
+                     model_info=info, progress=False)
+    assert rep.complete and rep.videos == 3 and rep.failed == 0
+    _, table = sh.load_collection(tmp_path / "emb", "video", "audio", "proj")
+    flags = {Path(p).stem: int(a) for p, a in zip(table["path"], table["has_audio"])}
+    assert flags == {"h264_aac_16x9": 1, "audio_undecodable": 0, "no_audio": 0}
+    assert torch.isfinite(torch.from_numpy(np.asarray(sh.load_collection(tmp_path / "emb", "video", "video", "proj")[0],
+                                                      dtype=np.float32))).all()
