@@ -131,3 +131,90 @@ def test_extract_embeds_a_file_whose_audio_never_decodes_as_silent(wild, tmp_pat
     assert flags == {"h264_aac_16x9": 1, "audio_undecodable": 0, "no_audio": 0}
     assert torch.isfinite(torch.from_numpy(np.asarray(sh.load_collection(tmp_path / "emb", "video", "video", "proj")[0],
                                                       dtype=np.float32))).all()
+
+
+# ------------------------------------------------------------------------------ damaged packets in the account
+DAMAGED = ("h264_bad_video_packet", "mpeg4_bad_video_packet", "mpeg4_ac3_bad_packet")
+
+
+def _compose(name: str, overrides: list[str]) -> dict:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
+
+
+def test_dataset_items_carry_the_readers_damage_count(wild, tmp_path):
+    from avssl.data import AVClipDataset, build_index
+    from avssl.data.decoded import DecodedClipDataset
+    from avssl.io import read_clip
+    from avssl.io.types import ClipSpec
+
+    folder = _folder_of(tmp_path, [entry(wild, n) for n in ("h264_bad_video_packet", "h264_aac_16x9")])
+    manifest, _ = build_index(str(folder), workers=1, progress=False)
+    spec = ClipSpec(num_frames=4, fps=8.0, frame_size=32, audio_rate=16000, audio_channels=1, audio_duration=0.5)
+    ds = AVClipDataset(manifest, spec, mode="eval", clips_per_video=3)
+    got = {}
+    for i in range(len(ds)):
+        row, _, start, _ = ds.sample_plan(i)
+        clip = read_clip(ds._path(row), start, spec, audio=bool(manifest.has_audio[row]))
+        assert ds[i]["decode_errors"] == clip.decode_errors
+        got.setdefault(Path(manifest.path(row)).stem, []).append(clip.decode_errors)
+    assert max(got["h264_bad_video_packet"]) >= 1 and got["h264_aac_16x9"] == [0, 0, 0]
+    # decoded once: every clip of the damaged video carries the whole video's count
+    dec = DecodedClipDataset(ds, None, progress=False)
+    per_video = {Path(manifest.path(ds.sample_plan(i)[0])).stem: dec[i]["decode_errors"] for i in range(len(dec))}
+    assert per_video["h264_bad_video_packet"] >= 1 and per_video["h264_aac_16x9"] == 0
+
+
+@pytest.mark.filterwarnings("ignore::avssl.io.errors.DamagedMediaWarning")
+@pytest.mark.parametrize("decoded", [None, "memory"], ids=["read", "decoded"])
+def test_pretraining_account_counts_clips_with_damaged_packets(wild, tmp_path, decoded):
+    """One step over every video of a folder holding the three damaged files: the run's account says how
+    many used clips had damaged packets (summary, data_failures.json with the files, TensorBoard)."""
+    from avssl.data import AVClipDataset, build_index
+    from avssl.engine.pretrain import train
+    from avssl.io import read_clip
+    from avssl.io.types import ClipSpec
+
+    entries = [entry(wild, n) for n in (*DAMAGED, "h264_aac_16x9", "no_audio", "vfr_aac")]
+    folder = _folder_of(tmp_path, entries)
+    n = len(entries)
+    over = ["experiment=tiny", "data.source=files", f"data.train_source={folder}", "eval.enabled=false",
+            f"run_dir={tmp_path / 'run'}", f"data.batch_size={n}", "trainer.epochs=1", "trainer.tensorboard=true",
+            "data.spec={num_frames: 4, fps: 8.0, frame_size: 32, audio_rate: 16000, audio_channels: 1, audio_duration: 1.0}"]
+    if decoded:
+        over.append(f"data.decoded_cache={decoded}")
+    cfg = _compose("pretrain", over)
+    summary = train(cfg)
+    data = summary["data"]
+    assert data["requested"] == data["used"] == n and data["failed"] == 0
+
+    # what the reader says about the clips the step used (same plan: seed, epoch 0, every item once)
+    manifest, _ = build_index(str(folder), workers=1, progress=False)
+    spec = ClipSpec(**cfg["data"]["spec"])
+    ds = AVClipDataset(manifest, spec, mode="train", av_jitter=cfg["data"]["av_jitter"], seed=cfg["seed"])
+    expect = {}
+    for i in range(len(ds)):
+        row, _, start, offset = ds.sample_plan(i)
+        name = Path(manifest.path(row)).stem
+        if decoded:  # each video decoded whole, once: every damaged file's clip carries its damage
+            errors = int(name in DAMAGED)
+        else:
+            errors = read_clip(ds._path(row), start, spec, av_offset=offset,
+                               audio=bool(manifest.has_audio[row])).decode_errors
+        if errors:
+            expect[name] = errors
+    assert expect and set(expect) <= set(DAMAGED) and (set(expect) == set(DAMAGED) or not decoded)
+    assert data["damaged"] == len(expect) and data["damaged_files"] == len(expect)
+    assert data["decode_errors"] >= len(expect)
+    report = json.loads((tmp_path / "run" / "data_failures.json").read_text())
+    assert report["counts"]["damaged"] == len(expect) and report["files"] == []
+    assert {Path(f["path"]).stem: f["clips"] for f in report["damaged_files"]} == {k: 1 for k in expect}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    tb.Reload()
+    assert tb.Scalars("data/damaged")[-1].value == len(expect)
+    assert "had damaged packets" in (tmp_path / "run" / "train.log").read_text()
