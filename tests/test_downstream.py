@@ -4,7 +4,8 @@ clips, real decoding, real split files).
 - the split parsers read the UCF101 / HMDB51 / Kinetics exports; folds test the right groups;
 - no test video (nor UCF group) reaches training or validation; label fractions are stratified;
 - video accuracy averages the softmax over EVERY clip of a video (counts checked);
-- a fine-tuning run stopped after one epoch and resumed equals an uninterrupted run;
+- a fine-tuning run stopped after one epoch and resumed equals an uninterrupted run; with
+  `dataset.index_cache` only the first run probes (one cache file per split);
 - evaluation in 2 gloo processes gives the same table and numbers as in one;
 - linear / k-NN probes and the 5-fold ESC-50 audio probe run and report sane figures.
 """
@@ -175,8 +176,9 @@ def test_two_process_evaluation_equals_one_process(world_dir):
 # ---------------------------------------------------------------------------------------- fine-tuning
 
 def test_finetune_resume_equals_uninterrupted(tmp_path, world_dir):
-    straight = finetune(ft_cfg(tmp_path / "straight", world_dir))
-    killed_cfg = ft_cfg(tmp_path / "killed", world_dir, "trainer.stop_after_epochs=1")
+    cache = f"dataset.index_cache={tmp_path / 'idx' / 'ucf.npz'}"  # shared: only the first run probes
+    straight = finetune(ft_cfg(tmp_path / "straight", world_dir, cache))
+    killed_cfg = ft_cfg(tmp_path / "killed", world_dir, "trainer.stop_after_epochs=1", cache)
     first = finetune(killed_cfg)
     assert first["stopped"]["stopped_after_epoch"] == 1
     assert not (tmp_path / "killed/fold1/test_metrics.json").exists()
@@ -192,6 +194,12 @@ def test_finetune_resume_equals_uninterrupted(tmp_path, world_dir):
     # every test clip scored: 3 clips per test video
     assert s["num_clips"] == 3 * s["num_test_videos"] and set(s["clips_per_video_seen"]) == {3}
     assert (tmp_path / "straight/fold1/confusion.png").stat().st_size > 1000
+    # dataset.index_cache: one file per split; the later runs took every video from it
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["ucf.test.npz", "ucf.train.npz", "ucf.val.npz"]
+    for split, videos in (("train", "num_train_videos"), ("val", "num_val_videos"), ("test", "num_test_videos")):
+        first, again = s["index"][split], r["index"][split]
+        assert first["probed"] == first["total"] == s[videos] and first["cached"] == 0, split
+        assert again["probed"] == 0 and again["cached"] == again["total"] == s[videos], split
 
 
 def test_warmup_keeps_encoder_weights(tmp_path, world_dir):

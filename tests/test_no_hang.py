@@ -1,9 +1,11 @@
 """Unreadable training files never hang or desynchronise a distributed run (issue #16).
 
-The damage is real and invisible to the indexer: tiny-world MP4 files (H.264 + AAC) whose AAC
-packets are overwritten with random bytes. Container, sample tables and video stream are intact,
-so `probe` (headers, first video frame, last packets) accepts them and they enter the index; every
-clip read then fails in the audio decoder (`CorruptMedia`), as a file damaged after indexing would.
+The damage is real and happens after indexing, as bit rot in a large collection with a cached
+index: tiny-world MP4 files (H.264 + AAC) are indexed with a probe cache, then their AAC packets
+are overwritten with random bytes in place, keeping the file's size and mtime. Container, sample
+tables and video stream are intact; the cache sees an unchanged file (no re-probe: a fresh probe
+would flag the audio as undecodable), so the runs index it as before and every clip read fails in
+the audio decoder (`CorruptMedia`).
 
 - `fill_batch`: failed items are replaced from the rank's own share, deterministically (same
   batches with 0 or 2 DataLoader workers), without repeating a video id; no budget -> incomplete;
@@ -34,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from avssl.data import AVClipDataset, build_index
+from avssl.data.index import split_cache_path
 from avssl.data.collate import BatchFiller, fill_batch, keep_batch
 from avssl.engine.samplers import BatchRequestSampler, ResumableDistributedSampler
 from avssl.io.errors import CorruptMedia
@@ -55,15 +58,47 @@ def compose_cfg(name: str, overrides: list[str]) -> dict:
         return OmegaConf.to_container(compose(name, overrides=overrides), resolve=True)
 
 
+def _audio_frames_decoded(path: Path) -> int:
+    """Frames the AAC decoder makes of `path`'s audio packets: in stream order (decoder state carried
+    over, as a read from the start) and each packet on a fresh decoder (as the first after a seek)."""
+    frames = 0
+    with av.open(str(path)) as c:
+        a = c.streams.audio[0]
+        for pkt in c.demux(a):
+            if not pkt.size:
+                continue
+            fresh = av.CodecContext.create(a.codec_context.name, "r")
+            fresh.extradata = a.codec_context.extradata
+            for ctx in (a.codec_context, fresh):
+                try:
+                    frames += len(ctx.decode(pkt))
+                except av.error.FFmpegError:
+                    pass
+    return frames
+
+
 def garble_audio(path: Path, seed: int = 0) -> None:
-    """Overwrite the payload of every audio packet of `path` with random bytes (nothing else changes)."""
+    """Overwrite the payload of every audio packet of `path` with random bytes, in place: the size
+    and the mtime stay those of the indexed file (nothing else changes). Random bytes now and then
+    parse as an AAC frame (a file that would still read a little audio): redrawn until the decoder
+    rejects every packet, so every clip read of the file fails."""
+    st = path.stat()
+    clean = path.read_bytes()
     with av.open(str(path)) as c:
         spans = [(p.pos, p.size) for p in c.demux(c.streams.audio[0]) if p.size and p.pos is not None]
-    data = bytearray(path.read_bytes())
-    rng = np.random.default_rng(seed)
-    for pos, size in spans:
-        data[pos:pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
+    for attempt in range(20):
+        data = bytearray(clean)
+        rng = np.random.default_rng([seed, attempt])
+        for pos, size in spans:
+            data[pos:pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+        if _audio_frames_decoded(path) == 0:
+            break
+    else:
+        raise AssertionError(f"{path}: no draw of random bytes the decoder rejects everywhere")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
 
 
 @pytest.fixture(scope="module")
@@ -85,12 +120,26 @@ def _mp4_copies(world_dir: Path, split: str, dest: Path) -> Path:
     return dest
 
 
+def _index(source, cache: Path):
+    """Index `source` with a probe cache (before any damage): every file probed once."""
+    manifest, report = build_index(str(source), cache=cache, workers=1, progress=False)
+    assert report.probed == report.total == len(manifest) and manifest.has_audio.all()
+    return manifest
+
+
 def _damage(paths) -> None:
     for k, p in enumerate(paths):
         garble_audio(Path(p), seed=k)
-        probe(p)  # still passes the indexer's checks ...
-        with pytest.raises(CorruptMedia):  # ... and fails when a clip is read
+        assert "audio_undecodable" in probe(p).extra  # what a fresh probe would see (the cache won't look) ...
+        with pytest.raises(CorruptMedia):  # ... and what every clip read meets
             read_clip(p, 0.5, SPEC)
+
+
+def _still_indexed(source, cache: Path, manifest) -> None:
+    """The damaged files pass the cached indexer: nothing probed, the same manifest, audio everywhere."""
+    again, report = build_index(str(source), cache=cache, workers=1, progress=False)
+    assert report.probed == 0 and report.cached == report.total == len(manifest)
+    assert again.fingerprint() == manifest.fingerprint() and again.has_audio.all()
 
 
 def _rank_share(n: int, batch: int, world: int, rank: int, seed: int, epoch: int, drop_last: bool = True) -> set[int]:
@@ -173,14 +222,16 @@ def test_resume_with_unreadable_files_matches_uninterrupted(tmp_path, world_dir)
     from avssl.engine.pretrain import train as pretrain
 
     src = _mp4_copies(world_dir, "train", tmp_path / "train")
-    manifest, _ = build_index(str(src), workers=1, progress=False)
+    cache = tmp_path / "index.npz"
+    manifest = _index(src, cache)
     _damage([manifest.path(i) for i in (0, 3, 5, 8)])
+    _still_indexed(src, cache, manifest)
     steps = 5  # 3 steps an epoch: spans the epoch boundary, stops mid-epoch
 
     def cfg(run, max_steps):
         return compose_cfg("pretrain", ["experiment=tiny", f"run_dir={tmp_path / run}", "trainer.epochs=4",
                                         f"trainer.max_steps={max_steps}", "eval.enabled=false", "data.source=files",
-                                        f"data.train_source={src}"])
+                                        f"data.train_source={src}", f"data.index_cache={cache}"])
 
     straight = pretrain(cfg("straight", steps))
     first = pretrain(cfg("killed", 2))
@@ -261,16 +312,19 @@ def _pretrain_seed(n: int, world: int, batch: int) -> tuple[int, set[int]]:
 def test_torchrun_pretraining_with_one_rank_unreadable(tmp_path, world_dir):
     train = _mp4_copies(world_dir, "train", tmp_path / "train")
     heldout = _mp4_copies(world_dir, "test", tmp_path / "heldout")
-    manifest, _ = build_index(str(train), workers=1, progress=False)
-    eval_manifest, _ = build_index(str(heldout), workers=1, progress=False)
+    cache = tmp_path / "idx" / "probe.npz"  # the runs' data.index_cache: train here, held-out beside it
+    manifest = _index(train, cache)
+    eval_manifest = _index(heldout, split_cache_path(cache, "eval"))
     n, world, batch = len(manifest), 2, 2
     seed, bad = _pretrain_seed(n, world, batch)  # bad: every item of rank 1's epoch-0 share
     _damage([manifest.path(i) for i in sorted(bad)])
     _damage([eval_manifest.path(1)])  # EvalShardSampler: item 1 is rank 1's
+    _still_indexed(train, cache, manifest)
+    _still_indexed(heldout, split_cache_path(cache, "eval"), eval_manifest)
     epochs, steps = 2, n // (world * batch)
 
     common = ["experiment=tiny", "data.source=files", f"data.train_source={train}", f"data.eval_source={heldout}",
-              f"seed={seed}", f"trainer.epochs={epochs}", "trainer.tensorboard=true"]
+              f"data.index_cache={cache}", f"seed={seed}", f"trainer.epochs={epochs}", "trainer.tensorboard=true"]
     _run([str(REPO / "tools/pretrain.py"), *common, f"run_dir={tmp_path / 'two'}", f"data.batch_size={batch}"],
          world, tmp_path)
     from avssl.engine.pretrain import train as pretrain  # one process: the same config, in this process
@@ -301,6 +355,9 @@ def test_torchrun_pretraining_with_one_rank_unreadable(tmp_path, world_dir):
     assert {f["path"] for f in one["files"]} <= damaged_paths
 
     for run in ("one", "two"):
+        for name in ("index_report.json", "index_report_eval.json"):  # the damage came through the cache
+            rep = json.loads((tmp_path / run / name).read_text())
+            assert rep["probed"] == 0 and rep["cached"] == rep["indexed"] == rep["total"], (run, name)
         state = CheckpointManager(tmp_path / run).load()
         assert state["progress"]["global_step"] == epochs * steps
         assert state["progress"]["data"] == (c2 if run == "two" else c1)
@@ -316,21 +373,25 @@ def test_torchrun_pretraining_with_one_rank_unreadable(tmp_path, world_dir):
     assert tb.Scalars("data/skipped_steps")[-1].value == steps
 
 
-def _finetune_cfg(world_dir: Path, seed: int) -> dict:
-    return compose_cfg("finetune", ["finetune=tiny", f"dataset.embedded.world_dir={world_dir}", f"seed={seed}"])
+def _finetune_cfg(world_dir: Path, seed: int, cache: Path) -> dict:
+    return compose_cfg("finetune", ["finetune=tiny", f"dataset.embedded.world_dir={world_dir}", f"seed={seed}",
+                                    f"dataset.index_cache={cache}"])
 
 
-def _finetune_plan(world_dir: Path, seed: int, world: int):
-    """(train dataset, sampler batch size, test dataset) exactly as `finetune_fold` builds them."""
+def _finetune_plan(world_dir: Path, seed: int, world: int, cache: Path):
+    """(train dataset, sampler batch size, test dataset) exactly as `finetune_fold` builds them,
+    indexed into the split caches of `dataset.index_cache=cache`."""
     from avssl.downstream.finetune import _clip_spec, _train_clips, prepare_splits
     from avssl.downstream.data import make_dataset
 
-    cfg = _finetune_cfg(world_dir, seed)
+    cfg = _finetune_cfg(world_dir, seed, cache)
     d = cfg["dataset"]
     splits = prepare_splits(d, 1, seed)
     spec = _clip_spec(d["spec"])
-    train = make_dataset(splits["train"], spec, "train", _train_clips(d, len(splits["train"]), d["batch_size"] * world), seed)
-    test = make_dataset(splits["test"], spec, "eval", d["eval_clips_per_video"], seed)
+    train = make_dataset(splits["train"], spec, "train", _train_clips(d, len(splits["train"]), d["batch_size"] * world),
+                         seed, index_cache=split_cache_path(cache, "train"))
+    test = make_dataset(splits["test"], spec, "eval", d["eval_clips_per_video"], seed,
+                        index_cache=split_cache_path(cache, "test"))
     return train, max(1, min(d["batch_size"], len(train) // world)), test, cfg
 
 
@@ -340,9 +401,10 @@ def test_torchrun_finetuning_with_one_rank_unreadable(tmp_path, world_dir):
     world = 2
     local = tmp_path / "world"
     shutil.copytree(world_dir, local)  # real copies: the damage must not reach the shared world
+    cache = tmp_path / "idx" / "ucf.npz"  # dataset.index_cache: ucf.{train,val,test}.npz
     # a seed whose rank-1 epoch-0 share is all MP4 (the damage needs AAC): no readable candidate there
     for seed in range(50):
-        train, batch, test, cfg = _finetune_plan(local, seed, world)
+        train, batch, test, cfg = _finetune_plan(local, seed, world, cache)
         share = _rank_share(len(train), batch, world, 1, seed, 0, drop_last=False)
         if all(train._path(train.sample_plan(i)[0]).endswith(".mp4") for i in share):
             break
@@ -353,7 +415,7 @@ def test_torchrun_finetuning_with_one_rank_unreadable(tmp_path, world_dir):
     test_bad = next(i for i in range(len(test.manifest)) if test.manifest.path(i).endswith(".mp4"))
     _damage([test._path(test_bad)])
 
-    common = ["finetune=tiny", f"dataset.embedded.world_dir={local}", f"seed={seed}"]
+    common = ["finetune=tiny", f"dataset.embedded.world_dir={local}", f"seed={seed}", f"dataset.index_cache={cache}"]
     _run([str(REPO / "tools/finetune.py"), *common, f"run_dir={tmp_path / 'two'}"], world, tmp_path)
     from avssl.downstream.finetune import finetune  # one process: the same config, in this process
 
@@ -393,3 +455,6 @@ def test_torchrun_finetuning_with_one_rank_unreadable(tmp_path, world_dir):
         assert m["num_clips"] + m["dropped"] == len(test)
         assert m["num_videos"] == len(test.manifest) - 1
     assert one["clips_per_video_seen"] == two["clips_per_video_seen"]
+    for m in (one, two):  # the damaged files came through the cache unprobed
+        for split in ("train", "test"):
+            assert m["index"][split]["probed"] == 0 and m["index"][split]["cached"] == m["index"][split]["total"]

@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import subprocess
+from pathlib import Path
 
 import av
 import numpy as np
@@ -179,6 +180,15 @@ def test_index_cache_reprobes_only_changed_and_ids_are_stable(tmp_path):
     assert ids4["v0.mp4"] == ids1["v0.mp4"] and ids4["v1.mp4"] == ids1["v1.mp4"]
     assert ids4["a_new.mp4"] not in ids1.values()  # a removed video's id is never reused
     assert m4.fingerprint() != m1.fingerprint()
+
+
+def test_split_cache_path_names_one_file_per_split():
+    from avssl.data.index import split_cache_path
+
+    assert split_cache_path("idx/ucf.npz", "train") == Path("idx/ucf.train.npz")
+    assert split_cache_path("idx/k400_cache.json", "eval") == Path("idx/k400_cache.eval.json")  # npz inside
+    assert split_cache_path("idx/ucf", "test") == Path("idx/ucf.test.npz")
+    assert split_cache_path(None, "val") is None and split_cache_path("", "val") is None
 
 
 def test_manifest_is_columnar_small_and_roundtrips(tmp_path):

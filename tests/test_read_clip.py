@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 
 import av
@@ -240,6 +241,43 @@ def test_truncated_mp4_names_the_cause(broken):
 def test_silent_video_reads_without_audio(broken):
     clip = read_clip(broken / "silent.mp4", 0.1, SPEC, audio=False)
     assert clip.audio is None and clip.video.shape[0] == 8
+
+
+def test_garbage_audio_packet_decoding_as_many_channels_reads_safely(files, tmp_path):
+    """Random bytes over a mono AAC track now and then parse as a frame of dozens of channels.
+    PyAV's own `to_ndarray` walked past the frame's channel pointers there and crashed the process
+    (segfault): the reader converts exactly the layout's planes, so the read is a clip (rejected
+    packets counted) or a typed error, never a crash."""
+    from avssl.io.errors import DamagedMediaWarning
+
+    src = files["mono44"].path
+    clean = src.read_bytes()
+    with av.open(str(src)) as c:
+        spans = [(p.pos, p.size) for p in c.demux(c.streams.audio[0]) if p.size and p.pos is not None]
+    path = tmp_path / "garbled.mp4"
+    for seed in range(1000):  # a draw in which the decoder makes a frame of more than 8 channels
+        data = bytearray(clean)
+        rng = np.random.default_rng(seed)
+        for pos, size in spans:
+            data[pos:pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        path.write_bytes(bytes(data))
+        with av.open(str(path)) as c:
+            wide = []
+            for pkt in c.demux(c.streams.audio[0]):
+                try:
+                    wide += [f.layout.nb_channels for f in pkt.decode() if f.layout.nb_channels > 8]
+                except av.error.FFmpegError:
+                    pass
+        if wide:
+            break
+    else:
+        pytest.fail("no garbage draw decoded as a frame of more than 8 channels")
+    whole = ClipSpec(num_frames=1, fps=1.0, frame_size=32, audio_rate=24000, audio_channels=1, audio_duration=4.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedMediaWarning)
+        clip = read_clip(path, 0.0, whole, video=False)  # one pass from the start, as the scan above decoded
+    assert clip.audio.shape == (1, whole.audio_samples) and torch.isfinite(clip.audio).all()
+    assert clip.read_info["audio_errors"] == clip.decode_errors >= len(spans) // 2
 
 
 def test_unknown_backend_is_a_clear_error(files):

@@ -30,7 +30,8 @@ from avssl.io.errors import MediaError, NoAudioStream
 from avssl.io.probe import probe
 from avssl.utils.pools import clean_process_pool
 
-__all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "MISSING_AUDIO_POLICIES"]
+__all__ = ["Manifest", "IndexReport", "BadFile", "build_index", "list_videos", "split_cache_path",
+           "MISSING_AUDIO_POLICIES"]
 
 MISSING_AUDIO_POLICIES = ("skip", "zeros", "error")
 
@@ -373,6 +374,19 @@ class _ProbeCache:
                      path_offsets=po, reason_bytes=rb, reason_offsets=ro, detail_bytes=db, detail_offsets=do,
                      **self.cols)
         os.replace(tmp, path)
+
+
+def split_cache_path(cache: str | os.PathLike | None, split: str) -> Path | None:
+    """The probe cache of one split, beside the configured `cache`: `idx/ucf.npz` + 'test' ->
+    `idx/ucf.test.npz` (no suffix: '.npz' added); None stays None.
+
+    One cache file per source: rows are keyed by the path as listed (relative to the media root
+    for dataset lists), so two lists under different roots would collide on equal names, and ids
+    come from one counter per file. Each split of a dataset gets its own file from one setting."""
+    if cache is None or str(cache) == "":
+        return None
+    c = Path(cache)
+    return c.with_name(f"{c.stem if c.suffix else c.name}.{split}{c.suffix or '.npz'}")
 
 
 def build_index(source, cache: str | os.PathLike | None = None, workers: int = 2,

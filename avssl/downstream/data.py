@@ -210,8 +210,12 @@ def subsample_labels(train: VideoSplit, fraction: float, seed: int = 0) -> Video
 
 def make_dataset(split: VideoSplit, spec, mode: str, clips_per_video: int, seed: int = 0,
                  backend: str | None = None, workers: int = 1, progress: bool = False,
-                 decoded_cache: str | None = None, spatial=None):
+                 decoded_cache: str | None = None, spatial=None, index_cache: str | None = None):
     """Index the split's files and wrap them in an `AVClipDataset` carrying the labels.
+
+    `index_cache`: this split's probe cache file (`build_index(cache=...)`; one file per split,
+    e.g. `avssl.data.index.split_cache_path(cfg, "train")`): a re-run probes only new or changed
+    files; None probes every file.
 
     `spatial`: the per-item resize/crop (`avssl.data.spatial.SpatialPolicy`, e.g.
     `policy_from_config(cfg["transforms"]["video"], train=mode == "train")`), so videos of any
@@ -225,7 +229,8 @@ def make_dataset(split: VideoSplit, spec, mode: str, clips_per_video: int, seed:
 
     if len(split) == 0:
         raise ValueError(f"split {split.name!r} is empty")
-    manifest, report = build_index(split.paths, root=split.root, workers=workers, progress=progress)
+    manifest, report = build_index(split.paths, root=split.root, workers=workers, progress=progress,
+                                   cache=index_cache)
     if report.bad:
         log.warning("%s: %s", split.name, report.summary())
     label_of = dict(zip(split.paths, split.labels.tolist()))

@@ -259,6 +259,34 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1009 + rank) % (2 ** 63)
 
 
+def _indexed(splits: dict[str, VideoSplit], key: str, index_cache: str | None, *args, **kw):
+    """`make_dataset` of `splits[key]` with its probe cache, `dataset.index_cache` -> `<stem>.<key>.npz`
+    beside it (`split_cache_path`; folds share the file of a key, so a video probed for fold 1 is not
+    probed again for fold 2). Under torchrun with a cache, rank 0 probes first and the other ranks
+    then find every file in its cache (one probe per file, not one per rank)."""
+    from avssl.data.index import split_cache_path
+
+    cache = split_cache_path(index_cache, key)
+    if cache is None or not du.is_dist():
+        return make_dataset(splits[key], *args, index_cache=cache, **kw)
+    ds = err = None
+    if du.rank() == 0:
+        try:
+            ds = make_dataset(splits[key], *args, index_cache=cache, **kw)
+        except Exception as e:  # raised after the barrier: the other ranks must not wait for rank 0
+            err = e
+    dist.barrier()
+    if err is not None:
+        raise err
+    return ds if ds is not None else make_dataset(splits[key], *args, index_cache=cache, **kw)
+
+
+def _index_counts(ds) -> dict[str, int]:
+    """A split's index account: listed = indexed + left out; probed now + taken from the cache."""
+    r = ds.index_report
+    return {"total": r.total, "indexed": r.indexed, "left_out": len(r.bad), "probed": r.probed, "cached": r.cached}
+
+
 def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     """Fine-tune on one fold and return the test metrics of the model selected on val."""
     run_dir = Path(run_dir)
@@ -277,10 +305,13 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         from avssl.engine.pretrain import decoded_cache_dir
 
         decoded = decoded_cache_dir(decoded, cfg.get("run_dir") or run_dir, dcfg.get("cache_dir"))
-    train_set = make_dataset(splits["train"], spec, "train", _train_clips(dcfg, len(splits["train"]), batch_size * world),
-                             seed, backend, workers, decoded_cache=decoded, spatial=_spatial(cfg, train=True))
-    val_set = (make_dataset(splits["val"], spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed, backend, workers,
-                            decoded_cache=decoded, spatial=_spatial(cfg, train=False)) if len(splits["val"]) else None)
+    index_cache = dcfg.get("index_cache")
+    train_set = _indexed(splits, "train", index_cache, spec, "train",
+                         _train_clips(dcfg, len(splits["train"]), batch_size * world), seed, backend, workers,
+                         decoded_cache=decoded, spatial=_spatial(cfg, train=True))
+    val_set = (_indexed(splits, "val", index_cache, spec, "eval", int(dcfg.get("val_clips_per_video", 1)), seed,
+                        backend, workers, decoded_cache=decoded, spatial=_spatial(cfg, train=False))
+               if len(splits["val"]) else None)
     classes = splits["train"].classes
     log.info("fold %d: train %d videos (%d items), val %d, test %d; %d classes", fold, len(splits["train"]),
              len(train_set), len(splits["val"]), len(splits["test"]), len(classes))
@@ -411,13 +442,15 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
 
     # ---- test once with the selected weights
     model.load_state_dict(torch.load(run_dir / "best_model.pt", map_location=device, weights_only=True))
-    test_set = make_dataset(splits["test"], spec, "eval", int(dcfg.get("eval_clips_per_video", 10)), seed, backend, workers,
-                            decoded_cache=decoded, spatial=_spatial(cfg, train=False))
+    test_set = _indexed(splits, "test", index_cache, spec, "eval", int(dcfg.get("eval_clips_per_video", 10)), seed,
+                        backend, workers, decoded_cache=decoded, spatial=_spatial(cfg, train=False))
     metrics = evaluate_classifier(model, test_set, eval_tf, batch_size=eval_bs, device=device,
                                   num_workers=num_workers, progress=progress)
     metrics.update(fold=fold, best_epoch=best["epoch"], classes=classes, history=history, train_data=_data_totals(history),
                    num_train_videos=len(splits["train"]), num_val_videos=len(splits["val"]),
-                   num_test_videos=len(splits["test"]))
+                   num_test_videos=len(splits["test"]),
+                   index={k: _index_counts(ds) for k, ds in (("train", train_set), ("val", val_set), ("test", test_set))
+                          if ds is not None})
     if rank == 0:
         (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
         save_confusion_png(metrics["confusion"], classes, run_dir / "confusion.png",

@@ -13,6 +13,7 @@ Python data (they travel through files read back with ``weights_only=True``).
 
 from __future__ import annotations
 
+import datetime
 import os
 import tempfile
 import traceback
@@ -184,6 +185,12 @@ def _worker(local_rank: int, world: int, init_file: str, result_dir: str, backen
     try:
         result = fn(local_rank, world, *args)
         torch.save({"ok": True, "result": result}, os.path.join(result_dir, f"rank{local_rank}.pt"))
+        # every rank done before any tears the group down: a rank that closes its gloo connections while a
+        # peer is still inside a collective aborts that peer ("terminate called without an active exception")
+        if backend == "gloo":
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=120))
+        else:
+            dist.barrier()
     except BaseException:  # the parent re-raises with this traceback
         torch.save({"ok": False, "error": traceback.format_exc()},
                    os.path.join(result_dir, f"rank{local_rank}.pt"))

@@ -137,7 +137,7 @@ def _spatial_policy(cfg: dict, train: bool):
 def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     """Index the training (and held-out) videos and wrap them in datasets."""
     from avssl.data.dataset import AVClipDataset
-    from avssl.data.index import build_index
+    from avssl.data.index import build_index, split_cache_path
 
     data_cfg = cfg["data"]
     source_kw = {}  # dataset lists: media root, format, split (avssl.data.sources.resolve_source)
@@ -164,8 +164,9 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     eval_set = None
     notes = {"index_report": train_report, "summary": train_report.summary()}
     if eval_src and cfg.get("eval", {}).get("enabled", True):
-        eval_manifest, eval_report = build_index(eval_src, split=data_cfg.get("eval_split"),
-                                                 **{k: v for k, v in index_kw.items() if k != "cache"})
+        eval_kw = {k: v for k, v in index_kw.items() if k != "cache"}  # its own file: one source per cache
+        eval_kw["cache"] = split_cache_path(data_cfg.get("index_cache"), "eval")
+        eval_manifest, eval_report = build_index(eval_src, split=data_cfg.get("eval_split"), **eval_kw)
         notes["eval_index_report"] = eval_report
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
                                  missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"],

@@ -263,10 +263,28 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool, sy
     return np.stack(out), errors, stale == len(times)
 
 
+def _frame_array(frame) -> np.ndarray:
+    """An audio frame's samples, native dtype: planar [channels, samples], packed [1, samples * channels].
+
+    Hand-written for `AudioFrame.to_ndarray`, which finds the planes by walking `extended_data` to a
+    NULL that FFmpeg only guarantees up to 8 channels: a garbled AAC packet that decodes as a
+    43-channel frame made it read wild pointers (segfault). Exactly the layout's planes are read here."""
+    from av.audio.frame import format_dtypes
+    from av.audio.plane import AudioPlane
+
+    ch = frame.layout.nb_channels
+    dtype = np.dtype(format_dtypes[frame.format.name])
+    if ch < 1:
+        return np.zeros((0, frame.samples), dtype)
+    if not frame.format.is_planar:
+        return np.frombuffer(AudioPlane(frame, 0), dtype=dtype, count=frame.samples * ch)[None]
+    return np.stack([np.frombuffer(AudioPlane(frame, k), dtype=dtype, count=frame.samples) for k in range(ch)])
+
+
 def _to_float_planar(frame) -> np.ndarray:
     """Any PyAV audio frame -> float32 [channels, samples] in [-1, 1]."""
-    arr = frame.to_ndarray()
-    ch = len(frame.layout.channels)
+    arr = _frame_array(frame)
+    ch = frame.layout.nb_channels
     if not frame.format.is_planar:
         arr = arr.reshape(-1, ch).T
     if arr.dtype == np.int16:
