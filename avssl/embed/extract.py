@@ -305,6 +305,11 @@ def _dist():
 
 @dataclass
 class ExtractReport:
+    """What one rank did in this call (`computed_shards`, `videos`, `clips`, `failed`: its own work, so
+    under torchrun each rank reports part of the collection) and, on the rank that merged the tables
+    once every shard was done (rank 0), the whole collection's rows in `collection`: ``{"videos",
+    "clips", "failed"}`` with `failed` counting the index's rejects too (videos + failed = files)."""
+
     out_dir: str
     rank: int
     world_size: int
@@ -316,6 +321,7 @@ class ExtractReport:
     failed: int = 0
     seconds: float = 0.0
     complete: bool = False  # every shard of the collection done (and tables merged)
+    collection: dict = field(default_factory=dict)  # rank 0 of a complete run: the merged tables' row counts
 
     @property
     def videos_per_s(self) -> float:
@@ -508,7 +514,7 @@ def extract(
     barrier()
     all_done = set(sh.done_shards(out_dir)) >= set(range(num_shards))
     if all_done and rank == 0:
-        sh.finalize(out_dir, num_shards)
+        report.collection = sh.finalize(out_dir, num_shards)
     report.complete = all_done
     barrier()
     return report
