@@ -4,7 +4,9 @@ what tests/test_wild_end_to_end.py found broken when it ran every command over t
 - localization: a video without (decodable) sound is skipped and listed with its reason, the others
   still localized; the heatmap MP4 of an AVI without per-frame pts (Xvid packed B-frames) and of files
   with a damaged video packet is written, frame k at the reader's time;
-- extraction: a file whose audio track never decodes is embedded with silence and flagged, not failed.
+- extraction: a file whose audio track never decodes is embedded with silence and flagged, not failed;
+- training data account: items carry the reader's damaged-packet count, and a pretraining run says how
+  many used clips had damaged packets (summary, data_failures.json with the files, TensorBoard).
 """
 
 from __future__ import annotations
