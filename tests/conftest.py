@@ -19,3 +19,14 @@ def tiny_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_world") / "world"
     generate_world(root, preset="tiny", seed=0, workers=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def wild(tmp_path_factory):
+    """The wild collection (tests/wild.py: ~40 real files of every common shape, codec, container,
+    timestamp quirk and damage), written once per test process. Tests must not write into it."""
+    import wild as W
+
+    if W.FFMPEG is None:
+        pytest.skip("the wild collection needs the ffmpeg CLI (it writes the AVIs)")
+    return W.wild_collection_cached(tmp_path_factory)

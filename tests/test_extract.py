@@ -214,6 +214,7 @@ def _all_arrays(out):
 def test_extraction_rows_pooling_and_failed_file(media, reference):
     out, rep = reference
     assert rep.complete and rep.computed_shards == [0, 1, 2, 3] and rep.failed == 1 and rep.videos == 6
+    assert rep.collection == {"clips": 6 * N_CLIPS, "videos": 6, "failed": 2}  # the index's reject included
     failed = sh.read_table(out / "failed.csv", "failed")
     assert failed["path"].tolist() == ["/elsewhere/notes.txt", media.path[2]]
     assert failed["reason"].tolist() == ["not-a-video", "corrupt"] and failed["video_id"].tolist() == [-1, media.id[2]]
@@ -250,7 +251,7 @@ def test_extraction_rows_pooling_and_failed_file(media, reference):
 
 def _two_rank_extract(rank, world, media, out):
     rep = ex.extract(media, TinyAV(), out, **KW)
-    return rep.computed_shards
+    return rep.computed_shards, rep.collection
 
 
 @pytest.mark.slow
@@ -258,8 +259,9 @@ def _two_rank_extract(rank, world, media, out):
 def test_two_processes_give_the_rows_of_one(media, reference, tmp_path):
     from avssl.utils.distributed import run_distributed
 
-    shards_per_rank = run_distributed(_two_rank_extract, 2, media, str(tmp_path))
-    assert shards_per_rank == [[0, 2], [1, 3]]
+    (shards0, totals0), (shards1, totals1) = run_distributed(_two_rank_extract, 2, media, str(tmp_path))
+    assert [shards0, shards1] == [[0, 2], [1, 3]]
+    assert totals0 == reference[1].collection and totals1 == {}  # rank 0 merged: the whole collection's rows
     ref_arrays, got_arrays = _all_arrays(reference[0]), _all_arrays(tmp_path)
     assert set(ref_arrays) == set(got_arrays)
     for name, (ref_emb, ref_table) in ref_arrays.items():

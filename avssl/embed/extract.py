@@ -47,12 +47,14 @@ MISSING_AUDIO = ("zeros", "fail")
 
 @dataclass
 class VideoList:
-    """The columns extraction needs from a collection: ids, paths, durations (s)."""
+    """The columns extraction needs from a collection: ids, paths, durations (s), and whether the
+    index found decodable audio (`has_audio`; None: unknown, the reader finds out)."""
 
     id: np.ndarray
     path: np.ndarray
     duration: np.ndarray
     fingerprint: str
+    has_audio: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.id)
@@ -94,7 +96,9 @@ def as_video_list(collection, *, workers: int = 0) -> tuple[VideoList, object]:
         for i, p in zip(ids.tolist(), paths.tolist()):
             h.update(f"{i}\0{p}\0".encode())
         fp = "paths-sha256:" + h.hexdigest()
-    return VideoList(ids, paths, durations, str(fp)), report
+    has_audio = getattr(collection, "has_audio", None)  # a Manifest: False also for an undecodable audio track
+    has_audio = np.asarray(has_audio, dtype=bool) if has_audio is not None and len(has_audio) == len(ids) else None
+    return VideoList(ids, paths, durations, str(fp), has_audio), report
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -143,6 +147,9 @@ class VideoClipsDataset(Dataset):
         try:
             starts = self.clip_starts(pos)
             try:
+                if self.want_audio and self.videos.has_audio is not None and not self.videos.has_audio[pos]:
+                    # the index found no decodable audio (none, or a track no decoder reads): not worth a read
+                    raise NoAudioStream(path, "the index found no decodable audio")
                 clips = self._read(path, starts, self.want_audio)
             except NoAudioStream:
                 if self.missing_audio != "zeros" or not self.want_video:
@@ -277,6 +284,11 @@ def _dist():
 
 @dataclass
 class ExtractReport:
+    """What one rank did in this call (`computed_shards`, `videos`, `clips`, `failed`: its own work, so
+    under torchrun each rank reports part of the collection) and, on the rank that merged the tables
+    once every shard was done (rank 0), the whole collection's rows in `collection`: ``{"videos",
+    "clips", "failed"}`` with `failed` counting the index's rejects too (videos + failed = files)."""
+
     out_dir: str
     rank: int
     world_size: int
@@ -288,6 +300,7 @@ class ExtractReport:
     failed: int = 0
     seconds: float = 0.0
     complete: bool = False  # every shard of the collection done (and tables merged)
+    collection: dict = field(default_factory=dict)  # rank 0 of a complete run: the merged tables' row counts
 
     @property
     def videos_per_s(self) -> float:
@@ -480,7 +493,7 @@ def extract(
     barrier()
     all_done = set(sh.done_shards(out_dir)) >= set(range(num_shards))
     if all_done and rank == 0:
-        sh.finalize(out_dir, num_shards)
+        report.collection = sh.finalize(out_dir, num_shards)
     report.complete = all_done
     barrier()
     return report

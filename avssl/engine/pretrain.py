@@ -475,6 +475,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                 bar.update(1)
             _maybe_checkpoint(ctx, progress)
             continue
+        ctx.failure_log.add_damaged(batch.get("damaged", ()))  # used clips read with damaged packets skipped
 
         with timer.phase("transform"):
             video = batch["video"].to(ctx.device, non_blocking=True)
@@ -588,7 +589,7 @@ def report_data_failures(ctx: "TrainContext", progress: Progress) -> FailureLog:
     """Collective: merge every rank's `FailureLog`; rank 0 writes ``<run_dir>/data_failures.json`` (the
     run's `DataCounts` and the files behind the failed reads). Returns the merged log."""
     merged = ctx.failure_log.gathered()
-    if ctx.dist.rank == 0 and (merged.files or merged.unlisted_failures or progress.data.failed):
+    if ctx.dist.rank == 0 and (merged.files or merged.unlisted_failures or progress.data.failed or merged.damaged):
         write_failure_report(Path(ctx.cfg["run_dir"]) / "data_failures.json", merged, progress.data,
                              extra={"global_step": progress.global_step, "epoch": progress.epoch})
     return merged
@@ -747,6 +748,10 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
                            progress.data.requested, progress.data.used, progress.data.dropped,
                            progress.data.skipped_steps, progress.data.failed, progress.data.replaced,
                            progress.data.replacement_failures, len(failures.files), run_dir / "data_failures.json")
+        if progress.data.damaged:
+            logger.warning("data: %d of the %d clips used had damaged packets (%d skipped by the decoder, the rest of "
+                           "each clip kept); %d file(s) listed in %s", progress.data.damaged, progress.data.used,
+                           progress.data.decode_errors, len(failures.damaged), run_dir / "data_failures.json")
         summary = {
             "run_dir": str(run_dir),
             "global_step": progress.global_step,
@@ -756,7 +761,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             "timing": ctx.timer.summary(),
             "dropped_samples": progress.data.dropped,
             "data": {**progress.data.as_dict(), "failed_files": len(failures.files),
-                     "unlisted_failures": failures.unlisted_failures},
+                     "unlisted_failures": failures.unlisted_failures, "damaged_files": len(failures.damaged)},
             "retrieval": evals[-1] if evals else None,
             "lr": optimizer.param_groups[0]["lr"],  # the rate the next update (a resumed run) starts with
             "index": _index_counts(data.notes.get("index_report")),
