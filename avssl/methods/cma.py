@@ -223,7 +223,7 @@ class CMAMethod(AVIDMethod):
         except KeyError as exc:
             raise UserError(f"cma.init_from={p}: not an AVID checkpoint ({exc.args[0]})") from None
         model.load_state_dict(state["model"])
-        logger.info("CMA initialised from AVID checkpoint %s (partition Z=%s)", p, self.criterion.partition)
+        logger.info("CMA stage initialised from AVID checkpoint %s (partition Z=%s)", p, self.criterion.partition)
 
     def on_epoch_start(self, epoch: int, *, device, logger) -> None:
         """Positive sets: found at the first epoch (none yet) and every ``refresh_every_epochs`` epochs
