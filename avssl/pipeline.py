@@ -344,11 +344,11 @@ class MainJob:
 
     def plan_avid(self):
         c = self.cfg["avid"]
-        plan = [("trained", "pretrain", self._pretrain_overrides(c, self.avid_run, {"stage": "avid"}))]
+        plan = [("trained", "pretrain", self._pretrain_overrides(c, self.avid_run, {"method": "avid"}))]
         if c.get("random_baseline", True):
             # the same evaluation on the untrained model: 0 epochs = build, evaluate, stop
             plan.append(("random_init", "pretrain", self._pretrain_overrides(
-                c, self.out / "runs" / "random_init", {"stage": "avid", "trainer.epochs": 0,
+                c, self.out / "runs" / "random_init", {"method": "avid", "trainer.epochs": 0,
                                                        "trainer.tensorboard": False})))
         return plan
 
@@ -360,7 +360,7 @@ class MainJob:
 
     def plan_cma(self):
         over = self._pretrain_overrides(self.cfg["cma"], self.cma_run,
-                                        {"stage": "cma", "cma.init_from": str(self.avid_run)})
+                                        {"method": "cma", "cma.init_from": str(self.avid_run)})
         return [("trained", "pretrain", over)]
 
     def stage_cma(self, commands, plan):
@@ -564,7 +564,7 @@ class MainJob:
 
 
 def _latest_checkpoint(run_dir: Path) -> Path:
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
 
     p = CheckpointManager(run_dir).latest_path()
     if p is None:

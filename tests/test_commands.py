@@ -134,7 +134,7 @@ def test_prepare_builds_a_resumable_training_cache(work, folder):
 
 # ------------------------------------------------------------------------------------ pretrain
 def test_pretrain_runs_an_epoch_and_checkpoints(world, pretrained):
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
 
     root, _ = world
     run, out = pretrained

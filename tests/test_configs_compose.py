@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -37,9 +38,8 @@ CONFIGS = ROOT / "configs"
 # Groups no primary config selects: how they are read (a reason, checked below) or why they are dead.
 READ_AS_FILES = {"data/world": "world presets: tools/make_data.py / make_real_world.py --preset <yaml> "
                                "(mirrors of avssl.synth presets; tests/test_synth.py checks they agree)"}
-DEAD_GROUPS = {"loss": "configs/loss/ is read by nothing: pretrain.yaml's `loss:` block is inline (no `loss` "
-                       "entry in its defaults list, so `loss=<name>` does not compose) and "
-                       "avssl.engine.pretrain.build_criterion ignores `_target_` and `joint_weights`"}
+# (configs/loss/ was one: removed; a method and its loss are chosen by `method=` and the `loss:` keys.)
+DEAD_GROUPS: dict[str, str] = {}
 # Single dead options inside a live group.
 DEAD_OPTIONS = {"data/prepare.yaml": "configs/data/prepare.yaml sits in the `data` group but holds the training "
                                      "cache's transcode settings (avssl.data.prepare.CacheSpec): tools/prepare.py "
@@ -172,12 +172,12 @@ def _known_world(preset: str) -> None:
 
 def check_pretrain(cfg: dict) -> None:
     from avssl.data.index import MISSING_AUDIO_POLICIES
-    from avssl.engine.pretrain import build_batch_transforms, build_criterion, build_optimizer
-    from avssl.losses import global_batch_max_position_infonce
+    from avssl.engine.pretrain import build_batch_transforms, build_optimizer
+    from avssl.methods import ModelOutputs, available_methods, build_method
 
     data, loss = cfg["data"], cfg["loss"]
-    assert cfg["stage"] in ("avid", "cma")
-    if cfg["stage"] == "cma":
+    assert cfg["method"] in available_methods()
+    if cfg["method"] == "cma":
         assert cfg["cma"]["init_from"], "a CMA preset names the AVID run it starts from"
     assert data["source"] in ("embedded", "files")
     if data["source"] == "embedded":
@@ -198,15 +198,14 @@ def check_pretrain(cfg: dict) -> None:
         v, a, dense = model(_small(video), audio, dense=True)
     assert v.shape == a.shape == (2, loss["dim"]), "the model's projection must output loss.dim"
     assert dense.shape[1] == loss["dim"]
-    crit = build_criterion(cfg, num_items=300, fingerprint="fp")
-    if cfg["stage"] == "cma":
-        crit.refresh_positives()  # agreement sets from the (random) banks, as at the stage's start
-    value, stats = crit(v, a, torch.tensor([0, 1]))
+    method = build_method(cfg, num_items=300, fingerprint="fp")
+    method.on_epoch_start(0, device=torch.device("cpu"), logger=logging.getLogger("test"))  # e.g. CMA's sets
+    value, stats = method.loss(ModelOutputs(v, a, dense if method.needs_dense else None), torch.tensor([0, 1]))
     assert torch.isfinite(value) and "loss/total" in stats
-    if loss.get("localization_weight", 0) > 0:
-        assert torch.isfinite(global_batch_max_position_infonce(dense, torch.nn.functional.normalize(a, dim=1),
-                                                                torch.tensor([0, 1]), temperature=0.5))
-    build_optimizer(cfg, model.parameters())
+    assert method.needs_dense == (loss.get("localization_weight", 0) > 0)
+    for term in method.terms:
+        assert torch.isfinite(stats[f"loss/{term.name}"])
+    build_optimizer(cfg, model.parameters(), method.parameters())
     assert all(m <= cfg["trainer"]["epochs"] for m in cfg["optim"].get("milestones", []))
     assert cfg["trainer"]["device"] in ("auto", "cpu", "cuda")
     assert cfg["trainer"]["amp"] in (False, "off", "bf16", "fp16")
@@ -265,7 +264,7 @@ def check_demo(cfg: dict) -> None:
     _known_world(cfg["world"]["preset"])
     check("pretrain", _compose("pretrain", [f"experiment={cfg['avid']['experiment']}", *cfg["avid"]["overrides"]]))
     if cfg["cma"].get("enabled", True):
-        check("pretrain", _compose("pretrain", [f"experiment={cfg['cma']['experiment']}", "stage=cma",
+        check("pretrain", _compose("pretrain", [f"experiment={cfg['cma']['experiment']}", "method=cma",
                                                 "cma.init_from=runs/avid", *cfg["cma"]["overrides"]]))
     check("finetune", _compose("finetune", [f"finetune={cfg['finetune']['preset']}", *cfg["finetune"]["overrides"]]))
     check("localize", _compose("localize", cfg["localize"]["overrides"]))
@@ -320,40 +319,11 @@ def test_world_preset_file_loads(path):
     assert preset.name == path.stem and preset.num_clips >= 1
 
 
-# ---- dead: configs/loss (xfail strict: the refactor wires or removes it, and must update this file)
-LOSS_OPTIONS = [p.stem for p in _yaml_files(CONFIGS / "loss")]
-
-
-@pytest.mark.parametrize("name", LOSS_OPTIONS)
-def test_loss_yaml_itself_instantiates(name):
-    """The files are well-formed (their `_target_` builds with their own fields): only the wiring is missing."""
-    from hydra.utils import instantiate
-
-    spec = OmegaConf.load(CONFIGS / "loss" / f"{name}.yaml")
-    crit = instantiate(spec, num_items=2000)
-    assert type(crit).__name__ == spec._target_.rsplit(".", 1)[1]
-    assert crit.num_negatives == spec.num_negatives and crit.loss_type == spec.loss
-    if "joint_weights" in spec:
-        assert crit.weights == {"cross": spec.joint_weights[0], "self": spec.joint_weights[1]}
-
-
-@pytest.mark.xfail(strict=True, reason=DEAD_GROUPS["loss"])
-@pytest.mark.parametrize("name", LOSS_OPTIONS)
-def test_loss_option_selects_the_pretraining_criterion(name):
-    from avssl.engine.pretrain import build_criterion
-
-    spec = OmegaConf.load(CONFIGS / "loss" / f"{name}.yaml")
-    stage = "cma" if "CMA" in spec._target_ else "avid"
-    cfg = _compose("pretrain", [f"loss={name}", f"stage={stage}"])
-    crit = build_criterion(cfg, num_items=2000, fingerprint="fp")
-    assert type(crit).__name__ == spec._target_.rsplit(".", 1)[1]
-
-
-@pytest.mark.xfail(strict=True, reason="loss.joint_weights is silently dropped: build_criterion passes only "
-                                       "loss.variant to AVIDCriterion (default weights 0.5/0.5)")
+# ---- the loss block reaches the method (it was once silently dropped)
 def test_joint_weights_reach_the_criterion():
-    from avssl.engine.pretrain import build_criterion
+    from avssl.methods import build_method
 
-    cfg = _compose("pretrain", ["loss.variant=joint", "+loss.joint_weights=[0.8,0.2]"])
-    crit = build_criterion(cfg, num_items=2000, fingerprint="fp")
-    assert crit.weights == {"cross": 0.8, "self": 0.2}
+    cfg = _compose("pretrain", ["loss.variant=joint", "loss.joint_weights=[0.8,0.2]"])
+    assert build_method(cfg, num_items=2000, fingerprint="fp").criterion.weights == {"cross": 0.8, "self": 0.2}
+    default = build_method(_compose("pretrain", ["loss.variant=joint"]), num_items=2000, fingerprint="fp")
+    assert default.criterion.weights == {"cross": 0.5, "self": 0.5}  # pretrain.yaml: the paper's 1:1

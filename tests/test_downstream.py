@@ -160,7 +160,7 @@ def _eval_worker(rank, world, world_dir):
 
 @pytest.mark.slow  # ~14 s: two spawned processes import torch
 def test_two_process_evaluation_equals_one_process(world_dir):
-    from avssl.engine.distributed import run_distributed
+    from avssl.utils.distributed import run_distributed
 
     one_pred, one = _eval_worker(0, 1, world_dir)
     results = run_distributed(_eval_worker, 2, world_dir)
@@ -215,7 +215,7 @@ def test_warmup_keeps_encoder_weights(tmp_path, world_dir):
 
 
 def test_avssl_checkpoint_init(tmp_path):
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.models import build_av_model
 
     model_cfg = {"video": "tiny", "audio": "tiny", "proj_dim": [16, 8]}

@@ -257,7 +257,7 @@ def _two_rank_extract(rank, world, media, out):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_processes_give_the_rows_of_one(media, reference, tmp_path):
-    from avssl.engine.distributed import run_distributed
+    from avssl.utils.distributed import run_distributed
 
     (shards0, totals0), (shards1, totals1) = run_distributed(_two_rank_extract, 2, media, str(tmp_path))
     assert [shards0, shards1] == [[0, 2], [1, 3]]

@@ -301,7 +301,7 @@ def test_pretraining_indexes_a_kinetics_csv_and_ends_with_its_evaluation(tmp_pat
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.engine.pretrain import train
 
     root = tmp_path / "k"

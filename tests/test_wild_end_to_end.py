@@ -222,7 +222,7 @@ def _avid(corpus, nproc: int) -> tuple[Path, dict]:
 
 def _cma(corpus, avid_run: Path, nproc: int) -> tuple[Path, dict]:
     run = corpus["work"] / f"cma_{_ranks(nproc)}"
-    done = tool("pretrain", *_pretrain_args(corpus, run, nproc, "stage=cma", f"cma.init_from={avid_run}",
+    done = tool("pretrain", *_pretrain_args(corpus, run, nproc, "method=cma", f"cma.init_from={avid_run}",
                                            "cma.num_positives=3", "cma.num_negatives_within=8"),
                 cwd=corpus["work"], nproc=nproc)
     return run, last_json(done.stdout)
@@ -306,7 +306,7 @@ def _check_training_account(corpus, run: Path, out: dict, stage: str) -> None:
     # held-out retrieval over the same files: the damaged ones counted once as unreadable
     r = out["retrieval"]
     assert r["num_failed"] == len(corpus["damaged"]) and r["num_clips"] + r["num_failed"] == n
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
 
     state = CheckpointManager(run).load()
     assert state["stage"] == stage and state["config"]["model"]["video"] == "avid_r2plus1d_18"

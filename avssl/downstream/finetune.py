@@ -34,10 +34,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
 from avssl.engine.batches import write_failure_report
-from avssl.engine.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
+from avssl.utils.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.utils.errors import UserError
 from avssl.engine.samplers import ResumableDistributedSampler
 from avssl.engine.schedules import build_lr_scheduler, schedule_unit

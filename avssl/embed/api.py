@@ -65,7 +65,7 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
     """
     state, run_cfg = None, {}
     if checkpoint is not None:
-        from avssl.engine.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
+        from avssl.utils.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
 
         p = Path(checkpoint)
         if p.name == LATEST_POINTER and p.is_file():  # <run>/checkpoints/latest: the pointer, not a checkpoint
@@ -100,7 +100,8 @@ def load_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
         "seed": None if state is not None else seed,
         "model_config": model_config if isinstance(model_config, str) else dict(model_config),
         "global_step": (state or {}).get("progress", {}).get("global_step"),
-        "stage": (state or {}).get("stage"),
+        "method": (state or {}).get("method") or (state or {}).get("stage"),  # older checkpoints: "stage"
+        "stage": (state or {}).get("method") or (state or {}).get("stage"),  # the same, under its old name
         "spec": (run_cfg.get("data") or {}).get("spec"),
         "transforms": run_cfg.get("transforms"),
     }

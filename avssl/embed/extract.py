@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from avssl.data.spatial import SpatialPolicy, input_policy_of
 from avssl.io.errors import MediaError
 from avssl.io.types import ClipSpec
+from avssl.transforms.config import default_transforms  # noqa: F401  (re-exported: embed users call it)
 
 from . import shards as sh
 
@@ -256,28 +257,6 @@ def pool_clips(per_clip: torch.Tensor, layer: str) -> torch.Tensor:
     ``"proj"`` put back on the unit sphere (a mean of unit vectors is shorter than 1)."""
     pooled = per_clip.mean(1)
     return F.normalize(pooled, dim=1) if layer == PROJ else pooled
-
-
-def default_transforms(spec: ClipSpec, device, transforms_config: Mapping | None = None):
-    """``(video_transform, audio_transform)`` for evaluation, on ``device``.
-
-    uint8 ``[B,T,H,W,3]`` -> normalised float ``[B,3,T,H,W]`` and waveform ``[B,C,S]`` ->
-    log-spectrogram ``[B,1,F,T]``. ``transforms_config`` is the pretraining config's
-    ``transforms`` section (``{"video": VideoAugment kwargs, "audio": LogSpectrogram kwargs}``),
-    so a checkpoint's model sees the preprocessing it was trained with (eval mode: no
-    augmentation). The video transform only normalises: each clip is first brought to its shape
-    by the transform's ``input_policy`` (resize + centre crop, or ``eval_mode``), which readers
-    of clips (``VideoClipsDataset``, ``embed_video``, localization) apply per clip.
-    """
-    from avssl.transforms.audio import LogSpectrogram
-    from avssl.transforms.video import VideoAugment
-
-    tc = dict(transforms_config or {})
-    video_kw = dict(tc.get("video") or {})
-    audio_kw = dict(tc.get("audio") or {})
-    audio_kw.setdefault("sample_rate", spec.audio_rate)
-    return (VideoAugment(**video_kw, train=False, geometry=False).to(device),
-            LogSpectrogram(**audio_kw).to(device))
 
 
 def model_digest(model: torch.nn.Module) -> str:

@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from avssl.data.collate import BatchFiller, ItemFailure, keep_batch
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.samplers import BatchRequestSampler, ResumableDistributedSampler
 
 __all__ = ["DataCounts", "FailureLog", "StepVerdict", "agree_on_step", "training_loader", "write_failure_report",
