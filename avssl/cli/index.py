@@ -13,11 +13,12 @@ dataset's naming conventions. Rows without a file are reported as 'missing' with
 import argparse
 
 from avssl.data.index import MISSING_AUDIO_POLICIES, build_index
-from avssl.utils.cli import run_main
 from avssl.data.sources import SOURCE_FORMATS
+from avssl.utils.cli import run_main
 
 
-def _print_left_out(bad, limit: int) -> None:
+def print_left_out(bad, limit: int) -> None:
+    """The first ``limit`` entries left out of an index, one line each (reason, path, detail)."""
     for b in bad[:limit]:
         print(f"  {b.reason:16s} {b.path}  {b.detail}")
     if len(bad) > limit:
@@ -41,7 +42,7 @@ def run(argv=None):
     manifest, report = build_index(a.source, cache=a.cache, workers=a.workers, root=a.root,
                                    missing_audio=a.missing_audio, split=a.split, fmt=a.fmt)
     print(report.summary())
-    _print_left_out(report.bad, a.show)
+    print_left_out(report.bad, a.show)
     if a.out:
         labels = f", {len(manifest.label_names)} labels" if manifest.label is not None else ""
         print(f"manifest: {manifest.save(a.out)} ({len(manifest)} videos{labels}, fingerprint {manifest.fingerprint()})")

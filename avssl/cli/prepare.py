@@ -12,17 +12,11 @@ OUT_DIR/videos.txt.
 import argparse
 from pathlib import Path
 
+from avssl.cli.index import print_left_out
 from avssl.data.index import Manifest, build_index
 from avssl.data.prepare import CacheSpec, build_training_cache
-from avssl.utils.cli import run_main
 from avssl.data.sources import SOURCE_FORMATS
-
-
-def _print_left_out(bad, limit: int) -> None:
-    for b in bad[:limit]:
-        print(f"  {b.reason:16s} {b.path}  {b.detail}")
-    if len(bad) > limit:
-        print(f"  ... and {len(bad) - limit} more")
+from avssl.utils.cli import run_main
 
 
 def run(argv=None):
@@ -47,7 +41,7 @@ def run(argv=None):
         manifest, report = build_index(a.source, cache=a.index_cache, workers=a.workers, root=a.root,
                                        split=a.split, fmt=a.fmt)
         print("source index:", report.summary())
-        _print_left_out(report.bad, 20)
+        print_left_out(report.bad, 20)
     spec = CacheSpec(short_side=a.short_side, fps=a.fps, gop=a.gop, audio_rate=a.audio_rate, crf=a.crf)
     cache, report = build_training_cache(manifest, a.out_dir, spec, workers=a.workers)
     if manifest.label is not None:  # the dataset's labels travel to the cache's rows (same ids)
