@@ -65,7 +65,7 @@ def compute(work: Path) -> dict:
     common = [f"data.world_dir={world}", "seed=0", "trainer.device=cpu", "trainer.progress=false",
               "trainer.tensorboard=false"]
     avid = train(_compose("pretrain", ["experiment=tiny", f"run_dir={work / 'avid'}", *common]))
-    cma = train(_compose("pretrain", ["experiment=tiny", "stage=cma", f"cma.init_from={work / 'avid'}",
+    cma = train(_compose("pretrain", ["experiment=tiny", "method=cma", f"cma.init_from={work / 'avid'}",
                                       f"run_dir={work / 'cma'}", *common]))
 
     videos = [str(p) for p in load_world(world).video_paths("test")]

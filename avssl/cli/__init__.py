@@ -14,7 +14,7 @@ import sys
 # verb -> (module under avssl.cli, what it does). `avssl-<verb>` is the console script of each.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the main job: world -> AVID -> CMA -> fine-tune -> localize -> embeddings (Hydra)"),
-    "pretrain": ("pretrain", "AVID / CMA audio-visual pretraining (Hydra; torchrun for several processes)"),
+    "pretrain": ("pretrain", "audio-visual pretraining: AVID, CMA, CLIP-style (Hydra; torchrun for several processes)"),
     "finetune": ("finetune", "action-recognition fine-tuning: UCF101 / HMDB51 / Kinetics-style / the world (Hydra)"),
     "localize": ("localize", "sound-source heatmaps, overlays and MP4s; cIoU / AUC on annotated sets (Hydra)"),
     "extract": ("extract", "embeddings of a collection into resumable shards (Hydra; torchrun)"),

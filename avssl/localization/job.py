@@ -28,7 +28,7 @@ def build_inputs(cfg: DictConfig):
     transforms win) or, without one, from ``cfg.model`` with random weights (seeded).
     ``cfg.clip`` / ``cfg.transforms`` override what the checkpoint stored.
     """
-    from avssl.embed.api import load_model, spec_from
+    from avssl.models.loading import load_model, spec_from
     from avssl.io.types import ClipSpec
     from avssl.localization.defaults import localization_inputs
 
