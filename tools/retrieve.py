@@ -6,6 +6,8 @@ Retrieval table (audio->video, video->audio), e.g. pretrained vs random weights:
 Query by file (embedded with the collection's own model) or by a saved embedding:
     python tools/retrieve.py query emb/pretrained --file dog.wav --modality audio -k 5
     python tools/retrieve.py query emb/pretrained --embedding q.npy --modality video --target video
+Approximate search index (faiss; `query` then uses it, `--exact` bypasses it):
+    python tools/retrieve.py index emb/pretrained --level clip --modality video [--kind hnsw]
 """
 
 from __future__ import annotations
@@ -57,7 +59,31 @@ def main(argv=None) -> int:
     q.add_argument("-k", type=int, default=10)
     q.add_argument("--device", default=None)
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    q.add_argument("--exact", action="store_true", help="exact search even when an index was built")
+    x = sub.add_parser("index", help="build the approximate search index of one array (avssl.embed.search)")
+    x.add_argument("collection")
+    x.add_argument("--level", choices=["video", "clip"], default="video")
+    x.add_argument("--modality", nargs="+", choices=["audio", "video"], default=["video", "audio"],
+                   help="the searched modalities (one index each)")
+    x.add_argument("--layer", default="proj")
+    x.add_argument("--kind", choices=["ivf", "hnsw"], default="ivf")
+    x.add_argument("--codec", choices=["sq8", "flat"], default="sq8")
+    x.add_argument("--nlist", type=int, default=None, help="ivf cells (default ~4 sqrt(rows))")
+    x.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact the depth is tuned to")
+    x.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
+
+    if args.cmd == "index":
+        from avssl.embed.search import build_index
+
+        for m in args.modality:
+            si = build_index(args.collection, args.level, m, args.layer, kind=args.kind, codec=args.codec,
+                             nlist=args.nlist, target_recall=args.target_recall, threads=args.threads)
+            i = si.info
+            print(f"{i['array']}: {i['kind']}/{i['codec']} over {i['rows']} rows of {i['dim']}, depth {i['depth']}, "
+                  f"recall@{i['k']} {i['recall']:.3f} vs exact ({i['calibration_queries']} queries), "
+                  f"built in {i['build_seconds']:.1f} s, {i['index_bytes'] / 2**20:.1f} MiB")
+        return 0
 
     from avssl.embed.api import collection_retrieval, query_collection
 
@@ -77,13 +103,15 @@ def main(argv=None) -> int:
     emb = np.load(args.embedding) if args.embedding else None
     rows = query_collection(args.collection, file=args.file, embedding=emb, query_modality=args.modality,
                             target_modality=args.target, level=args.level, layer=args.layer, k=args.k,
-                            device=args.device)
+                            device=args.device, exact=args.exact)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         for r in rows:
             extra = f"  clip {r['clip_index']} @ {r['clip_start']:.2f}s" if "clip_index" in r else ""
             print(f"{r['query']:>3} {r['rank']:>3}  {r['score']:+.4f}  {r['path']}{extra}")
+        if rows:
+            print(f"(searched: {rows[0]['method']})")
     return 0
 
 
