@@ -8,6 +8,9 @@ Query by file (embedded with the collection's own model) or by a saved embedding
     python tools/retrieve.py query emb/pretrained --embedding q.npy --modality video --target video
 Approximate search index (faiss; `query` then uses it, `--exact` bypasses it):
     python tools/retrieve.py index emb/pretrained --level clip --modality video [--kind hnsw]
+Videos whose sound does not belong to the picture (off-screen, dubbed, music bed) or is silent,
+worst first (avssl.embed.agreement; also written to <collection>/agreement.csv):
+    python tools/retrieve.py agreement emb/pretrained [--flagged-only] [--top 50]
 """
 
 from __future__ import annotations
@@ -71,8 +74,40 @@ def main(argv=None) -> int:
     x.add_argument("--nlist", type=int, default=None, help="ivf cells (default ~4 sqrt(rows))")
     x.add_argument("--target-recall", type=float, default=0.95, help="recall@10 vs exact the depth is tuned to")
     x.add_argument("--threads", type=int, default=None)
+    g = sub.add_parser("agreement", help="rank videos by audio-visual agreement; flag silent / unrelated sound")
+    g.add_argument("collection")
+    g.add_argument("--top", type=int, default=20, help="rows to print (0: all)")
+    g.add_argument("--flagged-only", action="store_true")
+    g.add_argument("--threshold", type=float, default=None, help="flag 'unrelated' below this calibrated score "
+                   "(0-1; default 0.5)")
+    g.add_argument("--silence-db", type=float, default=None, help="flag 'silent' below this RMS (dBFS; default -45)")
+    g.add_argument("--negatives", type=int, default=256, help="mismatched pairs per row for the calibration")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--layer", default="proj")
+    g.add_argument("--json", action="store_true", help="print the ranked rows as JSON")
     args = ap.parse_args(argv)
 
+    if args.cmd == "agreement":
+        from avssl.embed.agreement import SILENCE_DB, THRESHOLD, agreement, ranked
+
+        videos, _, info = agreement(args.collection, layer=args.layer, negatives=args.negatives, seed=args.seed,
+                                    threshold=THRESHOLD if args.threshold is None else args.threshold,
+                                    silence_db=SILENCE_DB if args.silence_db is None else args.silence_db)
+        order = ranked(videos, flagged_only=args.flagged_only)
+        order = order[: args.top] if args.top else order
+        cols = ("flag", "agreement", "similarity", "rms_db", "video_id", "path")
+        rows = [{c: (videos[c][i].item() if hasattr(videos[c][i], "item") else videos[c][i]) for c in cols}
+                for i in order]
+        if args.json:
+            print(json.dumps(rows, indent=1))
+            return 0
+        c = info["counts"]
+        print(f"{info['videos']} videos: {c['unrelated']} unrelated sound (agreement < {info['threshold']}), "
+              f"{c['silent']} silent (< {info['silence_db']} dBFS), {c['no-audio']} without audio, {c['ok']} ok; "
+              f"scores in {Path(args.collection) / 'agreement.csv'}")
+        for r in rows:
+            print(f"{r['flag']:>9}  {r['agreement']:.3f}  {r['similarity']:+.3f}  {r['rms_db']:7.1f} dB  {r['path']}")
+        return 0
     if args.cmd == "index":
         from avssl.embed.search import build_index
 
