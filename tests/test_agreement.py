@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avssl.embed import agreement as ag
 from avssl.embed import shards as sh
+
+# the package exports the function `agreement`, which hides the module of the same name
+ag = importlib.import_module("avssl.embed.agreement")
 
 
 def _tool(name):

@@ -18,9 +18,11 @@ scores returned are exact, only the candidate set is approximate. Two index stru
 
 Codes are 8-bit scalar quantised (``codec="sq8"``, 1 byte per dimension: 128 MB for 10^6 rows of
 128) or float32 (``"flat"``). The search depth (``nprobe`` / ``efSearch``) is not guessed: the
-build measures recall@k against exact search on a seeded sample of the collection's own rows
-(every modality extracted at that level and layer; a row never counts as its own neighbour) and
-keeps the smallest depth reaching ``target_recall``; the measured recall is stored with the index.
+build measures recall@k against exact search on queries made from a seeded sample of the
+collection's own rows (every modality extracted at that level and layer), each moved by noise of
+the collection's nearest-neighbour distance and its own clip / video left out of both result
+lists, so that each stands for a query from outside the collection (`held_out_queries`), and keeps
+the smallest depth reaching ``target_recall``; the measured recall is stored with the index.
 
 An index whose collection changed since it was built (re-extracted, shards added, overwritten)
 is refused (`StaleIndex`), never silently used.
@@ -235,8 +237,8 @@ def default_nlist(n: int) -> int:
 
 
 def _calibration_queries(out_dir, level, modality, layer, n_rows, count, seed):
-    """``(queries [Q, D], self_rows [Q])``: seeded rows of every modality extracted at this level and
-    layer; ``self_rows`` is the query's own row when it is a row of the indexed array (else -1)."""
+    """``(rows [Q, D], own_rows [Q])``: seeded rows of every modality extracted at this level and
+    layer, and each one's own row (the same clip / video) in the indexed array."""
     meta = sh.read_meta(out_dir)
     rng = np.random.default_rng(seed)
     layers = meta.get("layers") or {}
@@ -249,8 +251,31 @@ def _calibration_queries(out_dir, level, modality, layer, n_rows, count, seed):
             continue
         pick = np.sort(rng.choice(n_rows, size=min(per, n_rows), replace=False))
         qs.append(rows.rows(pick))
-        selves.append(pick if m == modality else np.full(len(pick), -1))
+        selves.append(pick)
     return np.concatenate(qs), np.concatenate(selves)
+
+
+def held_out_queries(rows: sh.MappedRows, queries: np.ndarray, selves: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Queries that stand for ones from outside the collection: each moved by Gaussian noise of the
+    collection's median nearest-neighbour distance (measured on the queries that are rows of the
+    indexed array, ``rows.rows(selves) == queries``, their own row left out). A row of the index is
+    found by navigating to it (HNSW) and lies where the cells were fitted (IVF), which makes recall
+    look better than for a new query; moved one neighbour spacing away it is no easier than a fresh
+    one (a conservative calibration). Unit rows stay unit rows; other rows keep their norm."""
+    if len(rows) < 2:
+        return queries
+    same = np.all(rows.rows(selves) == queries, axis=1)
+    base = queries[same] if same.any() else queries
+    s, i = exact_search(rows, base, 2, device="cpu")
+    own = selves[same] if same.any() else selves
+    nn = np.where(i[:, 0] == own, s[:, 1], s[:, 0])  # best score of another row
+    n2 = np.maximum(np.sum(base * base, axis=1), 1e-12)
+    dist = float(np.median(np.sqrt(np.maximum(2 - 2 * nn / n2, 0))))  # between the unit directions
+    norms = np.linalg.norm(queries, axis=1, keepdims=True)
+    z = np.random.default_rng([seed, 1]).standard_normal(queries.shape).astype(np.float32)
+    moved = queries / np.maximum(norms, 1e-12) + dist * z / np.sqrt(queries.shape[1])
+    moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+    return (moved * norms).astype(np.float32)
 
 
 def _drop_self(idx: np.ndarray, selves: np.ndarray, k: int) -> np.ndarray:
@@ -334,7 +359,8 @@ def build_index(
         # calibration: the smallest depth reaching the target recall
         bar.set_postfix_str("calibrating")
         queries, selves = _calibration_queries(out_dir, level, modality, layer, n, calibration_queries, seed)
-        kk = min(k, n - 1) if (selves >= 0).any() else min(k, n)
+        queries = held_out_queries(rows, queries, selves, seed)
+        kk = max(1, min(k, n - 1))
         _, exact = exact_search(rows, queries, kk + 1, device="cpu")
         exact = _drop_self(exact, selves, kk)
         info = {"format": "avssl-search-index", "version": 1, "collection_key": key, "array": name,
