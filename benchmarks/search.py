@@ -187,7 +187,7 @@ def run_one(backend: str, coll: Path, singles: int) -> dict:
         res["build_s"] = time.perf_counter() - t
         # the same calibration as avssl.embed.search: smallest ef reaching recall 0.95 on the collection's rows
         t = time.perf_counter()
-        cq, selves = se._calibration_queries(coll, "video", "video", "proj", len(rows), 256, 0)
+        cq, selves, kinds = se._calibration_queries(coll, "video", "video", "proj", len(rows), 256, 0)
         cq = se.held_out_queries(rows, cq, selves, 0)
         _, ex = se.exact_search(rows, cq, K + 1, device="cpu")
         ex = se._drop_self(ex, selves, K)
@@ -195,7 +195,8 @@ def run_one(backend: str, coll: Path, singles: int) -> dict:
         while True:
             p.set_ef(ef)
             got, _ = p.knn_query(cq, K + 1)
-            r = se.recall_at_k(se._drop_self(got.astype(np.int64), selves, K), ex, K)
+            got = se._drop_self(got.astype(np.int64), selves, K)
+            r = min(se.recall_at_k(got[kinds == m], ex[kinds == m], K) for m in np.unique(kinds))
             if r >= 0.95 or ef >= 4096:
                 break
             ef *= 2
