@@ -54,6 +54,17 @@ def flag_table(videos: dict, kind_of: dict) -> dict:
             for k in ("normal",) + KINDS if (kinds == k).any()}
 
 
+THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+
+
+def sweep(videos: dict, kind_of: dict) -> dict:
+    """{kind: [share of its videos with agreement < t for t in THRESHOLDS]} (what --threshold would flag)."""
+    kinds = np.array([kind_of[p] for p in videos["path"]])
+    score = np.asarray(videos["agreement"], float)
+    return {k: [float(np.mean(score[kinds == k] < t)) for t in THRESHOLDS] for k in ("normal",) + KINDS
+            if (kinds == k).any()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", required=True, help="pretraining run dir or checkpoint (e.g. avid_embedded_cpu)")
@@ -98,6 +109,7 @@ def main() -> None:
         t = time.perf_counter()
         videos, clips, ainfo = agreement(out, progress=False)
         results[name] = {"auc": auc_table(videos, kind_of), "flags": flag_table(videos, kind_of),
+                         "below_threshold": sweep(videos, kind_of),
                          "counts": ainfo["counts"], "extract_s": round(ext_s, 1),
                          "agreement_s": round(time.perf_counter() - t, 2), "videos": rep.videos,
                          "mean_agreement": {k: float(np.nanmean(videos["agreement"][[kind_of[p] == k for p in
@@ -110,6 +122,11 @@ def main() -> None:
     for name, r in results.items():
         for k, a in r["auc"].items():
             print(f"| {name} | {k} ({a['n']}) | " + " | ".join(f"{a[s]:.3f}" for s in SCORES) + " |")
+    print("\n| weights | kind | " + " | ".join(f"agreement < {t}" for t in THRESHOLDS) + " |")
+    print("|---|---|" + "---|" * len(THRESHOLDS))
+    for name, r in results.items():
+        for k, shares in r["below_threshold"].items():
+            print(f"| {name} | {k} | " + " | ".join(f"{x:.2f}" for x in shares) + " |")
     print("\n| weights | kind | mean agreement | " + " | ".join(f"flagged {f}" for f in ("ok", "unrelated", "silent"))
           + " |")
     print("|---|---|---|---|---|---|")

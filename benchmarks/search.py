@@ -241,8 +241,12 @@ def main() -> None:
     ap.add_argument("--query-noise", type=float, default=0.5)
     ap.add_argument("--workdir", default="/tmp/search_bench")
     ap.add_argument("--json", help="append results (one JSON object per line) here")
+    ap.add_argument("--table", help="only print the table of results saved with --json")
     ap.add_argument("--run-one", nargs=2, metavar=("BACKEND", "COLLECTION"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.table:
+        print(table([json.loads(x) for x in open(args.table) if x.strip()]))
+        return
     if args.run_one:
         print("RESULT " + json.dumps(run_one(args.run_one[0], Path(args.run_one[1]), args.singles)))
         return
@@ -289,15 +293,20 @@ def main() -> None:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(r) + "\n")
             shutil.rmtree(coll, ignore_errors=True)
-    print("\n| data | N | D | backend | recall@10 | build s | depth | single p50 / p95 ms | batched ms/query | "
-          "index MiB | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in results:
-        depth = r.get("depth", "")
-        print(f"| {r['data']} | {r['n']:,} | {r['dim']} | {r['backend']} | {r['recall@10']:.3f} | {r['build_s']:.1f} | "
-              f"{depth} | {r['p50_ms']:.2f} / {r['p95_ms']:.2f} | {r['batch_ms']:.3f} | {r['index_mb']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} |")
+    print(table(results))
 
+
+def table(results: list[dict]) -> str:
+    """Markdown table; RSS growth = the backend process's peak RSS minus its RSS after imports
+    (python + torch + avssl: ~0.7 GiB)."""
+    lines = ["| data | N | D | backend | recall@10 | build s | depth | single p50 / p95 ms | batched ms/query | "
+             "index MiB | RSS growth MiB |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        build = f"{r['build_s']:.1f}" + (f" (+{r['calibrate_s']:.1f})" if r.get("calibrate_s") is not None else "")
+        lines.append(f"| {r['data']} | {r['n']:,} | {r['dim']} | {r['backend']} | {r['recall@10']:.3f} | {build} | "
+                     f"{r.get('depth', '')} | {r['p50_ms']:.2f} / {r['p95_ms']:.2f} | {r['batch_ms']:.3f} | "
+                     f"{r['index_mb']:.0f} | {r['peak_rss_mb'] - r['base_rss_mb']:.0f} |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()

@@ -52,6 +52,7 @@ KINDS = ("ivf", "hnsw")
 CODECS = ("sq8", "flat")
 FAISS_PIN = "faiss-cpu==1.15.1"
 EXACT_CHUNK = 65536  # rows per exact-search block (bounded memory whatever the collection size)
+SCORE_BUDGET = 1 << 22  # float32 scores held at once by exact_search (16 MiB): queries x block rows
 
 
 class NoIndex(sh.CollectionError):
@@ -106,18 +107,22 @@ def _chunks(rows: sh.MappedRows, size: int = EXACT_CHUNK):
 
 
 def exact_search(rows: sh.MappedRows, queries, k: int = 10, *, device=None,
-                 chunk: int = EXACT_CHUNK) -> tuple[np.ndarray, np.ndarray]:
+                 chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` by dot product over a memory-mapped array, block by block:
-    ``(scores float32 [Q, k], rows int64 [Q, k])``, ties to the lower row (`retrieval.nearest`)."""
+    ``(scores float32 [Q, k], rows int64 [Q, k])``, ties to the lower row (`retrieval.nearest`).
+    Blocks of ``chunk`` rows (default: as many as keep ``Q x chunk`` scores within 16 MiB, at
+    least 4096, at most 65536)."""
     from .retrieval import nearest
 
     q = torch.from_numpy(_as_queries(queries, rows.dim))
+    chunk = chunk or int(min(EXACT_CHUNK, max(4096, SCORE_BUDGET // max(1, len(q)))))
     if len(rows) == 0:
         raise ValueError("empty collection")
     k = min(k, len(rows))
     best_s = best_i = None
     for first, block in _chunks(rows, chunk):
-        s, i = nearest(q, torch.from_numpy(block), k, device=device)
+        s, i = nearest(q, torch.from_numpy(block), k, chunk=chunk, query_chunk=max(1, SCORE_BUDGET // chunk),
+                       device=device)
         i = i + first
         if best_s is None:
             best_s, best_i = s, i
