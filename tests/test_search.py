@@ -110,7 +110,9 @@ def test_ivf_reaches_exact_with_every_cell_probed(synthetic):
     assert np.array_equal(i, ei) and np.allclose(s, es, atol=1e-6)
 
 
-def test_build_save_load_and_stale_index_refused(synthetic, tmp_path):
+def test_build_save_load_and_stale_index_refused(synthetic, tmp_path, capsys, monkeypatch):
+    from test_cli_errors import one_error_line, run_script
+
     coll = shutil.copytree(synthetic, tmp_path / "c")
     assert not se.has_index(coll)
     with pytest.raises(se.NoIndex, match="tools/retrieve.py index"):
@@ -131,8 +133,18 @@ def test_build_save_load_and_stale_index_refused(synthetic, tmp_path):
         query_collection(coll, embedding=q[0], query_modality="audio", k=3)
     rows = query_collection(coll, embedding=q[0], query_modality="audio", k=3, exact=True)
     assert [r["method"] for r in rows] == ["exact"] * 3
+    np.save(tmp_path / "q.npy", q[0])  # the command: one line naming the index and what to do, exit 2
+    res = run_script("retrieve", "query", str(coll), "--embedding", str(tmp_path / "q.npy"), tmp_path=tmp_path,
+                     capsys=capsys, monkeypatch=monkeypatch)
+    one_error_line(res, "retrieve", str(idx_path), "rebuild", "--exact")
     se.build_index(coll, progress=False, threads=1)
     assert se.load_index(coll).info["rows"] == 6000
+    # more results than the build's k: candidates scale with k; an empty query batch is fine
+    s, i = se.load_index(coll).search(q[:3], 50)
+    assert s.shape == (3, 50) and (i >= 0).all() and se.load_index(coll).search(q[:0], 5)[1].shape == (0, 5)
+    idx_path.write_bytes(idx_path.read_bytes()[:1000])  # a truncated index file
+    with pytest.raises(se.StaleIndex, match="unreadable"):
+        se.load_index(coll)
 
 
 def test_missing_faiss_is_one_clear_line(monkeypatch):

@@ -164,18 +164,19 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def _params(self, depth: int | None):
+    def _params(self, depth: int | None, n: int):
         faiss = require_faiss()
         depth = int(depth or self.info["depth"])
         if self.info["kind"] == "ivf":
             return faiss.SearchParametersIVF(nprobe=min(depth, self.info["nlist"]))
-        return faiss.SearchParametersHNSW(efSearch=depth)
+        return faiss.SearchParametersHNSW(efSearch=max(depth, n))  # HNSW returns at most efSearch rows
 
     def candidates(self, queries, n: int, depth: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The index's own top-``n`` per query, no re-ranking: ``(approximate scores float32 [Q, n],
         rows int64 [Q, n])``, -1 pads."""
         q = _as_queries(queries, self.rows.dim)
-        s, idx = self.index.search(q, min(n, len(self)), params=self._params(depth))
+        n = min(n, len(self))
+        s, idx = self.index.search(q, n, params=self._params(depth, n))
         return s.astype(np.float32), idx.astype(np.int64)
 
     def search(self, queries, k: int = 10, *, candidates: int | None = None, depth: int | None = None,
@@ -194,18 +195,23 @@ class SearchIndex:
             raise ValueError("k must be >= 1")
         if not rerank:
             return self.candidates(q, k, depth)
-        n = max(k, int(candidates or self.info.get("candidates", 4 * k)))
-        _, cand = self.candidates(q, n, depth)
-        valid = cand >= 0
-        vecs = self.rows.rows(np.where(valid, cand, 0))  # [Q, n, D]
-        scores = np.einsum("qnd,qd->qn", vecs, q)
-        scores[~valid] = -np.inf
-        # lexsort: the last key is primary -> descending score, then ascending row
-        order = np.lexsort((np.where(valid, cand, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]
-        s = np.take_along_axis(scores, order, 1).astype(np.float32)
-        i = np.take_along_axis(cand, order, 1)
-        i[~np.isfinite(s)] = -1
-        return s, i
+        # as many candidates per result as the build calibrated (4 per result by default)
+        n = max(k, int(candidates or math.ceil(self.info.get("candidates", 4 * k) * k / self.info.get("k", k))))
+        out_s, out_i = [np.zeros((0, k), np.float32)], [np.zeros((0, k), np.int64)]
+        for q0 in range(0, len(q), 1024):  # bounded memory: [1024, n, D] candidate rows at a time
+            _, cand = self.candidates(q[q0:q0 + 1024], n, depth)
+            valid = cand >= 0
+            vecs = self.rows.rows(np.where(valid, cand, 0))  # [Q, n, D]
+            scores = np.einsum("qnd,qd->qn", vecs, q[q0:q0 + 1024])
+            scores[~valid] = -np.inf
+            # lexsort: the last key is primary -> descending score, then ascending row
+            order = np.lexsort((np.where(valid, cand, np.iinfo(np.int64).max), -scores), axis=1)[:, :k]
+            s = np.take_along_axis(scores, order, 1).astype(np.float32)
+            i = np.take_along_axis(cand, order, 1)
+            i[~np.isfinite(s)] = -1
+            out_s.append(s)
+            out_i.append(i)
+        return np.concatenate(out_s), np.concatenate(out_i)
 
     def save(self) -> tuple[Path, Path]:
         """Write the index and its info atomically (the info last: it marks the pair complete)."""
@@ -417,7 +423,11 @@ def load_index(out_dir, level: str = "video", modality: str = "video", layer: st
                          f"since); rebuild it with tools/retrieve.py index {out_dir} --level {level} "
                          f"--modality {modality}, or search exactly (--exact)")
     rows = sh.MappedRows(out_dir, level, modality, layer)
-    index = faiss.read_index(str(idx_path))
+    try:
+        index = faiss.read_index(str(idx_path))
+    except RuntimeError as e:  # truncated / not a faiss file
+        raise StaleIndex(f"{idx_path}: unreadable ({str(e).strip().splitlines()[-1][:200]}); rebuild it with "
+                         f"tools/retrieve.py index {out_dir} --level {level} --modality {modality}") from None
     if index.ntotal != len(rows) or index.d != rows.dim:
         raise StaleIndex(f"{idx_path}: holds {index.ntotal} rows of {index.d}, the collection {len(rows)} of {rows.dim}")
     return SearchIndex(Path(out_dir), level, modality, layer, index, info, rows)
