@@ -44,6 +44,11 @@ def rss_mb() -> float:
 
 
 def peak_mb() -> float:
+    """This process's peak RSS (VmHWM: counted from exec; getrusage's ru_maxrss would carry over the
+    peak of the parent that forked it, i.e. the driver holding the generated data)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
