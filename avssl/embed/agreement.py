@@ -74,42 +74,68 @@ def _percentile(own: np.ndarray, others: np.ndarray, valid: np.ndarray) -> np.nd
         return np.where(n > 0, (below + 0.5 * tied) / n, np.nan)
 
 
+class _ArrayRows:
+    """An in-memory ``[N, D]`` array behind the `shards.MappedRows` interface (``len``, ``rows``)."""
+
+    def __init__(self, x):
+        self.x = np.asarray(x)
+        if self.x.ndim != 2:
+            raise ValueError(f"expected [N, D] rows, got shape {self.x.shape}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def rows(self, index) -> np.ndarray:
+        return np.asarray(self.x[np.asarray(index)], dtype=np.float32)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def calibrated_agreement(video, audio, groups=None, pool=None, *, negatives: int = 256, seed: int = 0,
-                         block: int = 1024) -> dict[str, np.ndarray]:
+                         block: int = 1024, normalize: bool = False) -> dict[str, np.ndarray]:
     """Raw and calibrated audio-visual agreement of paired rows (see the module doc).
 
-    ``video``, ``audio``: ``[N, D]`` (row i of both = the same clip / video; unit rows for cosines).
-    ``groups`` ``[N]``: rows of the same group never calibrate each other (clips of one video;
-    default: every row its own group). ``pool`` bool ``[N]``: rows usable as mismatched partners
-    (default all; extraction's rows without an audio track are left out). The sample for rows
-    ``[b, b + block)`` is drawn from ``default_rng([seed, b])``, so results do not depend on
-    anything but (inputs, negatives, seed, block).
+    ``video``, ``audio``: ``[N, D]`` arrays or `shards.MappedRows` (row i of both = the same clip /
+    video; read ``block`` rows at a time, so a memory-mapped collection is never loaded whole); unit
+    rows, or ``normalize=True`` for cosines of other features. ``groups`` ``[N]``: rows of the same
+    group never calibrate each other (clips of one video; default: every row its own group).
+    ``pool`` bool ``[N]``: rows usable as mismatched partners (default all; extraction's rows
+    without an audio track are left out). The sample for rows ``[b, b + block)`` is drawn from
+    ``default_rng([seed, b])``, so results depend on nothing but (inputs, negatives, seed, block).
     Returns ``{"similarity", "pct_video", "pct_audio", "agreement"}``, each float64 ``[N]``.
     """
-    v = np.asarray(video, dtype=np.float32)
-    a = np.asarray(audio, dtype=np.float32)
-    if v.shape != a.shape or v.ndim != 2:
-        raise ValueError(f"video and audio must be paired [N, D] arrays, got {v.shape} and {a.shape}")
+    v = video if hasattr(video, "rows") else _ArrayRows(video)
+    a = audio if hasattr(audio, "rows") else _ArrayRows(audio)
     n = len(v)
+    if len(a) != n or getattr(v, "x", v).shape[1:] != getattr(a, "x", a).shape[1:]:
+        raise ValueError(f"video and audio must be paired [N, D] rows, got {getattr(v, 'x', v).shape} and "
+                         f"{getattr(a, 'x', a).shape}")
     groups = np.arange(n) if groups is None else np.asarray(groups)
     pool_idx = np.flatnonzero(np.ones(n, bool) if pool is None else np.asarray(pool, bool))
     if groups.shape != (n,):
         raise ValueError(f"groups must be [N]={n}, got {groups.shape}")
     if negatives < 1:
         raise ValueError("negatives must be >= 1")
-    own = np.einsum("nd,nd->n", v, a).astype(np.float64)
-    out = {k: np.full(n, np.nan) for k in ("pct_video", "pct_audio")}
+    prep = _unit_rows if normalize else (lambda x: x)
+    out = {k: np.full(n, np.nan) for k in ("similarity", "pct_video", "pct_audio")}
+    fixed = None
+    if len(pool_idx) <= negatives:  # every partner, read once
+        fixed = (pool_idx, prep(v.rows(pool_idx)), prep(a.rows(pool_idx)))
     for b in range(0, n, block):
         e = min(b + block, n)
-        if len(pool_idx) <= negatives:
-            j = pool_idx
+        vb, ab = prep(v.rows(np.arange(b, e))), prep(a.rows(np.arange(b, e)))
+        own = np.einsum("nd,nd->n", vb, ab).astype(np.float64)
+        if fixed is not None:
+            j, vj, aj = fixed
         else:
-            rng = np.random.default_rng([seed, b])
-            j = np.sort(rng.choice(pool_idx, size=negatives, replace=False))
+            j = np.sort(np.random.default_rng([seed, b]).choice(pool_idx, size=negatives, replace=False))
+            vj, aj = prep(v.rows(j)), prep(a.rows(j))
         valid = groups[b:e, None] != groups[j][None, :]
-        out["pct_video"][b:e] = _percentile(own[b:e], (v[b:e] @ a[j].T).astype(np.float64), valid)
-        out["pct_audio"][b:e] = _percentile(own[b:e], (a[b:e] @ v[j].T).astype(np.float64), valid)
-    out["similarity"] = own
+        out["similarity"][b:e] = own
+        out["pct_video"][b:e] = _percentile(own, (vb @ aj.T).astype(np.float64), valid)
+        out["pct_audio"][b:e] = _percentile(own, (ab @ vj.T).astype(np.float64), valid)
     out["agreement"] = (out["pct_video"] + out["pct_audio"]) / 2
     return out
 
@@ -202,17 +228,15 @@ def agreement(out_dir, *, layer: str = "proj", negatives: int = 256, seed: int =
     key = sh.collection_key(out_dir)
     res = {}
     for level in ("clip", "video"):
-        v, table = sh.load_collection(out_dir, level, "video", layer, mmap=True)
-        a, table_a = sh.load_collection(out_dir, level, "audio", layer, mmap=True)
-        if not np.array_equal(table["video_id"], table_a["video_id"]):
-            raise sh.CollectionError(f"{out_dir}: {level} video and audio rows are not paired")
-        v, a = np.asarray(v, np.float32), np.asarray(a, np.float32)
-        if layer != PROJ:  # backbone features: cosines of the normalised rows
-            v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-            a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+        kind = "clips" if level == "clip" else "videos"
+        table = sh.concat_tables([sh.read_shard_table(out_dir, s, kind) for s in sh.done_shards(out_dir)], kind)
+        v, a = sh.MappedRows(out_dir, level, "video", layer), sh.MappedRows(out_dir, level, "audio", layer)
+        if not len(v) == len(a) == len(table["video_id"]):
+            raise sh.CollectionError(f"{out_dir}: {level} video rows {len(v)}, audio rows {len(a)}, table rows "
+                                     f"{len(table['video_id'])} differ")
         groups = table["video_id"] if level == "clip" else None
         res[level] = (table, calibrated_agreement(v, a, groups, table["has_audio"] == 1, negatives=negatives,
-                                                  seed=seed))
+                                                  seed=seed, normalize=layer != PROJ))
     clips_t, c = res["clip"]
     videos_t, w = res["video"]
     clip_rms, rms_counts = collection_rms(out_dir, clips_t, decode=decode_rms, progress=progress)
