@@ -7,11 +7,16 @@
       shards/shard_00000/         one unit of work: a contiguous run of ``shard_size`` videos
           clip-video-proj.npy     [clips in shard, D]   ({level}-{modality}-{layer}.npy)
           video-audio-proj.npy    [videos in shard, D]
+          clip-audio-rms_db.npy   [clips in shard, 1] audio level of each clip's window (dBFS; with the
+          video-audio-rms_db.npy  audio modality, for avssl.embed.agreement; absent in older collections,
+                                  which read as before: no format version change)
           clips.csv  videos.csv  failed.csv
           done.json               written last; the directory is renamed into place after it
       index_failed.csv            files the indexer rejected (video_id -1)
       clips.csv  videos.csv  failed.csv   merged tables (written by `finalize`; failed.csv
                                   = index_failed.csv + every shard's decoding failures)
+      agreement.csv agreement_clips.csv agreement.json   audio-visual agreement (avssl.embed.agreement)
+      search/<array>.faiss + .json                      approximate search indexes (avssl.embed.search)
 
 Per-clip table columns: ``video_id, path, clip_index, clip_start, clip_end, has_audio, shard,
 row`` (``row`` = row in that shard's arrays; clip times in seconds on the video's timeline,
