@@ -46,7 +46,8 @@ def test_one_direction_each_and_groups_never_calibrate_each_other():
     v = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
     a = np.array([[0.6, 0.8], [1, 0], [0, 1], [1, 0]], np.float32)
     r = ag.calibrated_agreement(v, a)
-    # row 0: own 0.6; video side <v0, a_j> j=1..3 = 1, 0, 1 -> one below; audio side <v_j, a0> = 0.6, 0.8, 0.8 -> one tie
+    # row 0: own 0.6; video side <v0, a_j> j=1..3 = 1, 0, 1 -> one below;
+    # audio side <v_j, a0> = 0.6, 0.8, 0.8 -> one tie, none below
     assert r["pct_video"][0] == pytest.approx(1 / 3) and r["pct_audio"][0] == pytest.approx(0.5 / 3)
     assert r["agreement"][0] == pytest.approx((1 / 3 + 0.5 / 3) / 2)
     # rows 0 and 1 one video (clips): row 0 is calibrated on rows 2, 3 only

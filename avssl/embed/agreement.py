@@ -297,7 +297,8 @@ def read_agreement(out_dir, *, check: bool = True) -> tuple[dict, dict]:
 
     out_dir = Path(out_dir)
     if not (out_dir / INFO_FILE).exists():
-        raise sh.CollectionError(f"{out_dir}: no agreement scores (compute them: tools/retrieve.py agreement {out_dir})")
+        raise sh.CollectionError(f"{out_dir}: no agreement scores (compute them: tools/retrieve.py agreement "
+                                 f"{out_dir})")
     info = json.loads((out_dir / INFO_FILE).read_text())
     if check and info.get("collection_key") != sh.collection_key(out_dir):
         raise sh.CollectionError(f"{out_dir / INFO_FILE}: computed for another state of the collection; recompute")

@@ -429,7 +429,8 @@ def load_index(out_dir, level: str = "video", modality: str = "video", layer: st
         raise StaleIndex(f"{idx_path}: unreadable ({str(e).strip().splitlines()[-1][:200]}); rebuild it with "
                          f"tools/retrieve.py index {out_dir} --level {level} --modality {modality}") from None
     if index.ntotal != len(rows) or index.d != rows.dim:
-        raise StaleIndex(f"{idx_path}: holds {index.ntotal} rows of {index.d}, the collection {len(rows)} of {rows.dim}")
+        raise StaleIndex(f"{idx_path}: holds {index.ntotal} rows of {index.d}, the collection "
+                         f"{len(rows)} of {rows.dim}")
     return SearchIndex(Path(out_dir), level, modality, layer, index, info, rows)
 
 
