@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-from avssl.engine.distributed import all_gather_varlen, all_reduce_mean
-from avssl.losses.avid import AVIDCriterion
+from avssl.utils.distributed import all_gather_varlen, all_reduce_mean
+from avssl.methods.avid import AVIDCriterion
 from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
 from avssl.memory.bank import MemoryBank, average_duplicates
 from avssl.transforms.video import VideoAugment

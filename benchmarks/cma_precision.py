@@ -17,7 +17,7 @@ import torch
 
 from avssl.cma.positives import find_positives
 from avssl.engine import pretrain as P
-from avssl.engine.checkpoint import CheckpointManager, load_checkpoint
+from avssl.utils.checkpoint import CheckpointManager, load_checkpoint
 
 MODES = ("consensus", "union", "video", "audio")
 

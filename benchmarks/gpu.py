@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from avssl.losses import AVIDCriterion, CMACriterion  # noqa: E402
+from avssl.methods import AVIDCriterion, CMACriterion  # noqa: E402
 from avssl.transforms.audio import LogSpectrogram  # noqa: E402
 from avssl.transforms.video import VideoAugment  # noqa: E402
 from benchmarks.baseline_v1 import BaselineAVIDCriterion, BaselineVideoAugment  # noqa: E402

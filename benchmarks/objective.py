@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from avssl.losses import AVIDCriterion, CMACriterion
+from avssl.methods import AVIDCriterion, CMACriterion
 
 
 def timeit(fn, reps):

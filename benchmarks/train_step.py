@@ -113,7 +113,7 @@ def _time(fn, reps: int) -> float:
 
 
 def objective_share(batch: int = 32, slots: int = 100_000, negatives: int = 1024, dim: int = 128, reps: int = 10) -> dict:
-    from avssl.losses import AVIDCriterion
+    from avssl.methods import AVIDCriterion
 
     crit = AVIDCriterion(slots, dim=dim, num_negatives=negatives)
     gen = torch.Generator().manual_seed(0)

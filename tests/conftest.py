@@ -41,3 +41,14 @@ def tiny_variant_collection(tiny_world, tmp_path_factory):
                   progress=False)
     assert rep.complete
     return base / "emb", rows
+
+
+@pytest.fixture(scope="session")
+def wild(tmp_path_factory):
+    """The wild collection (tests/wild.py: ~40 real files of every common shape, codec, container,
+    timestamp quirk and damage), written once per test process. Tests must not write into it."""
+    import wild as W
+
+    if W.FFMPEG is None:
+        pytest.skip("the wild collection needs the ffmpeg CLI (it writes the AVIs)")
+    return W.wild_collection_cached(tmp_path_factory)

@@ -2,7 +2,7 @@
 audio levels, flags, the ranking command on a collection extracted from the tiny world with dubbed
 and muted variants (avssl.synth.variants), and scores of a collection extracted without levels."""
 
-import importlib.util
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -15,13 +15,6 @@ from avssl.embed import shards as sh
 # the package exports the function `agreement`, which hides the module of the same name
 ag = importlib.import_module("avssl.embed.agreement")
 
-
-def _tool(name):
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 # ------------------------------------------------------------------ the math
@@ -137,8 +130,9 @@ def test_extraction_writes_scores_and_the_command_ranks_flagged_first(tiny_varia
     with open(coll / ag.CLIP_FILE) as f:
         assert f.readline().strip().split(",") == list(clips) and sum(1 for _ in f) == 48
     # the command recomputes, prints flagged videos first (silent ones, then unrelated by increasing score)
-    tool = _tool("retrieve")
-    assert tool.main(["agreement", str(coll), "--top", "0", "--json", "--threshold", "0.6"]) == 0
+    from avssl.cli import retrieve as tool
+
+    assert tool.run(["agreement", str(coll), "--top", "0", "--json", "--threshold", "0.6"]) == 0
     ranked = json.loads(capsys.readouterr().out)
     assert len(ranked) == 24 and sorted(r["path"] for r in ranked) == sorted(kind)
     order = [ag.FLAGS.index(r["flag"]) for r in ranked]
@@ -146,7 +140,7 @@ def test_extraction_writes_scores_and_the_command_ranks_flagged_first(tiny_varia
     unrelated = [r["agreement"] for r in ranked if r["flag"] == "unrelated"]
     assert unrelated == sorted(unrelated) and all(u < 0.6 for u in unrelated)
     assert all(r["agreement"] >= 0.6 for r in ranked if r["flag"] == "ok")
-    assert tool.main(["agreement", str(coll), "--flagged-only", "--top", "3"]) == 0
+    assert tool.run(["agreement", str(coll), "--flagged-only", "--top", "3"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert "4 silent (< -45.0 dBFS)" in printed[0] and len(printed) == 4
     # scores of another state of the collection are refused

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from avssl.engine import checkpoint as ckpt
+from avssl.utils import checkpoint as ckpt
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
-from avssl.engine.checkpoint import (
+from avssl.utils.checkpoint import (
     CheckpointError,
     CheckpointManager,
     FingerprintMismatchError,
@@ -78,7 +78,7 @@ def test_damaged_latest_falls_back_with_a_warning(tmp_path, caplog, damage):
     latest = mgr.latest_path()
     data = latest.read_bytes()
     latest.write_bytes({"truncated": data[: len(data) // 2], "zero-bytes": b"", "not-a-zip": b"PK\x03\x04junk" * 50}[damage])
-    with caplog.at_level("WARNING", logger="avssl.engine.checkpoint"):
+    with caplog.at_level("WARNING", logger="avssl.utils.checkpoint"):
         path, state = mgr.load_latest(expected_fingerprint="fp-a")
     assert path.name == "step_00000002.pt" and state["progress"]["global_step"] == 2
     assert str(latest) in caplog.text and "skipping damaged checkpoint" in caplog.text

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from avssl.engine.checkpoint import CheckpointManager
+from avssl.utils.checkpoint import CheckpointManager
 from avssl.utils.safe_load import DamagedCheckpointError, UnsafeCheckpointError
 from test_safe_load import write_malicious
 
@@ -102,7 +102,7 @@ def test_cma_init_from_refuses_a_crafted_checkpoint(tmp_path, world_dir, marker,
         (src / "checkpoints").mkdir(parents=True)
         evil = write_malicious(src / "checkpoints" / "step_00000004.pt", marker)
     with pytest.raises(UnsafeCheckpointError, match=str(evil)):
-        _train(tiny_cfg(tmp_path / "cma", world_dir, "stage=cma", f"cma.init_from={src}"))
+        _train(tiny_cfg(tmp_path / "cma", world_dir, "method=cma", f"cma.init_from={src}"))
 
 
 def _run_tool(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

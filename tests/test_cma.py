@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from avssl.cma import MODES, find_positives, positive_recall
-from avssl.losses import AVIDCriterion, CMACriterion
+from avssl.methods import AVIDCriterion, CMACriterion
 from avssl.memory import MemoryBankMismatchError
 
 

@@ -1,4 +1,4 @@
-"""The CMA criterion (avssl.losses.CMACriterion) checked against a plain loop written from the
+"""The CMA criterion (avssl.methods.CMACriterion) checked against a plain loop written from the
 objective (Morgado et al., CVPR 2021; reference facebookresearch/AVID-CMA criterions/avid_cma.py):
 
 For row b (video id i, normalised live embeddings v_b, a_b), memory banks V, A as they were BEFORE
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from avssl.losses import CMACriterion
+from avssl.methods import CMACriterion
 
 GROUPS = ("xmodal_inst", "wmodal_pos", "wmodal_inst", "xmodal_pos")
 

@@ -1,7 +1,7 @@
 """Every shipped config composes with Hydra and builds what it describes (no data needed).
 
 The configs are discovered by listing configs/: each top-level YAML must be the config of a command
-(tools/*.py `@hydra.main(config_name=...)`), and each folder is a config group that some command selects
+(avssl/cli/*.py `@hydra.main(config_name=...)`), and each folder is a config group that some command selects
 through its defaults list (`data`, `optim`, `trainer`, `experiment` in pretrain.yaml, `finetune`,
 `demo`, `model` in extract.yaml), or one of the folders this file names below with its reader
 (world presets read as files) or as dead (read by nothing; marked xfail, strict, with the reason, so
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -35,14 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 # Groups no primary config selects: how they are read (a reason, checked below) or why they are dead.
-READ_AS_FILES = {"data/world": "world presets: tools/make_data.py / make_real_world.py --preset <yaml> "
-                               "(mirrors of avssl.synth presets; tests/test_synth.py checks they agree)"}
-DEAD_GROUPS = {"loss": "configs/loss/ is read by nothing: pretrain.yaml's `loss:` block is inline (no `loss` "
-                       "entry in its defaults list, so `loss=<name>` does not compose) and "
-                       "avssl.engine.pretrain.build_criterion ignores `_target_` and `joint_weights`"}
+READ_AS_FILES = {"data/world": "world presets: avssl-make-data / avssl-make-real-world --preset <yaml> "
+                               "(mirrors of avssl.synth presets; tests/test_synth.py checks they agree)",
+                 "hydra/help": "each command's --help text, selected by its primary config (`override hydra/help: "
+                               "<command>`); tests/test_packaging.py runs every command's --help"}
+# (configs/loss/ was one: removed; a method and its loss are chosen by `method=` and the `loss:` keys.)
+DEAD_GROUPS: dict[str, str] = {}
 # Single dead options inside a live group.
 DEAD_OPTIONS = {"data/prepare.yaml": "configs/data/prepare.yaml sits in the `data` group but holds the training "
-                                     "cache's transcode settings (avssl.data.prepare.CacheSpec): tools/prepare.py "
+                                     "cache's transcode settings (avssl.data.prepare.CacheSpec): avssl-prepare "
                                      "takes argparse flags with their own defaults and reads nothing from it, and "
                                      "`data=prepare` gives pretraining a data block with no clip spec"}
 
@@ -56,9 +58,9 @@ def primary_configs() -> list[str]:
 
 
 def tool_config_names() -> dict[str, str]:
-    """config_name -> the tools/*.py that reads it via @hydra.main."""
+    """config_name -> the command module (avssl/cli/*.py) that reads it via @hydra.main."""
     out = {}
-    for tool in sorted((ROOT / "tools").glob("*.py")):
+    for tool in sorted((ROOT / "avssl" / "cli").glob("*.py")):
         for name in re.findall(r"config_name=\"(\w+)\"", tool.read_text()):
             out[name] = tool.name
     return out
@@ -71,7 +73,9 @@ def group_readers() -> dict[str, str]:
         for entry in OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml")).get("defaults", []):
             if isinstance(entry, dict):
                 for group in entry:
-                    out[group.removeprefix("override ").lstrip("/")] = name
+                    group = group.removeprefix("override ").lstrip("/")
+                    if not group.startswith("hydra/"):  # Hydra's own groups (help texts): READ_AS_FILES
+                        out[group] = name
     return out
 
 
@@ -90,7 +94,7 @@ def _compose(config: str, overrides=()) -> dict:
 def test_every_primary_config_is_read_by_a_command():
     tools = tool_config_names()
     unread = [name for name in primary_configs() if name not in tools]
-    assert not unread, f"{', '.join(f'configs/{u}.yaml' for u in unread)}: no tools/*.py composes it (@hydra.main)"
+    assert not unread, f"{', '.join(f'configs/{u}.yaml' for u in unread)}: no avssl/cli/*.py composes it (@hydra.main)"
     assert set(primary_configs()) >= {"pretrain", "finetune", "extract", "localize", "demo"}
 
 
@@ -172,12 +176,12 @@ def _known_world(preset: str) -> None:
 
 def check_pretrain(cfg: dict) -> None:
     from avssl.data.index import MISSING_AUDIO_POLICIES
-    from avssl.engine.pretrain import build_batch_transforms, build_criterion, build_optimizer
-    from avssl.losses import global_batch_max_position_infonce
+    from avssl.engine.pretrain import build_batch_transforms, build_optimizer
+    from avssl.methods import ModelOutputs, available_methods, build_method
 
     data, loss = cfg["data"], cfg["loss"]
-    assert cfg["stage"] in ("avid", "cma")
-    if cfg["stage"] == "cma":
+    assert cfg["method"] in available_methods()
+    if cfg["method"] == "cma":
         assert cfg["cma"]["init_from"], "a CMA preset names the AVID run it starts from"
     assert data["source"] in ("embedded", "files")
     if data["source"] == "embedded":
@@ -198,15 +202,14 @@ def check_pretrain(cfg: dict) -> None:
         v, a, dense = model(_small(video), audio, dense=True)
     assert v.shape == a.shape == (2, loss["dim"]), "the model's projection must output loss.dim"
     assert dense.shape[1] == loss["dim"]
-    crit = build_criterion(cfg, num_items=300, fingerprint="fp")
-    if cfg["stage"] == "cma":
-        crit.refresh_positives()  # agreement sets from the (random) banks, as at the stage's start
-    value, stats = crit(v, a, torch.tensor([0, 1]))
+    method = build_method(cfg, num_items=300, fingerprint="fp")
+    method.on_epoch_start(0, device=torch.device("cpu"), logger=logging.getLogger("test"))  # e.g. CMA's sets
+    value, stats = method.loss(ModelOutputs(v, a, dense if method.needs_dense else None), torch.tensor([0, 1]))
     assert torch.isfinite(value) and "loss/total" in stats
-    if loss.get("localization_weight", 0) > 0:
-        assert torch.isfinite(global_batch_max_position_infonce(dense, torch.nn.functional.normalize(a, dim=1),
-                                                                torch.tensor([0, 1]), temperature=0.5))
-    build_optimizer(cfg, model.parameters())
+    assert method.needs_dense == (loss.get("localization_weight", 0) > 0)
+    for term in method.terms:
+        assert torch.isfinite(stats[f"loss/{term.name}"])
+    build_optimizer(cfg, model.parameters(), method.parameters())
     assert all(m <= cfg["trainer"]["epochs"] for m in cfg["optim"].get("milestones", []))
     assert cfg["trainer"]["device"] in ("auto", "cpu", "cuda")
     assert cfg["trainer"]["amp"] in (False, "off", "bf16", "fp16")
@@ -265,7 +268,7 @@ def check_demo(cfg: dict) -> None:
     _known_world(cfg["world"]["preset"])
     check("pretrain", _compose("pretrain", [f"experiment={cfg['avid']['experiment']}", *cfg["avid"]["overrides"]]))
     if cfg["cma"].get("enabled", True):
-        check("pretrain", _compose("pretrain", [f"experiment={cfg['cma']['experiment']}", "stage=cma",
+        check("pretrain", _compose("pretrain", [f"experiment={cfg['cma']['experiment']}", "method=cma",
                                                 "cma.init_from=runs/avid", *cfg["cma"]["overrides"]]))
     check("finetune", _compose("finetune", [f"finetune={cfg['finetune']['preset']}", *cfg["finetune"]["overrides"]]))
     check("localize", _compose("localize", cfg["localize"]["overrides"]))
@@ -320,40 +323,11 @@ def test_world_preset_file_loads(path):
     assert preset.name == path.stem and preset.num_clips >= 1
 
 
-# ---- dead: configs/loss (xfail strict: the refactor wires or removes it, and must update this file)
-LOSS_OPTIONS = [p.stem for p in _yaml_files(CONFIGS / "loss")]
-
-
-@pytest.mark.parametrize("name", LOSS_OPTIONS)
-def test_loss_yaml_itself_instantiates(name):
-    """The files are well-formed (their `_target_` builds with their own fields): only the wiring is missing."""
-    from hydra.utils import instantiate
-
-    spec = OmegaConf.load(CONFIGS / "loss" / f"{name}.yaml")
-    crit = instantiate(spec, num_items=2000)
-    assert type(crit).__name__ == spec._target_.rsplit(".", 1)[1]
-    assert crit.num_negatives == spec.num_negatives and crit.loss_type == spec.loss
-    if "joint_weights" in spec:
-        assert crit.weights == {"cross": spec.joint_weights[0], "self": spec.joint_weights[1]}
-
-
-@pytest.mark.xfail(strict=True, reason=DEAD_GROUPS["loss"])
-@pytest.mark.parametrize("name", LOSS_OPTIONS)
-def test_loss_option_selects_the_pretraining_criterion(name):
-    from avssl.engine.pretrain import build_criterion
-
-    spec = OmegaConf.load(CONFIGS / "loss" / f"{name}.yaml")
-    stage = "cma" if "CMA" in spec._target_ else "avid"
-    cfg = _compose("pretrain", [f"loss={name}", f"stage={stage}"])
-    crit = build_criterion(cfg, num_items=2000, fingerprint="fp")
-    assert type(crit).__name__ == spec._target_.rsplit(".", 1)[1]
-
-
-@pytest.mark.xfail(strict=True, reason="loss.joint_weights is silently dropped: build_criterion passes only "
-                                       "loss.variant to AVIDCriterion (default weights 0.5/0.5)")
+# ---- the loss block reaches the method (it was once silently dropped)
 def test_joint_weights_reach_the_criterion():
-    from avssl.engine.pretrain import build_criterion
+    from avssl.methods import build_method
 
-    cfg = _compose("pretrain", ["loss.variant=joint", "+loss.joint_weights=[0.8,0.2]"])
-    crit = build_criterion(cfg, num_items=2000, fingerprint="fp")
-    assert crit.weights == {"cross": 0.8, "self": 0.2}
+    cfg = _compose("pretrain", ["loss.variant=joint", "loss.joint_weights=[0.8,0.2]"])
+    assert build_method(cfg, num_items=2000, fingerprint="fp").criterion.weights == {"cross": 0.8, "self": 0.2}
+    default = build_method(_compose("pretrain", ["loss.variant=joint"]), num_items=2000, fingerprint="fp")
+    assert default.criterion.weights == {"cross": 0.5, "self": 0.5}  # pretrain.yaml: the paper's 1:1

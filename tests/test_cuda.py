@@ -17,7 +17,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from avssl.losses import AVIDCriterion, CMACriterion
+from avssl.methods import AVIDCriterion, CMACriterion
 from avssl.memory.bank import MemoryBank, _segment_means, average_duplicates
 from avssl.transforms.audio import LogSpectrogram
 from avssl.transforms.video import (VideoAugment, adjust_brightness, adjust_contrast, adjust_hue,
@@ -152,7 +152,7 @@ def test_short_amp_pretraining_run_on_cuda(tmp_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.engine.pretrain import train
     from avssl.synth.generate import generate_world
 

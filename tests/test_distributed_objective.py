@@ -4,8 +4,9 @@ import torch
 import torch.nn.functional as F
 
 from avssl.cma import find_positives
-from avssl.engine.distributed import all_gather_varlen, run_distributed
-from avssl.losses import AVIDCriterion, global_batch_max_position_infonce
+from avssl.utils.distributed import all_gather_varlen, run_distributed
+from avssl.losses import global_batch_max_position_infonce
+from avssl.methods import AVIDCriterion
 
 
 def _dense():

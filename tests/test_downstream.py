@@ -160,7 +160,7 @@ def _eval_worker(rank, world, world_dir):
 
 @pytest.mark.slow  # ~14 s: two spawned processes import torch
 def test_two_process_evaluation_equals_one_process(world_dir):
-    from avssl.engine.distributed import run_distributed
+    from avssl.utils.distributed import run_distributed
 
     one_pred, one = _eval_worker(0, 1, world_dir)
     results = run_distributed(_eval_worker, 2, world_dir)
@@ -215,7 +215,7 @@ def test_warmup_keeps_encoder_weights(tmp_path, world_dir):
 
 
 def test_avssl_checkpoint_init(tmp_path):
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.models import build_av_model
 
     model_cfg = {"video": "tiny", "audio": "tiny", "proj_dim": [16, 8]}
@@ -270,7 +270,7 @@ def test_probe_audio_tool_writes_json(tmp_path, world_dir):
     sys.argv = ["probe_audio.py", "--esc50", str(world_dir / "esc50"), "--audio", "tiny", "--duration", "1",
                 "--classifier", "logreg", "--out", str(tmp_path / "esc.json")]
     try:
-        runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools/probe_audio.py"), run_name="__main__")
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools/probe_audio.py"), run_name="__main__")  # the shim
     finally:
         sys.argv = argv
     out = json.loads((tmp_path / "esc.json").read_text())

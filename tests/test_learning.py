@@ -36,7 +36,7 @@ def _cfg(experiment: str, run_dir, world_dir, *overrides) -> dict:
 def test_cma_kill_and_resume_mid_epoch_matches_uninterrupted(tmp_path, tiny_world):
     """A CMA run stopped mid-epoch and resumed ends bit-for-bit where an uninterrupted run does:
     weights, both banks and the positive sets (with a positive-set refresh between the stop and the end)."""
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.engine.pretrain import train
 
     train(_cfg("avid_embedded_cpu", tmp_path / "avid", tiny_world, "trainer.epochs=1", "eval.enabled=false"))

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from avssl.losses import AVIDCriterion, estimate_partition, info_nce_loss, nce_loss
+from avssl.losses import estimate_partition, info_nce_loss, nce_loss
+from avssl.methods import AVIDCriterion
 from avssl.memory import MemoryBankMismatchError
 
 

@@ -218,7 +218,7 @@ def test_decoded_cache_items_are_replaced_too(tmp_path, world_dir):
 def test_resume_with_unreadable_files_matches_uninterrupted(tmp_path, world_dir):
     """Replacement draws depend only on (seed, epoch, step, rank): a run killed mid-epoch and resumed ends
     with the weights, banks, data account and failure report of an uninterrupted run."""
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.engine.pretrain import train as pretrain
 
     src = _mp4_copies(world_dir, "train", tmp_path / "train")
@@ -331,7 +331,7 @@ def test_torchrun_pretraining_with_one_rank_unreadable(tmp_path, world_dir):
 
     pretrain(compose_cfg("pretrain", [*common, f"run_dir={tmp_path / 'one'}", f"data.batch_size={world * batch}"]))
 
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
 
     two = json.loads((tmp_path / "two" / "data_failures.json").read_text())
     one = json.loads((tmp_path / "one" / "data_failures.json").read_text())

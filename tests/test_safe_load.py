@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from avssl.engine.checkpoint import (
+from avssl.utils.checkpoint import (
     CheckpointError,
     CheckpointManager,
     capture_rng_state,

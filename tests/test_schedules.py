@@ -133,7 +133,7 @@ def test_step_milestones_restate_the_epoch_recipe(tmp_path, world_dir):
 def test_step_budget_run_ends_with_its_evaluation(tmp_path, world_dir):
     """trainer.max_steps stops mid-epoch: final checkpoint at that step, held-out evaluation in the
     summary; the step-unit warm-up and milestone give the documented rate at each logged step."""
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.engine.pretrain import train
 
     out = train(_compose("pretrain", ["experiment=tiny", f"data.world_dir={world_dir}", f"run_dir={tmp_path / 'r'}",
@@ -154,7 +154,7 @@ def test_finetune_step_schedule_and_step_warmup(tmp_path):
     """Fine-tuning on a Kinetics-style list (two classes, real coded clips): with schedule_unit=step the
     milestone counts updates and a 1-step frozen warm-up ends inside the first epoch."""
     from avssl.downstream.finetune import finetune
-    from avssl.engine.checkpoint import CheckpointManager
+    from avssl.utils.checkpoint import CheckpointManager
     from avssl.models import build_video_encoder
 
     root = tmp_path / "k"

@@ -2,7 +2,6 @@
 query round trips on a collection extracted from the tiny world, recall against exact search on
 clustered synthetic collections, refusal of a stale index, query by file."""
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -18,13 +17,6 @@ faiss = pytest.importorskip("faiss", reason="the optional 'search' extra (faiss-
 from avssl.embed import search as se  # noqa: E402
 from avssl.embed.api import query_collection  # noqa: E402
 
-
-def _tool(name):
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def synthetic_collection(out, n, dim=32, *, clusters=40, spread=1.2, shard=700, seed=0, dtype="float16"):
@@ -115,7 +107,7 @@ def test_build_save_load_and_stale_index_refused(synthetic, tmp_path, capsys, mo
 
     coll = shutil.copytree(synthetic, tmp_path / "c")
     assert not se.has_index(coll)
-    with pytest.raises(se.NoIndex, match="tools/retrieve.py index"):
+    with pytest.raises(se.NoIndex, match="avssl-retrieve index"):
         se.load_index(coll)
     built = se.build_index(coll, progress=False, threads=1)
     idx_path, info_path = se.index_paths(coll)
@@ -161,8 +153,9 @@ def test_missing_faiss_is_one_clear_line(monkeypatch):
 def test_round_trip_on_an_extracted_collection(tiny_variant_collection, tmp_path, capsys):
     src, variants = tiny_variant_collection
     coll = shutil.copytree(src, tmp_path / "emb")
-    tool = _tool("retrieve")
-    assert tool.main(["index", str(coll), "--level", "clip", "--threads", "1"]) == 0
+    from avssl.cli import retrieve as tool
+
+    assert tool.run(["index", str(coll), "--level", "clip", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "clip-video-proj: ivf/sq8 over 48 rows" in printed and "clip-audio-proj" in printed
     for m in ("video", "audio"):
@@ -178,9 +171,9 @@ def test_round_trip_on_an_extracted_collection(tiny_variant_collection, tmp_path
     assert np.allclose([r["score"] for r in via_index], [r["score"] for r in exact], atol=1e-5)
     # the command: query goes through the index when present, --exact bypasses it
     np.save(tmp_path / "q.npy", q[0])
-    assert tool.main(["query", str(coll), "--embedding", str(tmp_path / "q.npy"), "--level", "clip", "-k", "3"]) == 0
+    assert tool.run(["query", str(coll), "--embedding", str(tmp_path / "q.npy"), "--level", "clip", "-k", "3"]) == 0
     assert capsys.readouterr().out.strip().endswith("(searched: ivf)")
-    assert tool.main(["query", str(coll), "--embedding", str(tmp_path / "q.npy"), "--level", "clip", "-k", "3",
+    assert tool.run(["query", str(coll), "--embedding", str(tmp_path / "q.npy"), "--level", "clip", "-k", "3",
                       "--exact", "--json"]) == 0
     assert [r["path"] for r in json.loads(capsys.readouterr().out)] == [r["path"] for r in exact[:3]]
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from avssl.engine.checkpoint import CheckpointManager, FingerprintMismatchError
+from avssl.utils.checkpoint import CheckpointManager, FingerprintMismatchError
 
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
@@ -116,13 +116,13 @@ def test_cma_refuses_other_index_then_runs(tmp_path, world_dir):
     from avssl.synth.generate import load_world
 
     train_paths = [str(p) for p in load_world(world_dir).video_paths("train")]
-    other = tiny_cfg(tmp_path / "cma_other", world_dir, "stage=cma", f"cma.init_from={tmp_path / 'avid'}",
+    other = tiny_cfg(tmp_path / "cma_other", world_dir, "method=cma", f"cma.init_from={tmp_path / 'avid'}",
                      "data.source=files", "eval.enabled=false")
     other["data"]["train_source"] = train_paths[:-1]
     with pytest.raises(FingerprintMismatchError, match="different dataset index"):
         _train(other)
 
-    cma = tiny_cfg(tmp_path / "cma", world_dir, "stage=cma", f"cma.init_from={tmp_path / 'avid'}",
+    cma = tiny_cfg(tmp_path / "cma", world_dir, "method=cma", f"cma.init_from={tmp_path / 'avid'}",
                    "trainer.epochs=2", "eval.enabled=false")
     out = _train(cma, return_objects=True)
     crit = out["criterion"]
@@ -144,7 +144,7 @@ def _ddp_rank(rank: int, world: int, cfg: dict):
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_two_gloo_ranks_identical_banks(tmp_path, world_dir):
-    from avssl.engine.distributed import run_distributed
+    from avssl.utils.distributed import run_distributed
 
     cfg = tiny_cfg(tmp_path / "ddp", world_dir, "trainer.epochs=2", "eval.enabled=false", "data.batch_size=2")
     r0, r1 = run_distributed(_ddp_rank, 2, cfg)

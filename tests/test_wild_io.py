@@ -32,11 +32,6 @@ BACKENDS = [backend_param(b) for b in ALL_BACKENDS]
 
 
 @pytest.fixture(scope="session")
-def wild(tmp_path_factory):
-    return W.wild_collection_cached(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
 def by_name(wild):
     return _ByName({e.name: e for e in wild})
 

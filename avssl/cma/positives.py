@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from avssl.engine.distributed import all_gather_varlen, rank, world_size
+from avssl.utils.distributed import all_gather_varlen, rank, world_size
 
 __all__ = ["find_positives", "agreement_scores", "MODES", "METHODS", "auto_chunk_size",
            "auto_block_size", "positive_recall"]

@@ -11,7 +11,9 @@ Two ways to batch items that may be None (a file that failed at read time):
   it is identical for any worker count and in a resumed run.
 
 Each failure is an `ItemFailure` (item, video id, path, reason, detail) that travels with the
-batch, so a trainer can count failures across ranks and list the files in its run report.
+batch, so a trainer can count failures across ranks and list the files in its run report; each
+clip that was read but had damaged packets skipped (`Clip.decode_errors`, the item's
+``decode_errors``) is an `ItemDamage` in the batch's ``damaged`` list, for the same account.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from torch.utils.data import Dataset, default_collate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["collate_skip_bad", "dropped_in_process", "ItemFailure", "load_item", "item_video_id", "fill_batch",
-           "BatchFiller", "keep_batch"]
+__all__ = ["collate_skip_bad", "dropped_in_process", "ItemFailure", "ItemDamage", "load_item", "item_video_id",
+           "fill_batch", "BatchFiller", "keep_batch"]
 
 _dropped = 0  # items dropped by collate calls in this process (workers have their own)
 
@@ -69,6 +71,16 @@ class ItemFailure(NamedTuple):
     path: str
     reason: str
     detail: str
+
+
+class ItemDamage(NamedTuple):
+    """A batch clip whose read skipped damaged packets: dataset `item`, manifest `video_id`, file `path`,
+    `errors` (the item's ``decode_errors``: packets the decoder rejected + frames it concealed)."""
+
+    item: int
+    video_id: int
+    path: str
+    errors: int
 
 
 def item_video_id(dataset, idx: int) -> int:
@@ -127,9 +139,11 @@ def fill_batch(dataset, indices: Sequence[int], candidates: Callable[[], Iterabl
 
     Returns a dict: the collated batch when every slot is filled (``complete`` True), else no
     tensors (``complete`` False: the caller skips the step), plus ``requested`` (len(indices)),
-    ``failed``, ``replaced`` (slots filled by a candidate) and ``replacement_failures``.
+    ``failed``, ``replaced`` (slots filled by a candidate), ``replacement_failures`` and ``damaged``
+    (an `ItemDamage` per filled slot whose item reports ``decode_errors`` > 0, in slot order).
     """
     slots: list = [None] * len(indices)
+    taken = [int(i) for i in indices]  # the item behind each slot (a replacement's, once replaced)
     failed: list[ItemFailure] = []
     for s, idx in enumerate(indices):
         item, failure = load_item(dataset, idx)
@@ -159,14 +173,17 @@ def fill_batch(dataset, indices: Sequence[int], candidates: Callable[[], Iterabl
                     retry_failed.append(failure)
                 else:
                     slots[s] = item
+                    taken[s] = int(c)
                     replaced += 1
     complete = all(x is not None for x in slots)
+    damaged = [ItemDamage(i, item_video_id(dataset, i), _item_path(dataset, i), int(x["decode_errors"]))
+               for i, x in zip(taken, slots) if isinstance(x, dict) and x.get("decode_errors", 0)]
     if failed:
         log.warning("batch of %d: %d item(s) failed, %d replaced, %d replacement(s) also failed%s", len(slots),
                     len(failed), replaced, len(retry_failed), "" if complete else " -> batch incomplete")
     batch = collate(slots) if complete else {}
     batch.update(complete=complete, requested=len(slots), failed=failed, replaced=replaced,
-                 replacement_failures=retry_failed)
+                 replacement_failures=retry_failed, damaged=damaged)
     return batch
 
 

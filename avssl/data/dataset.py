@@ -39,7 +39,8 @@ __all__ = ["AVClipDataset"]
 class AVClipDataset(Dataset):
     """Items: {"video": uint8 [T,H,W,3], "audio": float32 [C,S], "index": manifest id (int),
     "clip_index": int, "start": float (s), "av_offset": float (s), "placement": float32 [12]
-    (`avssl.data.spatial.Placement`), "label": int (if labels)}.
+    (`avssl.data.spatial.Placement`), "decode_errors": int (damaged packets the reader skipped for
+    this clip, `Clip.decode_errors`; 0 on a clean file), "label": int (if labels)}.
 
     `spatial`: the per-item resize/crop policy (None: frames as decoded, which batch only when
     every file decodes to the same size).
@@ -152,6 +153,7 @@ class AVClipDataset(Dataset):
             "start": float(start),
             "av_offset": offset,
             "placement": placement,
+            "decode_errors": int(clip.decode_errors),
         }
         if self.labels is not None:
             item["label"] = int(self.labels[row])

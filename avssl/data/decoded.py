@@ -15,7 +15,9 @@ float32 audio tensor with an offset per video), so
 DataLoader workers forked from the process share it without copying, and it can be saved to one
 file keyed on the index fingerprint and the clip spec (`cache_dir`), which later runs on the same
 index (the CMA stage, a resumed run) load in a second instead of decoding again.
-A video that fails to decode is logged and its items yield None, like `AVClipDataset`'s.
+A video that fails to decode is logged and its items yield None, like `AVClipDataset`'s. An item's
+`decode_errors` is the damaged packets skipped while decoding its whole video (the clips of a damaged
+video all carry it: where in the video the damage lies is not kept).
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DecodedClipDataset"]
 
-_CACHE_VERSION = 2  # 2: flat frame buffer, one (H, W) per video
+_CACHE_VERSION = 3  # 2: flat frame buffer, one (H, W) per video; 3: damaged packets per video
 
 
 class _WholeVideos(Dataset):
-    """Item r: (frames uint8 [N,H,W,3], audio float32 [C,S]) of the r-th row, or None if it fails."""
+    """Item r: (frames uint8 [N,H,W,3], audio float32 [C,S], damaged packets skipped) of the r-th row,
+    or None if it fails."""
 
     def __init__(self, base: AVClipDataset, margin: float):
         self.base, self.margin = base, margin
@@ -68,7 +71,7 @@ class _WholeVideos(Dataset):
             log.warning("DecodedClipDataset: video id %d left out (%s)", int(base.manifest.id[row]), e)
             return None
         audio = clip.audio if clip.audio is not None else torch.zeros(spec.audio_channels, whole.audio_samples)
-        return clip.video, audio
+        return clip.video, audio, int(clip.decode_errors)
 
 
 def _spec_key(base: AVClipDataset, margin: float, fingerprint: str) -> str:
@@ -109,6 +112,7 @@ class DecodedClipDataset(Dataset):
         self.frame_starts, self.frame_sizes = store["frame_starts"], store["frame_sizes"]
         self.audio, self.audio_offsets = store["audio"], store["audio_offsets"]
         self.ok = store["ok"]
+        self.decode_errors = store["decode_errors"]  # damaged packets skipped while decoding each video
         self.cache_path = path
 
     def _decode(self, workers: int, progress: bool) -> dict:
@@ -119,12 +123,13 @@ class DecodedClipDataset(Dataset):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=len(whole), desc="decoding videos into RAM", unit="video", dynamic_ncols=True)
-        frames, audio, ok = [], [], []
+        frames, audio, ok, damage = [], [], [], []
         spec = self.base.spec
         for item in loader:
             ok.append(item is not None)  # a failed row stays (positions line up), empty; its items yield None
             frames.append(item[0] if item is not None else None)
             audio.append(item[1] if item is not None else torch.zeros(spec.audio_channels, 0))
+            damage.append(item[2] if item is not None else 0)
             if bar:
                 bar.update(1)
         if bar:
@@ -136,7 +141,7 @@ class DecodedClipDataset(Dataset):
         acounts = torch.tensor([0] + [a.shape[1] for a in audio]).cumsum(0)
         return {"frames": torch.cat(flat) if flat else torch.zeros(0, dtype=torch.uint8), "frame_offsets": counts,
                 "frame_starts": starts, "frame_sizes": sizes, "audio": torch.cat(audio, dim=1),
-                "audio_offsets": acounts, "ok": torch.tensor(ok)}
+                "audio_offsets": acounts, "ok": torch.tensor(ok), "decode_errors": torch.tensor(damage, dtype=torch.int64)}
 
     # ---------------------------------------------------------------- Dataset protocol
     def set_epoch(self, epoch: int) -> None:
@@ -179,8 +184,10 @@ class DecodedClipDataset(Dataset):
         audio = torch.zeros(spec.audio_channels, n)
         if hi > lo:
             audio[:, lo - first : hi - first] = self.audio[:, a0 + lo : a0 + hi]
+        # the damage met decoding the whole video this clip is cut from (where in it is not kept)
         item = {"video": video, "audio": audio, "index": int(self.base.manifest.id[row]), "clip_index": clip_index,
-                "start": float(start), "av_offset": offset, "placement": placement}
+                "start": float(start), "av_offset": offset, "placement": placement,
+                "decode_errors": int(self.decode_errors[r])}
         if self.base.labels is not None:
             item["label"] = int(self.base.labels[row])
         return item

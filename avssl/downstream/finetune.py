@@ -14,7 +14,8 @@ items without padding (`predict_clips`).
 Unreadable training clips are replaced from the same rank's share, and a step some rank cannot
 fill is skipped by every rank together (`avssl.engine.batches`): no rank ever waits in DDP's
 all-reduce for a step another one skipped. Each epoch's record carries the clips requested / used /
-failed / replaced / dropped over all ranks (``data``); ``<fold dir>/data_failures.json`` lists the files.
+failed / replaced / dropped (and damaged: used clips read with damaged packets skipped) over all ranks
+(``data``); ``<fold dir>/data_failures.json`` lists the files.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
 from avssl.engine.batches import write_failure_report
-from avssl.engine.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
+from avssl.utils.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.utils.errors import UserError
 from avssl.engine.samplers import ResumableDistributedSampler
 from avssl.engine.schedules import build_lr_scheduler, schedule_unit
@@ -101,7 +102,7 @@ def load_pretrained_config(checkpoint: str | os.PathLike) -> dict:
 
 def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = None,
                              model_cfg: dict | None = None, avid_model: str = "avid"):
-    """An `AVModel` for a starting point: 'avssl' (a `tools/pretrain.py` checkpoint file or run
+    """An `AVModel` for a starting point: 'avssl' (an `avssl-pretrain` checkpoint file or run
     directory; the model is rebuilt from the config it stores) or 'avid' (a released AVID /
     AVID+CMA ``.pth.tar`` loaded into the `avid_model` preset). 'scratch' builds `model_cfg`."""
     from avssl.models import build_av_model, load_avid_checkpoint
@@ -385,6 +386,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                 log.warning("fold %d epoch %d: a step skipped on every rank (a rank could not fill its batch; "
                             "%d of %d clips unreadable)", fold, epoch + 1, verdict.counts.failed, verdict.counts.requested)
                 continue
+            failure_log.add_damaged(batch.get("damaged", ()))  # used clips read with damaged packets skipped
             x = train_tf(batch["video"].to(device), generator=aug_gen)
             y = batch["label"].to(device)
             logits = ddp_model(x)
@@ -418,6 +420,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             log.warning("fold %d epoch %d data: %d clips requested = %d used + %d dropped (%d skipped steps); "
                         "%d unreadable, %d replaced", fold, epoch + 1, counts.requested, counts.used, counts.dropped,
                         counts.skipped_steps, counts.failed, counts.replaced)
+        if counts.damaged:
+            log.warning("fold %d epoch %d data: %d of the %d clips used had damaged packets (%d skipped by the decoder)",
+                        fold, epoch + 1, counts.damaged, counts.used, counts.decode_errors)
         log.info("fold %d epoch %d: loss %.4f train clip acc %.3f%s (%.1fs)", fold, epoch + 1, record["loss"],
                  record["train_clip_acc"], f" val video acc {record['val_video_top1']:.3f}" if val_set else "",
                  record["seconds"])
@@ -426,7 +431,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
                        "splits": split_key, "config": cfg, "data_failures": merged.state_dict()}, epoch + 1)
-            if merged.files or merged.unlisted_failures:
+            if merged.files or merged.unlisted_failures or merged.damaged:
                 write_failure_report(run_dir / "data_failures.json", merged, _data_totals(history),
                                      extra={"fold": fold, "epoch": epoch + 1})
         if du.is_dist():

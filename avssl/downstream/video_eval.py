@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from avssl.data.collate import collate_skip_bad
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.samplers import EvalShardSampler
 
 log = logging.getLogger(__name__)

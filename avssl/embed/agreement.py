@@ -297,7 +297,7 @@ def read_agreement(out_dir, *, check: bool = True) -> tuple[dict, dict]:
 
     out_dir = Path(out_dir)
     if not (out_dir / INFO_FILE).exists():
-        raise sh.CollectionError(f"{out_dir}: no agreement scores (compute them: tools/retrieve.py agreement "
+        raise sh.CollectionError(f"{out_dir}: no agreement scores (compute them: avssl-retrieve agreement "
                                  f"{out_dir})")
     info = json.loads((out_dir / INFO_FILE).read_text())
     if check and info.get("collection_key") != sh.collection_key(out_dir):

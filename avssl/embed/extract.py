@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from avssl.data.spatial import SpatialPolicy, input_policy_of
 from avssl.io.errors import MediaError
 from avssl.io.types import ClipSpec
+from avssl.transforms.config import default_transforms  # noqa: F401  (re-exported: embed users call it)
 
 from . import shards as sh
 from .agreement import RMS_LAYER, pool_rms_db, rms_db
@@ -52,12 +53,14 @@ MISSING_AUDIO = ("zeros", "fail")
 
 @dataclass
 class VideoList:
-    """The columns extraction needs from a collection: ids, paths, durations (s)."""
+    """The columns extraction needs from a collection: ids, paths, durations (s), and whether the
+    index found decodable audio (`has_audio`; None: unknown, the reader finds out)."""
 
     id: np.ndarray
     path: np.ndarray
     duration: np.ndarray
     fingerprint: str
+    has_audio: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.id)
@@ -99,7 +102,9 @@ def as_video_list(collection, *, workers: int = 0) -> tuple[VideoList, object]:
         for i, p in zip(ids.tolist(), paths.tolist()):
             h.update(f"{i}\0{p}\0".encode())
         fp = "paths-sha256:" + h.hexdigest()
-    return VideoList(ids, paths, durations, str(fp)), report
+    has_audio = getattr(collection, "has_audio", None)  # a Manifest: False also for an undecodable audio track
+    has_audio = np.asarray(has_audio, dtype=bool) if has_audio is not None and len(has_audio) == len(ids) else None
+    return VideoList(ids, paths, durations, str(fp), has_audio), report
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -148,6 +153,9 @@ class VideoClipsDataset(Dataset):
         try:
             starts = self.clip_starts(pos)
             try:
+                if self.want_audio and self.videos.has_audio is not None and not self.videos.has_audio[pos]:
+                    # the index found no decodable audio (none, or a track no decoder reads): not worth a read
+                    raise NoAudioStream(path, "the index found no decodable audio")
                 clips = self._read(path, starts, self.want_audio)
             except NoAudioStream:
                 if self.missing_audio != "zeros" or not self.want_video:
@@ -257,28 +265,6 @@ def pool_clips(per_clip: torch.Tensor, layer: str) -> torch.Tensor:
     return F.normalize(pooled, dim=1) if layer == PROJ else pooled
 
 
-def default_transforms(spec: ClipSpec, device, transforms_config: Mapping | None = None):
-    """``(video_transform, audio_transform)`` for evaluation, on ``device``.
-
-    uint8 ``[B,T,H,W,3]`` -> normalised float ``[B,3,T,H,W]`` and waveform ``[B,C,S]`` ->
-    log-spectrogram ``[B,1,F,T]``. ``transforms_config`` is the pretraining config's
-    ``transforms`` section (``{"video": VideoAugment kwargs, "audio": LogSpectrogram kwargs}``),
-    so a checkpoint's model sees the preprocessing it was trained with (eval mode: no
-    augmentation). The video transform only normalises: each clip is first brought to its shape
-    by the transform's ``input_policy`` (resize + centre crop, or ``eval_mode``), which readers
-    of clips (``VideoClipsDataset``, ``embed_video``, localization) apply per clip.
-    """
-    from avssl.transforms.audio import LogSpectrogram
-    from avssl.transforms.video import VideoAugment
-
-    tc = dict(transforms_config or {})
-    video_kw = dict(tc.get("video") or {})
-    audio_kw = dict(tc.get("audio") or {})
-    audio_kw.setdefault("sample_rate", spec.audio_rate)
-    return (VideoAugment(**video_kw, train=False, geometry=False).to(device),
-            LogSpectrogram(**audio_kw).to(device))
-
-
 def model_digest(model: torch.nn.Module) -> str:
     """sha256 over the state dict (names, shapes, values): which weights produced a collection."""
     h = hashlib.sha256()
@@ -304,6 +290,11 @@ def _dist():
 
 @dataclass
 class ExtractReport:
+    """What one rank did in this call (`computed_shards`, `videos`, `clips`, `failed`: its own work, so
+    under torchrun each rank reports part of the collection) and, on the rank that merged the tables
+    once every shard was done (rank 0), the whole collection's rows in `collection`: ``{"videos",
+    "clips", "failed"}`` with `failed` counting the index's rejects too (videos + failed = files)."""
+
     out_dir: str
     rank: int
     world_size: int
@@ -315,6 +306,7 @@ class ExtractReport:
     failed: int = 0
     seconds: float = 0.0
     complete: bool = False  # every shard of the collection done (and tables merged)
+    collection: dict = field(default_factory=dict)  # rank 0 of a complete run: the merged tables' row counts
 
     @property
     def videos_per_s(self) -> float:
@@ -512,7 +504,7 @@ def extract(
     barrier()
     all_done = set(sh.done_shards(out_dir)) >= set(range(num_shards))
     if all_done and rank == 0:
-        sh.finalize(out_dir, num_shards)
+        report.collection = sh.finalize(out_dir, num_shards)
         if agreement_scores and all(PROJ in layer_map.get(m, ()) for m in MODALITIES) and n_videos:
             from .agreement import agreement
 

@@ -415,19 +415,19 @@ def load_index(out_dir, level: str = "video", modality: str = "video", layer: st
     idx_path, info_path = index_paths(out_dir, level, modality, layer)
     name = sh.array_name(level, modality, layer)
     if not (idx_path.exists() and info_path.exists()):
-        raise NoIndex(f"{out_dir}: no search index for {name} (build one: tools/retrieve.py index {out_dir} "
+        raise NoIndex(f"{out_dir}: no search index for {name} (build one: avssl-retrieve index {out_dir} "
                       f"--level {level} --modality {modality})")
     info = json.loads(info_path.read_text())
     if info.get("collection_key") != sh.collection_key(out_dir, name):
         raise StaleIndex(f"{idx_path}: built from another state of the collection (re-extracted or shards added "
-                         f"since); rebuild it with tools/retrieve.py index {out_dir} --level {level} "
+                         f"since); rebuild it with avssl-retrieve index {out_dir} --level {level} "
                          f"--modality {modality}, or search exactly (--exact)")
     rows = sh.MappedRows(out_dir, level, modality, layer)
     try:
         index = faiss.read_index(str(idx_path))
     except RuntimeError as e:  # truncated / not a faiss file
         raise StaleIndex(f"{idx_path}: unreadable ({str(e).strip().splitlines()[-1][:200]}); rebuild it with "
-                         f"tools/retrieve.py index {out_dir} --level {level} --modality {modality}") from None
+                         f"avssl-retrieve index {out_dir} --level {level} --modality {modality}") from None
     if index.ntotal != len(rows) or index.d != rows.dim:
         raise StaleIndex(f"{idx_path}: holds {index.ntotal} rows of {index.d}, the collection "
                          f"{len(rows)} of {rows.dim}")

@@ -1,10 +1,11 @@
-"""Training engine: the pretraining loop, atomic checkpoints, resumable samplers, logging.
+"""Training engine: the pretraining loop, resumable samplers, batches, schedules, logging (checkpoint I/O:
+`avssl.utils.checkpoint`, re-exported here).
 
     from avssl.engine import train                    # AVID / CMA pretraining from a config
     from avssl.engine import CheckpointManager, ResumableDistributedSampler, EvalShardSampler
 """
 
-from avssl.engine.checkpoint import (
+from avssl.utils.checkpoint import (
     CheckpointError,
     CheckpointManager,
     FingerprintMismatchError,

@@ -28,9 +28,10 @@ readable items within the attempt budget) and it is counted.
 
 The account (`DataCounts`, summed over ranks, identical on every rank):
 ``requested = used + dropped``; ``failed`` slots are either ``replaced`` (and then used) or lie in
-skipped steps (and then dropped, together with the good clips of those steps).
-`FailureLog` keeps the files behind the failures (path, reason, count), bounded, merged over ranks
-and written by rank 0 to ``data_failures.json``.
+skipped steps (and then dropped, together with the good clips of those steps); ``damaged`` of the
+used clips were read with damaged packets skipped (``decode_errors`` packets in all).
+`FailureLog` keeps the files behind the failures (path, reason, count) and behind the damaged clips,
+bounded, merged over ranks and written by rank 0 to ``data_failures.json``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from avssl.data.collate import BatchFiller, ItemFailure, keep_batch
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.samplers import BatchRequestSampler, ResumableDistributedSampler
 
 __all__ = ["DataCounts", "FailureLog", "StepVerdict", "agree_on_step", "training_loader", "write_failure_report",
@@ -62,6 +63,8 @@ class DataCounts:
     replacement_failures: replacement candidates that could not be read either.
     used: clips that went into optimizer steps. dropped: clips of skipped steps (the unfilled slots
     and the good clips that had to be left out with them). skipped_steps: steps every rank skipped.
+    damaged: used clips whose read skipped damaged packets (`Clip.decode_errors` > 0; the decoder
+    concealed or left out what it could not decode); decode_errors: those packets, summed.
     """
 
     requested: int = 0
@@ -71,6 +74,8 @@ class DataCounts:
     replacement_failures: int = 0
     dropped: int = 0
     skipped_steps: int = 0
+    damaged: int = 0
+    decode_errors: int = 0
 
     def add(self, other: "DataCounts") -> "DataCounts":
         for k, v in asdict(other).items():
@@ -92,15 +97,18 @@ class StepVerdict:
 
 
 def agree_on_step(batch: dict) -> StepVerdict:
-    """Collective (one all_reduce of 5 integers): do all ranks have a full batch, and this step's counts.
+    """Collective (one all_reduce of 7 integers): do all ranks have a full batch, and this step's counts.
 
-    `batch` is a `fill_batch` result. Every rank must call this once per step, in the same order."""
-    incomplete, requested, failed, replaced, retry = du.all_reduce_sum_ints(
+    `batch` is a `fill_batch` result. Every rank must call this once per step, in the same order.
+    Damaged clips count only when the step is taken (they are then used)."""
+    damaged = batch.get("damaged", ())
+    incomplete, requested, failed, replaced, retry, n_damaged, errors = du.all_reduce_sum_ints(
         [not batch["complete"], batch["requested"], len(batch["failed"]), batch["replaced"],
-         len(batch["replacement_failures"])])
+         len(batch["replacement_failures"]), len(damaged), sum(int(d[3]) for d in damaged)])
     take = incomplete == 0
     counts = DataCounts(requested=requested, used=requested if take else 0, failed=failed, replaced=replaced,
-                        replacement_failures=retry, dropped=0 if take else requested, skipped_steps=0 if take else 1)
+                        replacement_failures=retry, dropped=0 if take else requested, skipped_steps=0 if take else 1,
+                        damaged=n_damaged if take else 0, decode_errors=errors if take else 0)
     return StepVerdict(take, counts)
 
 
@@ -117,12 +125,27 @@ def training_loader(dataset, sampler: ResumableDistributedSampler, *, max_attemp
 class FailureLog:
     """Files behind the failed reads: ``{path: {"video_id", "reason", "detail", "failures"}}``, at most
     `max_files` paths (further files are only counted in ``unlisted_failures``: the report stays small
-    on a collection that is mostly broken). Mergeable across ranks and checkpointable (plain data)."""
+    on a collection that is mostly broken); and files whose used clips had damaged packets skipped:
+    ``damaged = {path: {"video_id", "clips", "decode_errors"}}`` (same bound). Mergeable across ranks
+    and checkpointable (plain data)."""
 
     def __init__(self, max_files: int = 1000):
         self.max_files = int(max_files)
         self.files: dict[str, dict] = {}
         self.unlisted_failures = 0
+        self.damaged: dict[str, dict] = {}
+
+    def add_damaged(self, damaged) -> None:
+        """Record `avssl.data.collate.ItemDamage` entries (clips that were used)."""
+        for d in damaged:
+            item, video_id, path, errors = d
+            rec = self.damaged.get(path)
+            if rec is None:
+                if len(self.damaged) >= self.max_files:
+                    continue  # counted in DataCounts.damaged all the same
+                rec = self.damaged[path] = {"video_id": int(video_id), "clips": 0, "decode_errors": 0}
+            rec["clips"] += 1
+            rec["decode_errors"] += int(errors)
 
     def add(self, failures) -> None:
         for f in failures:
@@ -146,14 +169,23 @@ class FailureLog:
             else:
                 self.unlisted_failures += rec["failures"]
         self.unlisted_failures += other.unlisted_failures
+        for path, rec in other.damaged.items():
+            mine = self.damaged.get(path)
+            if mine is not None:
+                mine["clips"] += rec["clips"]
+                mine["decode_errors"] += rec["decode_errors"]
+            elif len(self.damaged) < self.max_files:
+                self.damaged[path] = dict(rec)
         return self
 
     def state_dict(self) -> dict:
-        return {"files": {p: dict(r) for p, r in self.files.items()}, "unlisted_failures": self.unlisted_failures}
+        return {"files": {p: dict(r) for p, r in self.files.items()}, "unlisted_failures": self.unlisted_failures,
+                "damaged": {p: dict(r) for p, r in self.damaged.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.files = {p: dict(r) for p, r in state.get("files", {}).items()}
         self.unlisted_failures = int(state.get("unlisted_failures", 0))
+        self.damaged = {p: dict(r) for p, r in state.get("damaged", {}).items()}  # older checkpoints: none
 
     def gathered(self) -> "FailureLog":
         """Collective: every rank's log merged (in rank order) into a new log (this one without a group)."""
@@ -167,14 +199,15 @@ class FailureLog:
 
 def write_failure_report(path: str | os.PathLike, log: FailureLog, counts: DataCounts | dict | None = None,
                          extra: dict | None = None) -> Path:
-    """Write ``{"counts", "files": [{"path", "video_id", "reason", "detail", "failures"}], "unlisted_failures"}``
-    atomically (files sorted by path)."""
+    """Write ``{"counts", "files": [{"path", "video_id", "reason", "detail", "failures"}], "unlisted_failures",
+    "damaged_files": [{"path", "video_id", "clips", "decode_errors"}]}`` atomically (files sorted by path)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     counts = counts.as_dict() if isinstance(counts, DataCounts) else counts
     doc = {"counts": counts, **(extra or {}),
            "files": [{"path": p, **r} for p, r in sorted(log.files.items())],
-           "unlisted_failures": log.unlisted_failures}
+           "unlisted_failures": log.unlisted_failures,
+           "damaged_files": [{"path": p, **r} for p, r in sorted(log.damaged.items())]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, path)

@@ -1,11 +1,12 @@
-"""AVID / CMA pretraining loop, readable top to bottom (torchvision reference-script style).
+"""The pretraining loop, method-agnostic, readable top to bottom (torchvision reference-script style).
 
     train(cfg)                      entry point (a Hydra/OmegaConf config or a plain dict)
       setup_distributed             torchrun env -> process group (NCCL on GPU, gloo on CPU)
       build_data                    index the videos (or generate the embedded world) -> datasets
-      build_model / build_batch_transforms / build_criterion / build_optimizer
-      resume or init (CMA stage: from an AVID checkpoint)
-      for epoch: train_one_epoch    data wait / transforms / forward / loss+memory / backward timed
+      build_model / build_batch_transforms / build_method / build_optimizer
+      resume, or method.start       (a method may start from another run's checkpoint)
+      for epoch: method.on_epoch_start (e.g. positive sets recomputed)
+                 train_one_epoch    data wait / transforms / forward / loss+memory / backward timed
                  checkpoint         every N steps and at epoch end (atomic, rank 0)
                  evaluate_retrieval held-out audio->video R@1/R@5
 
@@ -27,10 +28,10 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLog, agree_on_step, training_loader
 from avssl.engine.batches import write_failure_report
-from avssl.engine.checkpoint import (
+from avssl.utils.checkpoint import (
     CheckpointError,
     CheckpointManager,
     capture_rng_state,
@@ -40,8 +41,8 @@ from avssl.engine.checkpoint import (
 )
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
-from avssl.losses.localization import global_batch_max_position_infonce
-from avssl.utils.errors import UserError
+from avssl.methods import Method, ModelOutputs, build_method, checkpoint_method, method_name
+from avssl.metrics.retrieval import retrieval_metrics
 
 
 def _plain(cfg) -> dict:
@@ -235,42 +236,16 @@ class BatchTransforms(torch.nn.Module):
 def build_batch_transforms(cfg: dict, train: bool) -> BatchTransforms:
     """Flip + colour jitter + normalisation (train) or normalisation (eval) of the batch; the datasets
     already cropped every item (``_spatial_policy``, from the same ``transforms.video`` keys)."""
-    from avssl.transforms.audio import LogSpectrogram
-    from avssl.transforms.video import VideoAugment
+    from avssl.transforms.config import batch_transforms
 
-    tcfg = cfg["transforms"]
-    video_tf = VideoAugment(**tcfg["video"], train=train, geometry=False)
-    audio_kw = dict(tcfg["audio"])
-    audio_kw.setdefault("sample_rate", cfg["data"]["spec"]["audio_rate"])
-    audio_tf = LogSpectrogram(**audio_kw)
-    return BatchTransforms(video_tf, audio_tf)
+    return BatchTransforms(*batch_transforms(cfg["transforms"], cfg["data"]["spec"]["audio_rate"], train=train))
 
 
-def build_criterion(cfg: dict, num_items: int, fingerprint: str) -> torch.nn.Module:
-    from avssl.losses import AVIDCriterion, CMACriterion
-
-    lcfg = cfg["loss"]
-    common = dict(
-        num_items=num_items, dim=lcfg["dim"], num_negatives=min(lcfg["num_negatives"], num_items - 1),
-        temperature=lcfg["temperature"], momentum=lcfg["momentum"], loss=lcfg["loss"],
-        index_fingerprint=fingerprint, in_batch=bool(lcfg.get("in_batch", False)),
-    )
-    if cfg["stage"] == "avid":
-        return AVIDCriterion(variant=lcfg.get("variant", "cross"), **common)
-    if cfg["stage"] == "cma":
-        c = cfg["cma"]
-        # within-modal negatives must leave room for the positive set and self
-        within = min(c["num_negatives_within"], num_items - 1 - c["num_positives"])
-        return CMACriterion(
-            num_negatives_within=within, xmodal_inst=c["xmodal_inst"], wmodal_pos=c["wmodal_pos"],
-            wmodal_inst=c.get("wmodal_inst", 0.0), xmodal_pos=c.get("xmodal_pos", 0.0),
-            num_positives=c["num_positives"], mode=c["mode"], **common,
-        )
-    raise ValueError(f"stage must be 'avid' or 'cma', got {cfg['stage']!r}")
-
-
-def build_optimizer(cfg: dict, params) -> tuple[torch.optim.Optimizer, Any]:
+def build_optimizer(cfg: dict, params, method_params=()) -> tuple[torch.optim.Optimizer, Any]:
     """Reference: Adam, weight decay 1e-5, MultiStepLR over epochs (gamma 1 = constant lr).
+
+    ``method_params``: the method's own learnable parameters (``Method.parameters()``, e.g. a logit
+    scale), a second parameter group without weight decay; none: one group, as before methods had any.
 
     `optim.schedule_unit` 'epoch' (default: milestones and `optim.warmup` count epochs, the
     scheduler steps at epoch ends) or 'step' (they count optimisation steps, the scheduler steps
@@ -278,6 +253,9 @@ def build_optimizer(cfg: dict, params) -> tuple[torch.optim.Optimizer, Any]:
     from avssl.engine.schedules import build_lr_scheduler, schedule_unit
 
     ocfg = cfg["optim"]
+    method_params = list(method_params)
+    if method_params:
+        params = [{"params": list(params)}, {"params": method_params, "weight_decay": 0.0}]
     if ocfg["name"] == "adam":
         opt = torch.optim.Adam(params, lr=ocfg["lr"], weight_decay=ocfg["weight_decay"],
                                betas=tuple(ocfg.get("betas", (0.9, 0.999))))
@@ -340,7 +318,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def make_state(cfg, model, optimizer, scheduler, scaler, criterion, progress: Progress,
+def make_state(cfg, model, optimizer, scheduler, scaler, method: Method, progress: Progress,
                neg_generator: torch.Generator, fingerprint: str, data_failures: dict | None = None) -> dict:
     """Everything a resumed run needs. Collective under DDP (gathers every rank's RNG)."""
     rng = capture_rng_state()
@@ -351,12 +329,13 @@ def make_state(cfg, model, optimizer, scheduler, scaler, criterion, progress: Pr
     else:
         per_rank = [rng]
     return {
-        "stage": cfg["stage"],
+        "method": method.name,
+        "stage": method.name,  # what readers of checkpoints written before methods had modules look for
         "model": _unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "criterion": criterion.state_dict(),
+        "criterion": method.state_dict(),
         "progress": progress.state_dict(),
         "data_failures": data_failures,  # FailureLog.state_dict() merged over ranks
         "rng": {"per_rank": per_rank},
@@ -366,14 +345,14 @@ def make_state(cfg, model, optimizer, scheduler, scaler, criterion, progress: Pr
     }
 
 
-def restore_state(state, model, optimizer, scheduler, scaler, criterion, neg_generator,
+def restore_state(state, model, optimizer, scheduler, scaler, method: Method, neg_generator,
                   dist_info: DistInfo, logger) -> Progress:
     _unwrap(model).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler") is not None:
         scaler.load_state_dict(state["scaler"])
-    criterion.load_state_dict(state["criterion"])
+    method.load_state_dict(state["criterion"])
     per_rank = state["rng"]["per_rank"]
     if len(per_rank) == dist_info.world_size:
         rng = per_rank[dist_info.rank]
@@ -429,19 +408,6 @@ def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, a
     return v, a, i
 
 
-def retrieval_metrics(video_emb, audio_emb, ids) -> dict[str, float]:
-    """Audio->video and video->audio R@1/R@5 over held-out clips (chance: k / N)."""
-    from avssl.embed.retrieval import cross_modal_retrieval
-
-    res = cross_modal_retrieval(video_emb, audio_emb, ids, ks=(1, 5))
-    n = len(torch.unique(ids))
-    return {
-        "a2v_R@1": res["a2v"]["R@1"], "a2v_R@5": res["a2v"]["R@5"],
-        "v2a_R@1": res["v2a"]["R@1"], "v2a_R@5": res["v2a"]["R@5"],
-        "chance_R@1": 1.0 / n, "chance_R@5": min(5.0 / n, 1.0), "num_clips": int(video_emb.shape[0]),
-    }
-
-
 def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None) -> dict[str, float]:
     stats: dict = {}
     v, a, ids = embed_dataset(model, transforms, dataset, cfg["eval"]["batch_size"],
@@ -476,8 +442,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                              # or a resumed run (one extra iterator) would diverge from an uninterrupted one
                              generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
     ctx.model.train()
-    loc_weight = float(cfg["loss"].get("localization_weight", 0.0))
-    loc_temperature = float(cfg["loss"].get("localization_temperature") or cfg["loss"]["temperature"])
+    dense = ctx.method.needs_dense
     total = ctx.sampler.batches_per_epoch
     bar = None
     if ctx.dist.rank == 0 and tcfg.get("progress", True):
@@ -510,6 +475,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                 bar.update(1)
             _maybe_checkpoint(ctx, progress)
             continue
+        ctx.failure_log.add_damaged(batch.get("damaged", ()))  # used clips read with damaged packets skipped
 
         with timer.phase("transform"):
             video = batch["video"].to(ctx.device, non_blocking=True)
@@ -521,26 +487,24 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                 audio = audio.contiguous(memory_format=torch.channels_last)
         with timer.phase("forward"):
             with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype, enabled=ctx.amp_dtype is not None):
-                if loc_weight > 0:  # per-position video embeddings of the same encoder pass
+                if dense:  # per-position video embeddings of the same encoder pass
                     v_emb, a_emb, v_dense = ctx.model(video, audio, dense=True)
                 else:
-                    v_emb, a_emb = ctx.model(video, audio)
+                    (v_emb, a_emb), v_dense = ctx.model(video, audio), None
         with timer.phase("loss_memory"):
             # the objective (cosines / T, exp, log) runs in fp32 whatever the autocast dtype
-            loss, stats = ctx.criterion(v_emb.float(), a_emb.float(), indices, generator=ctx.neg_generator)
-            if loc_weight > 0:
-                loc = global_batch_max_position_infonce(v_dense.float(), F.normalize(a_emb.float(), dim=1), indices,
-                                                        temperature=loc_temperature)
-                stats["loss/localization"] = loc.detach()
-                loss = loss + loc_weight * loc
+            out = ModelOutputs(v_emb.float(), a_emb.float(), v_dense.float() if v_dense is not None else None)
+            loss, stats = ctx.method.loss(out, indices, generator=ctx.neg_generator)
         with timer.phase("backward"):
             ctx.optimizer.zero_grad(set_to_none=True)
             if ctx.scaler is not None:
                 ctx.scaler.scale(loss).backward()
+                _average_method_grads(ctx)
                 ctx.scaler.step(ctx.optimizer)
                 ctx.scaler.update()
             else:
                 loss.backward()
+                _average_method_grads(ctx)
                 ctx.optimizer.step()
             if ctx.schedule_per_step:  # optim.schedule_unit=step: the scheduler counts updates
                 ctx.step_lr = ctx.optimizer.param_groups[0]["lr"]  # the rate this update used (logged)
@@ -562,6 +526,13 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
     return True
 
 
+def _average_method_grads(ctx) -> None:
+    """The method's own parameters are outside DDP: average their gradients over ranks as DDP does
+    the model's (every rank's loss has the same form, so the mean is the global batch's gradient)."""
+    if ctx.dist.world_size > 1 and ctx.method_params:
+        du.all_reduce_grads_mean_(ctx.method_params)
+
+
 def _maybe_checkpoint(ctx, progress) -> None:
     every = ctx.cfg["trainer"].get("checkpoint_every")
     if every and progress.global_step % every == 0:
@@ -580,8 +551,8 @@ def _log_step(ctx, progress, loss_value, stats, step_times, batch_len):
         float(_mean_stat(stats, "_pos")), float(_mean_stat(stats, "_neg")), progress.data.failed,
         progress.data.replaced, progress.data.dropped,
     )
-    if "loss/localization" in stats:
-        ctx.logger.info("step %d | loss/localization %.4f", progress.global_step, float(stats["loss/localization"]))
+    for name in ctx.term_names:  # the method's added terms
+        ctx.logger.info("step %d | loss/%s %.4f", progress.global_step, name, float(stats[f"loss/{name}"]))
     tb = ctx.tb
     if tb is None:
         return
@@ -604,7 +575,7 @@ def _mean_stat(stats: dict, suffix: str) -> float:
 
 def save_checkpoint(ctx: "TrainContext", progress: Progress) -> None:
     failures = report_data_failures(ctx, progress)  # collective
-    state = make_state(ctx.cfg, ctx.model, ctx.optimizer, ctx.scheduler, ctx.scaler, ctx.criterion,
+    state = make_state(ctx.cfg, ctx.model, ctx.optimizer, ctx.scheduler, ctx.scaler, ctx.method,
                        progress, ctx.neg_generator, ctx.fingerprint, failures.state_dict())  # collective: all ranks call
     if ctx.dist.rank == 0:
         path = ctx.ckpt.save(state, progress.global_step)
@@ -618,7 +589,7 @@ def report_data_failures(ctx: "TrainContext", progress: Progress) -> FailureLog:
     """Collective: merge every rank's `FailureLog`; rank 0 writes ``<run_dir>/data_failures.json`` (the
     run's `DataCounts` and the files behind the failed reads). Returns the merged log."""
     merged = ctx.failure_log.gathered()
-    if ctx.dist.rank == 0 and (merged.files or merged.unlisted_failures or progress.data.failed):
+    if ctx.dist.rank == 0 and (merged.files or merged.unlisted_failures or progress.data.failed or merged.damaged):
         write_failure_report(Path(ctx.cfg["run_dir"]) / "data_failures.json", merged, progress.data,
                              extra={"global_step": progress.global_step, "epoch": progress.epoch})
     return merged
@@ -637,7 +608,7 @@ class TrainContext:
     batch_size: int
     model: torch.nn.Module
     transforms: BatchTransforms
-    criterion: torch.nn.Module
+    method: Method
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: Any
@@ -652,25 +623,15 @@ class TrainContext:
     schedule_per_step: bool = False  # optim.schedule_unit=step: the lr scheduler steps after every optimisation step
     step_lr: float | None = None  # (schedule_per_step) the learning rate the last update used
 
-
-def _init_cma_from_avid(cfg, criterion, model, fingerprint, logger) -> None:
-    """CMA stage start: model + banks + NCE constant from an AVID checkpoint of the SAME index."""
-    path = cfg["cma"].get("init_from")
-    if not path:
-        raise UserError("stage=cma needs cma.init_from: an AVID checkpoint (file or run directory)")
-    p = Path(path)
-    if p.is_dir():  # the newest checkpoint of that run that reads
-        p, state = CheckpointManager(p).load_latest(expected_fingerprint=fingerprint, logger=logger)
-    else:
-        state = load_checkpoint(p, expected_fingerprint=fingerprint)
-    _unwrap(model).load_state_dict(state["model"])
-    criterion.load_avid_state(state["criterion"])
-    logger.info("CMA stage initialised from AVID checkpoint %s (partition Z=%s)", p, criterion.partition)
+    def __post_init__(self):
+        self.method_params = self.method.parameters()
+        self.term_names = [t.name for t in self.method.terms]
 
 
 def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
-    """Pretrain with AVID (cfg.stage='avid') or CMA (cfg.stage='cma'). Returns a summary dict
-    (with the trained ``model`` and ``criterion`` modules under those keys when `return_objects`)."""
+    """Pretrain with the method ``cfg.method`` names (`avssl.methods`; ``stage``, its old name, is still
+    read). Returns a summary dict (with the trained ``model``, the ``method`` and its ``criterion`` module
+    under those keys when `return_objects`)."""
     cfg = _plain(cfg)
     tcfg = cfg["trainer"]
     dist_info = setup_distributed(tcfg.get("device", "auto"))
@@ -681,7 +642,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     logger = setup_logger(run_dir, dist_info.rank)
     tb = make_tb_writer(run_dir, dist_info.rank, tcfg.get("tensorboard", True))
     torch.manual_seed(cfg["seed"] + dist_info.rank)
-    logger.info("run %s | stage %s | %d process(es) on %s", run_dir, cfg["stage"], dist_info.world_size, device)
+    name = method_name(cfg)
+    logger.info("run %s | method %s | %d process(es) on %s", run_dir, name, dist_info.world_size, device)
 
     try:
         # ---- data
@@ -705,11 +667,11 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             _to_channels_last(model)
         train_tf = build_batch_transforms(cfg, train=True).to(device)
         eval_tf = build_batch_transforms(cfg, train=False).to(device)
-        criterion = build_criterion(cfg, data.num_train_videos, data.fingerprint).to(device)
-        optimizer, scheduler = build_optimizer(cfg, model.parameters())
+        method = build_method(cfg, data.num_train_videos, data.fingerprint).to(device)
+        optimizer, scheduler = build_optimizer(cfg, model.parameters(), method.parameters())
         amp_dtype = _amp_dtype(tcfg.get("amp", "off"), device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        neg_generator = torch.Generator(device=criterion.video_bank.bank.device)
+        neg_generator = torch.Generator(device=device)  # the method's random draws (e.g. bank negatives)
         neg_generator.manual_seed(cfg["seed"] * 7919 + dist_info.rank)
         torch.manual_seed(cfg["seed"] + 1000 * (dist_info.rank + 1))  # per-rank augmentation streams
         if dist_info.world_size > 1:
@@ -731,17 +693,17 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             else:
                 state = load_checkpoint(resume_path, expected_fingerprint=data.fingerprint)
         if resume_path is not None:
-            if state.get("stage") != cfg["stage"]:
-                raise CheckpointError(f"{resume_path} is a {state.get('stage')!r} checkpoint, this run is "
-                                      f"stage {cfg['stage']!r}")
-            progress = restore_state(state, model, optimizer, scheduler, scaler, criterion, neg_generator,
+            if checkpoint_method(state) != method.name:
+                raise CheckpointError(f"{resume_path} is a {checkpoint_method(state)!r} checkpoint, this run is "
+                                      f"method {method.name!r}")
+            progress = restore_state(state, model, optimizer, scheduler, scaler, method, neg_generator,
                                      dist_info, logger)
             logger.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.global_step)
-        elif cfg["stage"] == "cma":
-            _init_cma_from_avid(cfg, criterion, model, data.fingerprint, logger)
+        else:
+            method.start(_unwrap(model), fingerprint=data.fingerprint, logger=logger)
 
         ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False), warmup=tcfg.get("timing_warmup", 0)),
-                           data.train_set, sampler, batch_size, model, train_tf, criterion, optimizer, scheduler,
+                           data.train_set, sampler, batch_size, model, train_tf, method, optimizer, scheduler,
                            scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last,
                            replace_attempts=int(cfg["data"].get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS)),
                            schedule_per_step=cfg["optim"].get("schedule_unit", "epoch") == "step")
@@ -755,13 +717,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         stopped = False
         t_start = time.perf_counter()
         while progress.epoch < epochs and not stopped:
-            if cfg["stage"] == "cma" and progress.batches_consumed == 0:
-                every = cfg["cma"]["refresh_every_epochs"]
-                if criterion.positives is None or (every and progress.epoch % every == 0 and progress.epoch > 0):
-                    t0 = time.perf_counter()
-                    criterion.refresh_positives(device=device)
-                    logger.info("CMA positive sets recomputed (k=%d, %s) in %.2fs", criterion.num_positives,
-                                criterion.mode, time.perf_counter() - t0)
+            if progress.batches_consumed == 0:
+                method.on_epoch_start(progress.epoch, device=device, logger=logger)
             finished = train_one_epoch(ctx, progress, max_steps)
             if not finished:
                 stopped = True
@@ -791,6 +748,10 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
                            progress.data.requested, progress.data.used, progress.data.dropped,
                            progress.data.skipped_steps, progress.data.failed, progress.data.replaced,
                            progress.data.replacement_failures, len(failures.files), run_dir / "data_failures.json")
+        if progress.data.damaged:
+            logger.warning("data: %d of the %d clips used had damaged packets (%d skipped by the decoder, the rest of "
+                           "each clip kept); %d file(s) listed in %s", progress.data.damaged, progress.data.used,
+                           progress.data.decode_errors, len(failures.damaged), run_dir / "data_failures.json")
         summary = {
             "run_dir": str(run_dir),
             "global_step": progress.global_step,
@@ -800,7 +761,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             "timing": ctx.timer.summary(),
             "dropped_samples": progress.data.dropped,
             "data": {**progress.data.as_dict(), "failed_files": len(failures.files),
-                     "unlisted_failures": failures.unlisted_failures},
+                     "unlisted_failures": failures.unlisted_failures, "damaged_files": len(failures.damaged)},
             "retrieval": evals[-1] if evals else None,
             "lr": optimizer.param_groups[0]["lr"],  # the rate the next update (a resumed run) starts with
             "index": _index_counts(data.notes.get("index_report")),
@@ -809,7 +770,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         }
         if return_objects:
             summary["model"] = _unwrap(model)
-            summary["criterion"] = criterion
+            summary["method"] = method
+            summary["criterion"] = method.criterion
         t = summary["timing"]
         logger.info("done: %d steps in %.1fs | per step: data %.3fs, transform %.3fs, forward %.3fs, "
                     "loss+memory %.3fs, backward %.3fs", progress.global_step, summary["seconds"], t["data"],

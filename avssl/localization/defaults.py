@@ -22,7 +22,7 @@ def localization_inputs(spec, transforms_config: Mapping | None = None, device="
     """``(spec, video_transform, audio_transform)`` for localization with a model trained
     under ``transforms_config`` (the pretraining config's ``transforms`` section); ``mode``: the
     frame geometry (``video_transform.input_policy``, see the module doc)."""
-    from avssl.embed.extract import default_transforms
+    from avssl.transforms.config import default_transforms
 
     if mode not in LOCALIZATION_MODES:
         raise ValueError(f"localization spatial mode must be one of {LOCALIZATION_MODES}, got {mode!r}")

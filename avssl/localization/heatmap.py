@@ -341,8 +341,10 @@ def video_heatmap_track(
         if not other.has_audio:
             raise ValueError(f"{audio_path} has no audio stream")
         a_span = max(other.duration - clip_spec.audio_duration, 0.0)
-    elif not info.has_audio:
-        raise ValueError(f"{path} has no audio stream; pass audio_path to play another sound")
+    elif not info.has_audio:  # a MediaError: tools skip and list the file instead of stopping
+        from avssl.io.errors import NoAudioStream
+
+        raise NoAudioStream(path, "no decodable sound to localize; pass audio_path to play another file's sound")
 
     times, maps, placement, where = [], [], {}, None
     bar = tqdm(total=len(starts), desc=f"heatmaps {os.path.basename(str(path))}", unit="clip", disable=not progress)

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from avssl.io.errors import CorruptMedia, MissingFile, NoAudioStream, NoVideoStream
+from avssl.io.timestamps import file_verdict
 
 PAD_PX = 8  # gap between panels
 TITLE_PX = 28  # band above the panels for titles
@@ -222,46 +223,69 @@ def write_heatmap_video(
     display_hw = _first_frame_display_size(src)
     # H.264 4:2:0 needs even sizes: an odd last row/column is cropped.
     even_hw = (display_hw[0] // 2 * 2, display_hw[1] // 2 * 2)
-    with av.open(str(src)) as inp:
-        iv = inp.streams.video[0]
-        ia = inp.streams.audio[0] if (audio == "source" and inp.streams.audio) else None
-        if audio == "source" and ia is None:
-            raise NoAudioStream(src, "no audio stream to keep; pass audio=None")
-        t0 = float(iv.start_time * iv.time_base) if iv.start_time is not None else 0.0
-        # Stream delays are edit lists in the movie timescale (1000 by default: whole ms);
-        # the audio rate keeps a delayed audio start sample-exact, as in avssl.io.writer.
-        a_rate = ia.rate if ia is not None else (int(audio[1]) if isinstance(audio, tuple) else None)
-        opts = {"movie_timescale": str(int(a_rate))} if a_rate else {}
-        with av.open(str(tmp), mode="w", format="mp4", options=opts) as out:
-            # every stream must exist before the first packet is muxed
-            ov = _add_video_stream(out, iv, even_hw, crf, preset)
-            oa = out.add_stream_from_template(ia) if ia is not None else None
-            oa_wave = _add_audio_stream(out, *audio) if isinstance(audio, tuple) else None
-            bar = tqdm(total=iv.frames or None, desc=f"mp4 {dst.name}", unit="frame", disable=not progress)
-            for pkt in inp.demux(*(s for s in (iv, ia) if s is not None)):
-                if pkt.stream is ia:
-                    if pkt.dts is None:  # demuxer's flush packet
+    # Frame times as the clip reader gives them (avssl.io.timestamps): the file's pts, or for a file
+    # whose pts are guesses (AVI with B-frames) frame k at k / fps, so each frame gets the heatmap
+    # of the time the model saw it at and the encoder gets increasing timestamps.
+    synthesized = not file_verdict(str(src)).trusted
+    try:
+        with av.open(str(src)) as inp:
+            iv = inp.streams.video[0]
+            ia = inp.streams.audio[0] if (audio == "source" and inp.streams.audio) else None
+            if audio == "source" and ia is None:
+                raise NoAudioStream(src, "no audio stream to keep; pass audio=None")
+            t0 = float(iv.start_time * iv.time_base) if iv.start_time is not None else 0.0
+            rate = iv.average_rate or iv.guessed_rate or iv.base_rate or Fraction(25)
+            # Stream delays are edit lists in the movie timescale (1000 by default: whole ms);
+            # the audio rate keeps a delayed audio start sample-exact, as in avssl.io.writer.
+            a_rate = ia.rate if ia is not None else (int(audio[1]) if isinstance(audio, tuple) else None)
+            opts = {"movie_timescale": str(int(a_rate))} if a_rate else {}
+            with av.open(str(tmp), mode="w", format="mp4", options=opts) as out:
+                # every stream must exist before the first packet is muxed
+                ov = _add_video_stream(out, iv, even_hw, crf, preset)
+                oa = out.add_stream_from_template(ia) if ia is not None else None
+                oa_wave = _add_audio_stream(out, *audio) if isinstance(audio, tuple) else None
+                bar = tqdm(total=iv.frames or None, desc=f"mp4 {dst.name}", unit="frame", disable=not progress)
+                k, last_pts = 0, None  # frames (and failed video packets) so far; last pts written
+                for pkt in inp.demux(*(s for s in (iv, ia) if s is not None)):
+                    if pkt.stream is ia:
+                        if pkt.dts is None:  # demuxer's flush packet
+                            continue
+                        pkt.stream = oa
+                        out.mux(pkt)
                         continue
-                    pkt.stream = oa
-                    out.mux(pkt)
-                    continue
-                for frame in pkt.decode():
-                    img = to_display_orientation(frame.to_ndarray(format="rgb24"), frame.rotation)
-                    img = img[: even_hw[0], : even_hw[1]]
-                    t = float(frame.pts * iv.time_base) - t0 if frame.pts is not None else 0.0
-                    hm = _np(heatmap_fn(np.array([t]), img.shape[:2]))[0]
-                    vf = av.VideoFrame.from_ndarray(blend(img, hm, alpha, cmap), format="rgb24")
-                    vf.pts = frame.pts
-                    vf.time_base = iv.time_base
-                    for p in ov.encode(vf):
-                        out.mux(p)
-                    bar.update(1)
-            for p in ov.encode():
-                out.mux(p)
-            bar.close()
-            if oa_wave is not None:
-                _encode_waveform(out, oa_wave, audio[0], audio[1])
-    os.replace(tmp, dst)
+                    try:
+                        frames = pkt.decode()
+                    except av.error.FFmpegError:  # a damaged packet: skipped as the reader does (keeps its slot)
+                        k += 1
+                        continue
+                    for frame in frames:
+                        if synthesized:
+                            t, k = k / float(rate), k + 1
+                            pts = int(round(t / iv.time_base))
+                        elif frame.pts is not None:
+                            t, pts = float(frame.pts * iv.time_base) - t0, frame.pts
+                        else:
+                            continue  # no time at all: nothing honest to show it at
+                        if last_pts is not None and pts <= last_pts:
+                            continue  # a repeated time (broken muxer): the encoder needs increasing pts
+                        last_pts = pts
+                        img = to_display_orientation(frame.to_ndarray(format="rgb24"), frame.rotation)
+                        img = img[: even_hw[0], : even_hw[1]]
+                        hm = _np(heatmap_fn(np.array([t]), img.shape[:2]))[0]
+                        vf = av.VideoFrame.from_ndarray(blend(img, hm, alpha, cmap), format="rgb24")
+                        vf.pts = pts
+                        vf.time_base = iv.time_base
+                        for p in ov.encode(vf):
+                            out.mux(p)
+                        bar.update(1)
+                for p in ov.encode():
+                    out.mux(p)
+                bar.close()
+                if oa_wave is not None:
+                    _encode_waveform(out, oa_wave, audio[0], audio[1])
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no partial file behind
     return dst
 
 

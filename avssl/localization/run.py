@@ -1,4 +1,4 @@
-"""Whole-file localization products, as ``tools/localize.py`` writes them.
+"""Whole-file localization products, as ``avssl-localize`` writes them.
 
 For each video: a ``HeatmapTrack`` (sliding audio window), overlay PNGs at a few times,
 and an MP4 with the heatmap in every frame and the original sound (or, in mismatched
@@ -174,9 +174,10 @@ def localize_files(model, paths: Sequence[str | os.PathLike], out_dir, clip_spec
     and an ``index.json`` listing every output.
 
     A file that cannot be read (`MediaError`, a PyAV/FFmpeg error, an OS error) is skipped, never
-    stopping the rest: it is logged, appended to ``failures`` (when given) as
-    ``{"path", "error", "type"}``, and listed in ``failed.json`` next to ``index.json``. The return value
-    holds the files that worked.
+    stopping the rest: it is logged, appended to ``failures`` (when given) as ``{"path", "reason",
+    "error", "type"}`` (``reason``: the `MediaError.reason`, e.g. 'no-audio-stream' for a video without
+    decodable sound), and listed in ``failed.json`` next to ``index.json``. The return value holds the
+    files that worked.
     """
     import logging
 
@@ -189,7 +190,8 @@ def localize_files(model, paths: Sequence[str | os.PathLike], out_dir, clip_spec
         except Exception as exc:
             if not _skippable(exc):
                 raise
-            failed.append({"path": str(p), "error": str(exc), "type": type(exc).__name__})
+            failed.append({"path": str(p), "reason": getattr(exc, "reason", type(exc).__name__), "error": str(exc),
+                           "type": type(exc).__name__})
             log.warning("skipped %s: %s", p, exc)
     if failures is not None:
         failures.extend(failed)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from avssl.engine import distributed as du
+from avssl.utils import distributed as du
 
 __all__ = ["max_position_scores", "max_position_infonce", "global_batch_max_position_infonce"]
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.engine.distributed import all_gather_varlen
+from avssl.utils.distributed import all_gather_varlen
 
 __all__ = ["MemoryBank", "MemoryBankMismatchError", "average_duplicates", "update_banks"]
 

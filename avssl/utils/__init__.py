@@ -4,6 +4,10 @@
   print it as one line.
 - `safe_torch_load`, `CheckpointError` (safe_load.py): read a checkpoint without running any code
   it may carry (``weights_only=True``).
+- `atomic_torch_save`, `load_checkpoint`, `CheckpointManager`, RNG capture/restore (checkpoint.py):
+  checkpoint I/O (crash-safe writes, fingerprint checks, newest-that-reads).
+- torch.distributed helpers (distributed.py): rank/world size, gathers (with gradient or of
+  varying sizes), reductions, `run_distributed` (spawned gloo processes for tests/benchmarks).
 - `run_main` (cli.py): the console commands' error boundary (one line for user mistakes,
   tracebacks for bugs, ``--debug`` for both).
 """

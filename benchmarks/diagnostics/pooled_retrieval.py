@@ -4,7 +4,7 @@ Usage: python benchmarks/diagnostics/pooled_retrieval.py <run_dir> <world_dir>
 """
 import sys, torch, csv, numpy as np, torch.nn.functional as F
 from avssl.engine import pretrain as P
-from avssl.engine.checkpoint import CheckpointManager
+from avssl.utils.checkpoint import CheckpointManager
 from avssl.data.index import build_index
 from avssl.data.dataset import AVClipDataset
 from avssl.data.decoded import DecodedClipDataset

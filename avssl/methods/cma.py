@@ -1,5 +1,10 @@
-"""CMA criterion: AVID's cross-modal instance discrimination plus within-modal
-discrimination of the cross-modally agreed positive sets (Morgado et al., CVPR 2021).
+"""CMA (Morgado et al., CVPR 2021): AVID's cross-modal instance discrimination plus within-modal
+discrimination of the cross-modally agreed positive sets.
+
+``method: cma``. Config: the ``loss`` section as AVID (its variant and joint_weights aside) and the
+``cma`` section (`CMAMethod.OPTIONS`). A fresh run starts from an AVID checkpoint of the same
+index (``cma.init_from``: weights, banks, NCE constant); the positive sets are found in the banks
+(`avssl.cma.find_positives`) at the first epoch and every ``cma.refresh_every_epochs`` epochs.
 
 Terms (q_v, q_a: normalised embeddings of clip i; V, A: memory banks; P(i): the k
 agreed positives of i; Neg(i): K ids drawn uniformly from all slots except i and P(i)):
@@ -15,14 +20,21 @@ drawn from the positive set (nor the instance itself).
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from avssl.cma.positives import MODES, find_positives
-from avssl.losses.avid import AVIDCriterion, bank_scores
+from avssl.losses.scores import bank_scores
+from avssl.methods.avid import AVIDCriterion, AVIDMethod
+from avssl.methods.base import method_options
+from avssl.methods.terms import terms_from_config
+from avssl.utils.checkpoint import CheckpointManager, load_checkpoint
+from avssl.utils.errors import UserError
 
-__all__ = ["CMACriterion"]
+__all__ = ["CMACriterion", "CMAMethod"]
 
 
 class CMACriterion(AVIDCriterion):
@@ -169,3 +181,57 @@ class CMACriterion(AVIDCriterion):
         stats["loss/total"] = total.detach()
         self.update_banks(v, a, idx)
         return total, stats
+
+
+class CMAMethod(AVIDMethod):
+    """CMA: `CMACriterion` from the ``loss`` and ``cma`` sections; starts from an AVID checkpoint and
+    recomputes the positive sets at epoch starts."""
+
+    name = "cma"
+    OPTIONS = {"init_from": None, "num_positives": 32, "num_negatives_within": 64, "mode": "consensus",
+               "xmodal_inst": 0.5, "wmodal_pos": 0.5, "wmodal_inst": 0.0, "xmodal_pos": 0.0,
+               "refresh_every_epochs": 5}
+
+    def __init__(self, criterion: CMACriterion, terms=(), *, init_from=None, refresh_every_epochs: int = 5) -> None:
+        super().__init__(criterion, terms)
+        self.init_from = init_from
+        self.refresh_every_epochs = int(refresh_every_epochs or 0)
+
+    @classmethod
+    def from_config(cls, cfg, num_items: int, fingerprint: str | None) -> "CMAMethod":
+        c = method_options(cfg, "cma", cls.OPTIONS)
+        # within-modal negatives must leave room for the positive set and self
+        within = min(c["num_negatives_within"], num_items - 1 - c["num_positives"])
+        criterion = CMACriterion(
+            num_negatives_within=within, xmodal_inst=c["xmodal_inst"], wmodal_pos=c["wmodal_pos"],
+            wmodal_inst=c["wmodal_inst"], xmodal_pos=c["xmodal_pos"], num_positives=c["num_positives"],
+            mode=c["mode"], **cls.criterion_kwargs(cfg, num_items, fingerprint))
+        return cls(criterion, terms_from_config(cfg), init_from=c["init_from"],
+                   refresh_every_epochs=c["refresh_every_epochs"])
+
+    def start(self, model, *, fingerprint, logger) -> None:
+        """Model + banks + NCE constant from the AVID checkpoint ``cma.init_from`` of the SAME index."""
+        if not self.init_from:
+            raise UserError("method=cma needs cma.init_from: an AVID checkpoint (file or run directory)")
+        p = Path(self.init_from)
+        if p.is_dir():  # the newest checkpoint of that run that reads
+            p, state = CheckpointManager(p).load_latest(expected_fingerprint=fingerprint, logger=logger)
+        else:
+            state = load_checkpoint(p, expected_fingerprint=fingerprint)
+        try:
+            self.criterion.load_avid_state(state["criterion"])
+        except KeyError as exc:
+            raise UserError(f"cma.init_from={p}: not an AVID checkpoint ({exc.args[0]})") from None
+        model.load_state_dict(state["model"])
+        logger.info("CMA stage initialised from AVID checkpoint %s (partition Z=%s)", p, self.criterion.partition)
+
+    def on_epoch_start(self, epoch: int, *, device, logger) -> None:
+        """Positive sets: found at the first epoch (none yet) and every ``refresh_every_epochs`` epochs
+        (collective under torch.distributed: every rank reaches it at the same epoch)."""
+        crit, every = self.criterion, self.refresh_every_epochs
+        if crit.positives is None or (every and epoch % every == 0 and epoch > 0):
+            t0 = time.perf_counter()
+            crit.refresh_positives(device=device)
+            logger.info("CMA positive sets recomputed (k=%d, %s) in %.2fs", crit.num_positives, crit.mode,
+                        time.perf_counter() - t0)
+

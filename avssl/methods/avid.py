@@ -1,4 +1,8 @@
-"""AVID criterion: audio-visual instance discrimination against two memory banks.
+"""AVID (Morgado et al., CVPR 2021): audio-visual instance discrimination against two memory banks.
+
+``method: avid``. Config (``loss`` section): dim, loss (nce | infonce), variant (cross | self |
+joint), joint_weights (cross, self: the joint variant's weights), num_negatives, temperature,
+momentum, in_batch; plus the added terms of `avssl.methods.terms` (localization_weight).
 
 Terms (q: the normalised embedding of one modality of clip i, banks V and A):
   * cross-modal (reference): v2a = q_video vs A[i] (positive) and A[negatives];
@@ -34,25 +38,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.engine import distributed as du
-from avssl.engine.distributed import all_reduce_mean
 from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
+from avssl.losses.scores import bank_scores, in_batch_cross_logits
 from avssl.memory.bank import MemoryBank, update_banks
+from avssl.methods.base import Method, ModelOutputs
+from avssl.methods.terms import terms_from_config
+from avssl.utils.distributed import all_reduce_mean
 
-__all__ = ["AVIDCriterion", "VARIANTS", "LOSSES"]
-
-
-_gather_with_grad = du.all_gather_with_grad
+__all__ = ["AVIDCriterion", "AVIDMethod", "VARIANTS", "LOSSES", "bank_scores"]
 
 VARIANTS = ("cross", "self", "joint")
 LOSSES = ("nce", "infonce")
-
-
-def bank_scores(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Cosines of query [B, D] with its own bank rows [B, M, D] -> [B, M]."""
-    # [B,1,D] x [B,D,M] (a row-vector times matrix per clip): ~1.9x faster forward+backward
-    # on CPU than the [B,M,D] x [B,D,1] form (benchmarks/objective.md)
-    return torch.bmm(query.unsqueeze(1).to(rows.dtype), rows.transpose(1, 2)).squeeze(1)
 
 
 class AVIDCriterion(nn.Module):
@@ -204,19 +200,8 @@ class AVIDCriterion(nn.Module):
     @staticmethod
     def in_batch_cross_terms(vq: torch.Tensor, a: torch.Tensor, idx: torch.Tensor
                              ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """v2a / a2v (positive logits [B], negative logits [B, B_all]) of the in-batch variant:
-        live positives, the whole batch (every rank's rows, gathered with gradient) as negatives;
-        rows of the same video id (several clips of one video, padded samplers) are masked out
-        (-inf), never negatives. ``vq`` is v / T, so products are logits."""
-        a_all, idx_all = _gather_with_grad(a), _gather_with_grad(idx)
-        offset = du.rank() * a.shape[0] if du.is_dist() else 0  # this rank's rows in the gathered batch
-        own = torch.arange(a.shape[0], device=a.device) + offset
-        same = idx[:, None] == idx_all[None, :]
-        v2a = vq @ a_all.t()  # [B, B_all]: v_i . a_j / T
-        a2v = a @ _gather_with_grad(vq).t()  # a_i . v_j / T
-        pos = v2a.gather(1, own[:, None])[:, 0]
-        return {"v2a": (pos, v2a.masked_fill(same, float("-inf"))),
-                "a2v": (pos, a2v.masked_fill(same, float("-inf")))}
+        """v2a / a2v of the in-batch variant: `avssl.losses.in_batch_cross_logits` (``vq`` is v / T)."""
+        return in_batch_cross_logits(vq, a, idx)
 
     # ------------------------------------------------------------------ forward
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
@@ -257,3 +242,31 @@ class AVIDCriterion(nn.Module):
         stats["loss/total"] = total.detach()
         self.update_banks(v, a, idx)
         return total, stats
+
+
+class AVIDMethod(Method):
+    """AVID: `AVIDCriterion` (banks, NCE constant) from the ``loss`` section, plus the added terms."""
+
+    name = "avid"
+
+    @staticmethod
+    def criterion_kwargs(cfg, num_items: int, fingerprint: str | None) -> dict[str, Any]:
+        """The bank criterion's arguments shared by AVID and CMA (``loss`` section)."""
+        lcfg = cfg["loss"]
+        return dict(num_items=num_items, dim=lcfg["dim"], num_negatives=min(lcfg["num_negatives"], num_items - 1),
+                    temperature=lcfg["temperature"], momentum=lcfg["momentum"], loss=lcfg["loss"],
+                    index_fingerprint=fingerprint, in_batch=bool(lcfg.get("in_batch", False)))
+
+    @classmethod
+    def from_config(cls, cfg, num_items: int, fingerprint: str | None) -> "AVIDMethod":
+        lcfg = cfg["loss"]
+        weights = tuple(float(w) for w in lcfg.get("joint_weights") or (0.5, 0.5))
+        if len(weights) != 2:
+            raise ValueError(f"loss.joint_weights must be [cross, self], got {list(weights)}")
+        criterion = AVIDCriterion(variant=lcfg.get("variant", "cross"), joint_weights=weights,
+                                  **cls.criterion_kwargs(cfg, num_items, fingerprint))
+        return cls(criterion, terms_from_config(cfg))
+
+    def objective(self, out: ModelOutputs, ids: torch.Tensor, generator: torch.Generator | None = None):
+        return self.criterion(out.video, out.audio, ids, generator=generator)
+

@@ -1,4 +1,4 @@
-"""Small torch.distributed helpers shared by the objective, CMA and the trainer.
+"""Small torch.distributed helpers shared by the memory banks, losses, methods, CMA search and the trainer.
 
 Everything here degrades to the single-process case when torch.distributed is not
 initialised, so library code can call these unconditionally.
@@ -33,6 +33,7 @@ __all__ = [
     "comm_device",
     "all_gather_varlen",
     "all_reduce_mean",
+    "all_reduce_grads_mean_",
     "broadcast_",
     "all_reduce_sum_ints",
     "all_gather_objects",
@@ -127,6 +128,25 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     buf = tensor.detach().to(dev).clone()
     dist.all_reduce(buf, op=dist.ReduceOp.SUM)
     return (buf / world_size()).to(tensor.device)
+
+
+def all_reduce_grads_mean_(params) -> None:
+    """In place: each parameter's ``.grad`` becomes its mean over ranks (a missing gradient counts as
+    zeros, so every rank joins the same single all_reduce). For parameters outside DDP. No-op without
+    a process group. Collective."""
+    params = list(params)
+    if not is_dist() or not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    dev = comm_device(grads[0])
+    flat = torch.cat([g.detach().reshape(-1).to(dev) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= world_size()
+    offset = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(g).to(g.device, g.dtype).clone()
+        offset += n
 
 
 _control: list = []  # [(default group, its gloo twin)]: the control group of the current process group
