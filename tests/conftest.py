@@ -22,6 +22,28 @@ def tiny_world(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_variant_collection(tiny_world, tmp_path_factory):
+    """The tiny world with dubbed and muted variants (avssl.synth.variants), extracted with a seeded
+    random tiny model (2 clips per video, float16 shards of 8 videos): ``(collection_dir, variant rows)``.
+    Tests must not write into it (copy it first)."""
+    from avssl.embed import extract
+    from avssl.embed.api import load_model
+    from avssl.io.types import ClipSpec
+    from avssl.synth.variants import read_variants, write_av_variants
+
+    base = tmp_path_factory.mktemp("tiny_variants")
+    write_av_variants(tiny_world, base / "media", dubbed_share=0.2, muted_share=0.1, seed=0, progress=False)
+    rows = read_variants(base / "media")
+    model, info = load_model(model_config={"video": "tiny", "audio": "tiny", "proj_dim": [32, 32, 16]}, seed=0)
+    spec = ClipSpec(num_frames=4, fps=8.0, frame_size=32, audio_rate=16000, audio_duration=1.0)
+    rep = extract([r["path"] for r in rows], model, base / "emb", clips_per_video=2, spec=spec, num_workers=0,
+                  device="cpu", shard_size=8, transforms_config={"video": {"crop_size": 32}}, model_info=info,
+                  progress=False)
+    assert rep.complete
+    return base / "emb", rows
+
+
+@pytest.fixture(scope="session")
 def wild(tmp_path_factory):
     """The wild collection (tests/wild.py: ~40 real files of every common shape, codec, container,
     timestamp quirk and damage), written once per test process. Tests must not write into it."""

@@ -247,6 +247,12 @@ def test_extraction_rows_pooling_and_failed_file(media, reference):
         direct = model.embed_audio(audio_tf(clip.audio[None]))[0]
     aemb, _ = sh.load_collection(out, "clip", "audio", "proj")
     assert torch.allclose(torch.from_numpy(aemb[N_CLIPS * 2 + 1]), direct, atol=1e-5)
+    # the audio level of each clip's window (dBFS), for avssl.embed.agreement; the file without sound at the floor
+    from avssl.embed.agreement import RMS_FLOOR_DB, rms_db
+
+    rms, _ = sh.load_collection(out, "clip", "audio", "rms_db")
+    assert rms[N_CLIPS * 2 + 1, 0] == pytest.approx(rms_db(clip.audio.numpy()), abs=1e-4)
+    assert rms[-N_CLIPS:, 0].tolist() == [RMS_FLOOR_DB] * N_CLIPS and (rms[:-N_CLIPS] > -20).all()
 
 
 def _two_rank_extract(rank, world, media, out):

@@ -6,8 +6,9 @@
 - ``avssl <command>`` dispatches, ``avssl --help`` lists every command, an unknown one is one line;
 - the configs are the package ``avssl.configs`` (the top-level ``configs/`` folder in a checkout),
   found by Hydra from any working directory;
-- decord and torchcodec are optional: with them absent every module imports, pyav is the default
-  backend and reads a clip, asking for decord is one clear error.
+- decord, torchcodec and faiss are optional: with them absent every module imports, pyav is the default
+  backend and reads a clip, asking for decord is one clear error, and so is asking for approximate search;
+- every package requirements.txt pins exactly lies in pyproject's range for it (dependencies and extras).
 
 The built wheel, installed in a fresh environment and run from outside the checkout:
 tests/test_wheel.py.
@@ -164,7 +165,7 @@ def test_compose_config_inside_another_hydra_app_leaves_it_alone(tmp_path):
 
 
 # ----------------------------------------------------------------------------------- optional backends
-def test_everything_imports_and_reads_without_decord_and_torchcodec(tmp_path):
+def test_everything_imports_and_reads_without_decord_torchcodec_and_faiss(tmp_path):
     from avssl.io.writer import write_av
 
     import numpy as np
@@ -176,6 +177,7 @@ def test_everything_imports_and_reads_without_decord_and_torchcodec(tmp_path):
         import importlib, pkgutil, sys
         sys.modules["decord"] = None      # as if not installed: `import decord` raises ImportError
         sys.modules["torchcodec"] = None
+        sys.modules["faiss"] = None       # the `search` extra
         import avssl
         names = [m.name for m in pkgutil.walk_packages(avssl.__path__, "avssl.")]
         for name in names:
@@ -189,9 +191,42 @@ def test_everything_imports_and_reads_without_decord_and_torchcodec(tmp_path):
             read_clip(sys.argv[1], 0.0, ClipSpec(num_frames=2), backend="decord")
         except BackendUnavailable as e:
             print("refused:", e)
+        from avssl.embed.search import require_faiss
+        from avssl.utils.errors import UserError
+        try:
+            require_faiss()
+        except UserError as e:
+            print("no faiss:", e)
         print(len(names), "modules")
     """
     done = _python(code, str(clip), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "refused: backend 'decord' is not usable here" in done.stdout
+    assert "no faiss: approximate search needs faiss: pip install 'avssl[search]'" in done.stdout
     assert int(done.stdout.split()[-2]) > 50
+
+
+def test_requirements_pins_lie_in_the_pyproject_ranges():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            (spec,) = req.specifier  # one exact pin each
+            assert spec.operator == "==", line
+            pins[canonicalize_name(req.name)] = spec.version
+    ranged = [*PYPROJECT["project"]["dependencies"],
+              *(r for rs in PYPROJECT["project"]["optional-dependencies"].values() for r in rs)]
+    checked = 0
+    for line in ranged:
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        if name == "avssl":  # the `all` extra names the other extras
+            continue
+        assert name in pins, f"{req.name}: in pyproject, not pinned in requirements.txt"
+        assert req.specifier.contains(pins[name]), f"requirements.txt {name}=={pins[name]} outside {req.specifier}"
+        checked += 1
+    assert "faiss-cpu" in pins and checked > 20

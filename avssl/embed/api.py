@@ -241,38 +241,60 @@ def query_collection(
     layer: str = PROJ,
     k: int = 10,
     device=None,
+    exact: bool = False,
 ) -> list[dict]:
     """Nearest collection items to a query file (embedded with the collection's own model) or
-    to a given embedding ``[D]``. Default target: the other modality (cross-modal search).
-    Returns ``[{"rank", "score", "video_id", "path", ("clip_index", "clip_start")}]``."""
-    from .retrieval import nearest
-    from .shards import load_collection
+    to a given embedding ``[D]`` / ``[Q, D]``. Default target: the other modality (cross-modal search).
+
+    Searched through the target array's index when one was built (`avssl.embed.search`; scores
+    are exact dot products of the candidates it returns; a stale index is refused), exactly
+    otherwise or with ``exact=True``.
+    Returns ``[{"query", "rank", "score", "video_id", "path", "method", ("clip_index", "clip_start")}]``.
+    """
+    from .search import search_collection, table_rows
+    from .shards import MappedRows
 
     if (file is None) == (embedding is None):
         raise ValueError("give exactly one of file= or embedding=")
     target_modality = target_modality or ("video" if query_modality == "audio" else "audio")
-    emb, table = load_collection(out_dir, level, target_modality, layer, mmap=True)
+    dim = MappedRows(out_dir, level, target_modality, layer).dim
     if file is not None:
-        dev = _device(device)
-        model, meta = collection_model(out_dir, dev)
-        spec = spec_from(meta["spec"])
-        tcfg = (meta.get("transforms") or {}).get("config")
-        kw = dict(clips_per_video=meta["clips_per_video"], spec=spec, layer=layer, device=dev, pool=level == "video")
-        vt, at = default_transforms(spec, dev, tcfg)
-        q = embed_video(file, model, transform=vt, **kw) if query_modality == "video" else \
-            embed_audio(str(file), model=model, transform=at, **kw)
+        q = embed_query_file(out_dir, file, query_modality, level=level, layer=layer, device=device)
     else:
         q = torch.as_tensor(np.asarray(embedding) if not isinstance(embedding, torch.Tensor) else embedding).float()
-    q = q.reshape(-1, emb.shape[1])
-    scores, idx = nearest(q, torch.from_numpy(np.asarray(emb)), k=k, normalize=False, device=device)
-    results = []
+    q = q.reshape(-1, dim)
+    scores, idx, method = search_collection(out_dir, q, level=level, modality=target_modality, layer=layer, k=k,
+                                            exact=exact, device=device)
+    found = idx >= 0
+    table = table_rows(out_dir, level, idx[found])
+    results, j = [], 0
     for qi in range(q.shape[0]):
         for r, (s, i) in enumerate(zip(scores[qi].tolist(), idx[qi].tolist()), 1):
-            row = {"query": qi, "rank": r, "score": s, "video_id": int(table["video_id"][i]), "path": table["path"][i]}
+            if i < 0:
+                continue
+            row = {"query": qi, "rank": r, "score": s, "video_id": int(table["video_id"][j]),
+                   "path": table["path"][j], "method": method}
             if level == "clip":
-                row.update(clip_index=int(table["clip_index"][i]), clip_start=float(table["clip_start"][i]))
+                row.update(clip_index=int(table["clip_index"][j]), clip_start=float(table["clip_start"][j]))
             results.append(row)
+            j += 1
     return results
+
+
+def embed_query_file(out_dir, file, modality: str, *, level: str = "video", layer: str = PROJ,
+                     device=None) -> torch.Tensor:
+    """A file embedded as the collection's rows were: its model (rebuilt and checked against
+    meta.json), clip spec, transforms and clips per video; ``[D]`` pooled for ``level="video"``,
+    ``[N, D]`` (one row per clip) for ``"clip"``."""
+    dev = _device(device)
+    model, meta = collection_model(out_dir, dev)
+    spec = spec_from(meta["spec"])
+    tcfg = (meta.get("transforms") or {}).get("config")
+    kw = dict(clips_per_video=meta["clips_per_video"], spec=spec, layer=layer, device=dev, pool=level == "video")
+    vt, at = default_transforms(spec, dev, tcfg)
+    if modality == "video":
+        return embed_video(file, model, transform=vt, **kw)
+    return embed_audio(str(file), model=model, transform=at, **kw)
 
 
 def collection_retrieval(out_dir, *, level: str = "video", layer: str = PROJ, ks=(1, 5, 10),

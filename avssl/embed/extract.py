@@ -11,6 +11,11 @@ Per video: the mean over its N clips; in the projection space (layer ``"proj"``)
 embeddings are L2-normalised and the per-video mean is normalised again. Backbone layers
 (any name of the encoder's ``forward_features``) are globally average-pooled over time and
 space to ``[C]`` and left unnormalised.
+
+With the audio modality, each clip's audio level is stored too (``clip-audio-rms_db``, dBFS of
+the decoded window; per video the power mean, ``video-audio-rms_db``): `avssl.embed.agreement`
+tells silent tracks from unrelated ones with it, and its scores are written at the end
+(agreement.csv) when both modalities' projections were extracted.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from avssl.io.types import ClipSpec
 from avssl.transforms.config import default_transforms  # noqa: F401  (re-exported: embed users call it)
 
 from . import shards as sh
+from .agreement import RMS_LAYER, pool_rms_db, rms_db
 
 PROJ = "proj"
 MODALITIES = ("video", "audio")
@@ -372,6 +378,7 @@ def extract(
     index_failures=None,
     missing_audio: str = "zeros",
     spatial: SpatialPolicy | None = None,
+    agreement_scores: bool = True,
 ) -> ExtractReport:
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
@@ -387,7 +394,9 @@ def extract(
     ``has_audio=0`` in the tables (``missing_audio="zeros"``, the index's default policy) or
     listed as failed (``"fail"``). ``spatial``: each clip's resize/crop before batching
     (default: what the video transform declares, ``input_policy_of``; the default transforms'
-    is the eval resize + centre crop). Returns this rank's `ExtractReport`.
+    is the eval resize + centre crop). ``agreement_scores``: once the collection is complete, rank 0
+    writes `avssl.embed.agreement` scores (needs both modalities' ``proj``). Returns this rank's
+    `ExtractReport`.
     """
     t0 = time.perf_counter()
     spec = spec or ClipSpec()
@@ -429,7 +438,8 @@ def extract(
         "clips_per_video": clips_per_video, "spec": asdict(spec), "missing_audio": missing_audio,
         "dtype": dtype, "shard_size": shard_size,
         "num_videos": n_videos, "num_shards": num_shards,
-        "arrays": [sh.array_name(lv, m, ly) for lv in sh.LEVELS for m in modalities for ly in layer_map[m]],
+        "arrays": [sh.array_name(lv, m, ly) for lv in sh.LEVELS for m in modalities for ly in layer_map[m]]
+        + ([sh.array_name(lv, "audio", RMS_LAYER) for lv in sh.LEVELS] if "audio" in modalities else []),
     })
     _check_or_write_meta(out_dir, meta, rank, barrier, overwrite)
     if rank == 0:
@@ -473,8 +483,9 @@ def extract(
                             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                                 for ly, e in embed_clips(model, m, xb, layer_map[m]).items():
                                     embs.setdefault((m, ly), []).append(e.float().cpu())
+                    rms = rms_db(batch["audio"].numpy()) if "audio" in modalities else None  # [V, N] dBFS
                     acc.add(batch["pos"], batch["starts"], batch["has_audio"],
-                            {k: torch.cat(v) for k, v in embs.items()})
+                            {k: torch.cat(v) for k, v in embs.items()}, rms)
                 bar.update(len(batch["pos"]) + len(batch["failed"]))
                 for k in acc.finished_shards():
                     arrays, clips, vids, failed = acc.pop(k)
@@ -494,6 +505,10 @@ def extract(
     all_done = set(sh.done_shards(out_dir)) >= set(range(num_shards))
     if all_done and rank == 0:
         report.collection = sh.finalize(out_dir, num_shards)
+        if agreement_scores and all(PROJ in layer_map.get(m, ()) for m in MODALITIES) and n_videos:
+            from .agreement import agreement
+
+            agreement(out_dir, progress=progress)
     report.complete = all_done
     barrier()
     return report
@@ -563,12 +578,12 @@ class _ShardAccumulator:
             self.failed[k].append((pos, reason, detail))
             self.seen[k] += 1
 
-    def add(self, positions, starts, has_audio, embs):
+    def add(self, positions, starts, has_audio, embs, rms=None):
         n = self.n
         for j, pos in enumerate(positions):
             k = self.owner[pos]
             self.rows[k].append((pos, starts[j], {key: e[j * n : (j + 1) * n] for key, e in embs.items()},
-                                 bool(has_audio[j])))
+                                 bool(has_audio[j]), None if rms is None else rms[j]))
             self.seen[k] += 1
 
     def finished_shards(self):
@@ -604,4 +619,8 @@ class _ShardAccumulator:
                 else:
                     arrays[sh.array_name("clip", m, ly)] = np.zeros((0, 0), np.float32)
                     arrays[sh.array_name("video", m, ly)] = np.zeros((0, 0), np.float32)
+        if "audio" in self.layer_map:
+            rms = np.stack([r[4] for r in rows]) if rows else np.zeros((0, n))  # [V, N] dBFS
+            arrays[sh.array_name("clip", "audio", RMS_LAYER)] = rms.reshape(-1, 1)
+            arrays[sh.array_name("video", "audio", RMS_LAYER)] = pool_rms_db(rms, axis=1).reshape(-1, 1)
         return arrays, clips, vids, fail

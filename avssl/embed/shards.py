@@ -7,11 +7,16 @@
       shards/shard_00000/         one unit of work: a contiguous run of ``shard_size`` videos
           clip-video-proj.npy     [clips in shard, D]   ({level}-{modality}-{layer}.npy)
           video-audio-proj.npy    [videos in shard, D]
+          clip-audio-rms_db.npy   [clips in shard, 1] audio level of each clip's window (dBFS; with the
+          video-audio-rms_db.npy  audio modality, for avssl.embed.agreement; absent in older collections,
+                                  which read as before: no format version change)
           clips.csv  videos.csv  failed.csv
           done.json               written last; the directory is renamed into place after it
       index_failed.csv            files the indexer rejected (video_id -1)
       clips.csv  videos.csv  failed.csv   merged tables (written by `finalize`; failed.csv
                                   = index_failed.csv + every shard's decoding failures)
+      agreement.csv agreement_clips.csv agreement.json   audio-visual agreement (avssl.embed.agreement)
+      search/<array>.faiss + .json                      approximate search indexes (avssl.embed.search)
 
 Per-clip table columns: ``video_id, path, clip_index, clip_start, clip_end, has_audio, shard,
 row`` (``row`` = row in that shard's arrays; clip times in seconds on the video's timeline,
@@ -24,6 +29,7 @@ never leaves a half shard under a real name; the presence of ``done.json`` marks
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import re
@@ -295,3 +301,83 @@ def load_collection(
     else:
         emb = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
     return emb, concat_tables(tables, kind)
+
+
+class MappedRows:
+    """One array of a collection as per-shard memory maps (``np.load(mmap_mode='r')``), never
+    concatenated: ``len``, ``shape``, ``rows(global_indices)`` (gathered, float32) and
+    ``blocks()`` (``(first_row, float32 block)`` per shard). Row order = `load_collection`'s.
+
+    Search re-ranks candidates and walks a collection of 10^6 rows through this without holding
+    it in memory; the OS page cache keeps hot shards.
+    """
+
+    def __init__(self, out_dir, level: str = "video", modality: str = "video", layer: str = "proj", *,
+                 allow_incomplete: bool = False):
+        self.out_dir = Path(out_dir)
+        meta = read_meta(self.out_dir)
+        self.shards = done_shards(self.out_dir)
+        missing = sorted(set(range(meta["num_shards"])) - set(self.shards))
+        if missing and not allow_incomplete:
+            raise CollectionError(f"{out_dir}: {len(missing)} of {meta['num_shards']} shards missing "
+                                  f"(e.g. {missing[:5]}); finish the extraction first")
+        self.name = array_name(level, modality, layer)
+        self.maps = []
+        for s in self.shards:
+            f = shards_dir(self.out_dir) / shard_name(s) / f"{self.name}.npy"
+            if not f.exists():
+                raise CollectionError(f"{f} missing: extracted arrays are {meta.get('arrays')}")
+            self.maps.append(np.load(f, mmap_mode="r"))
+        dims = {m.shape[1] for m in self.maps if m.ndim == 2 and m.shape[0]}
+        if len(dims) > 1:
+            raise CollectionError(f"{self.out_dir}: shards of {self.name} have different widths {sorted(dims)}")
+        self.dim = dims.pop() if dims else int(meta.get("dims", {}).get(self.name, 0))
+        self.offsets = np.concatenate([[0], np.cumsum([m.shape[0] for m in self.maps])]).astype(np.int64)
+        self.dtype = self.maps[0].dtype if self.maps else np.dtype(DTYPES[meta["dtype"]])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self), self.dim
+
+    def rows(self, index) -> np.ndarray:
+        """Rows at global indices ``index`` (any shape ``S``) as float32 ``[*S, D]``."""
+        index = np.asarray(index, dtype=np.int64)
+        flat = index.reshape(-1)
+        if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
+            raise IndexError(f"row index out of range [0, {len(self)})")
+        out = np.empty((flat.size, self.dim), dtype=np.float32)
+        shard_of = np.searchsorted(self.offsets, flat, side="right") - 1
+        for s in np.unique(shard_of):
+            sel = shard_of == s
+            local = flat[sel] - self.offsets[s]
+            order = np.argsort(local, kind="stable")  # ascending reads: sequential pages
+            out[np.flatnonzero(sel)[order]] = self.maps[s][local[order]]
+        return out.reshape(*index.shape, self.dim)
+
+    def blocks(self):
+        """``(first_row, float32 [rows, D])`` for each non-empty shard, in order."""
+        for off, m in zip(self.offsets[:-1], self.maps):
+            if m.shape[0]:
+                yield int(off), np.asarray(m, dtype=np.float32)
+
+
+def collection_key(out_dir, name: str | None = None) -> str:
+    """sha256 naming the exact state of a collection (for indexes and scores derived from it).
+
+    Covers meta.json and, per completed shard, its name, its ``done.json`` (host, pid and row
+    counts of the writer) and the size of array ``name`` (every array when None): re-extracting,
+    resuming more shards or overwriting changes the key, reading does not.
+    """
+    out_dir = Path(out_dir)
+    h = hashlib.sha256()
+    h.update((out_dir / "meta.json").read_bytes())
+    for s in done_shards(out_dir):
+        d = shards_dir(out_dir) / shard_name(s)
+        h.update(f"\0{shard_name(s)}\0".encode())
+        h.update((d / DONE_MARKER).read_bytes())
+        for f in sorted(d.glob("*.npy") if name is None else [d / f"{name}.npy"]):
+            h.update(f"\0{f.name}:{f.stat().st_size if f.exists() else -1}".encode())
+    return h.hexdigest()
