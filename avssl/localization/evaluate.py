@@ -174,6 +174,7 @@ class AnnotatedItems(list):
         self.missing = list(missing or [])
         self.annotated = len(self) + len(self.missing) if annotated is None else int(annotated)
         self.media_root = media_root
+        self.media = "a video"  # what "found" means, for the coverage line
         self.annotations: dict = {}  # item id -> protocols.Annotation (benchmark packages: the published boxes)
         self.report: dict = {}  # the annotation reader's counts (test list, negatives)
 
@@ -185,7 +186,7 @@ class AnnotatedItems(list):
         c = self.coverage()
         first = f" (first: {self.missing[0]['name']}, tried {', '.join(self.missing[0]['tried'][:3])}, ...)" \
             if self.missing else ""
-        return f"annotations: {c['annotated']} annotated, {c['found']} with a video, {c['missing']} missing{first}"
+        return f"annotations: {c['annotated']} annotated, {c['found']} with {self.media}, {c['missing']} missing{first}"
 
 
 def _mid_frame_time(path: Path) -> float:

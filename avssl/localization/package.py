@@ -219,6 +219,7 @@ def load_package(root: str | os.PathLike, annotations: str | os.PathLike | None 
                                       audio_embedding=None if snd is not None else str(emb)))
         kept_anns[a.sample_id] = a
     out = AnnotatedItems(items, len(anns), missing, str(root))
+    out.media = "a frame and a sound"
     out.annotations = kept_anns
     out.report = report
     if not items:
