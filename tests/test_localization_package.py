@@ -220,3 +220,24 @@ def test_package_mistakes_are_one_line(tmp_path):
     (pkg / "vggss.json").write_text(json.dumps([{"file": "a", "class": "x", "bbox": [[0, 0, 0.5, 0.5]]}]))
     with pytest.raises(UserError, match="no item could be read"):
         run_localization(compose_config("localize", SMALL + [f"annotations={pkg}", f"out_dir={tmp_path / 'o'}"]))
+
+
+def test_flickr_package_and_test_list(tiny_world, tmp_path):
+    """The world's Flickr export is a package too (frames/ + audio/ + Annotations/): consensus boxes
+    as fractions of the annotated frame; a test list keeps its ids and counts the unannotated."""
+    from avssl.data.formats.flickr import load_flickr_annotations
+    from avssl.localization.package import load_package
+
+    pkg = tiny_world / "flickr"
+    items = load_package(pkg)
+    anns = load_flickr_annotations(pkg / "Annotations")
+    assert {it.item_id for it in items} == set(anns) and items.coverage()["missing"] == 0
+    for it in items:
+        a = anns[it.item_id]
+        assert it.media == "image" and it.style == "flickr" and len(it.boxes) == len(a.boxes)
+        assert np.allclose(np.array(it.boxes) * ([a.width, a.height] * 2), a.boxes)
+        assert Path(it.video_path).parent.name == "frames" and Path(it.audio_path).suffix == ".wav"
+    keep = sorted(anns)[:2]
+    (tmp_path / "flickr_test.csv").write_text("".join(f"{k},1\n" for k in keep) + "not_annotated,1\n")
+    some = load_package(pkg, test_list=tmp_path / "flickr_test.csv")
+    assert [it.item_id for it in some] == keep and some.report["unannotated"] == ["not_annotated"]
