@@ -34,14 +34,15 @@ PROTOCOLS = ("lvs", "ezvsl", "slavc", "free:0.5")
 METRICS = ("ciou_at", "auc", "mean_ciou", "ap", "max_f1")
 
 
-def _train(world: Path, run: Path, experiment: str, steps: int) -> Path:
+def _train(world: Path, preset: str, run: Path, experiment: str, steps: int, overrides: list[str]) -> Path:
     from avssl.engine.pretrain import train
     from avssl.utils.configs import compose_config
 
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("*.pt")):
         return run
     train(compose_config("pretrain", [f"experiment={experiment}", f"run_dir={run}", f"data.world_dir={world}",
-                                      f"trainer.max_steps={steps}", "trainer.progress=false", "seed=0"]))
+                                      f"data.world_preset={preset}", f"trainer.max_steps={steps}", "trainer.epochs=1000",
+                                      "trainer.progress=false", "trainer.tensorboard=false", "seed=0", *overrides]))
     return run
 
 
@@ -126,6 +127,7 @@ def main() -> None:
     p.add_argument("--run", default=None, help="an existing checkpoint / run dir (default: train one)")
     p.add_argument("--experiment", default="avid_embedded_cpu")
     p.add_argument("--steps", type=int, default=150, help="pretraining steps when training here")
+    p.add_argument("--override", action="append", default=[], help="more pretraining overrides (repeatable)")
     p.add_argument("--sizes", type=int, nargs="+", default=[224, 56], help="model input sides (stretched)")
     p.add_argument("--json", default=None)
     p.add_argument("--md", default=None)
@@ -143,7 +145,8 @@ def main() -> None:
                 f"{cov['missing']} missing; {sum(not a.has_source for a in items.annotations.values())} negatives "
                 f"from vggss_test_plus_silent.csv).")
     t_train = time.perf_counter()
-    run = Path(args.run) if args.run else _train(world, out / "run", args.experiment, args.steps)
+    run = Path(args.run) if args.run else _train(world, args.preset, out / "run", args.experiment, args.steps,
+                                                      args.override)
     t_train = time.perf_counter() - t_train
     results: dict = {}
     for size in args.sizes:
@@ -154,7 +157,8 @@ def main() -> None:
             print(f"input {size} {name}: heatmaps {results[size][name]['heatmap_ms_per_item']:.1f} ms/item", flush=True)
     md = tables(results, coverage)
     print(md)
-    meta = {"preset": args.preset, "run": str(run), "steps": args.steps if not args.run else None,
+    meta = {"preset": args.preset, "run": str(run), "experiment": None if args.run else args.experiment,
+            "overrides": args.override, "steps": args.steps if not args.run else None,
             "train_s": round(t_train, 1), "total_s": round(time.perf_counter() - t0, 1), "host": platform.node(),
             "threads": torch.get_num_threads(), "protocols": list(PROTOCOLS)}
     print(json.dumps(meta))

@@ -62,7 +62,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(p) as im:
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # Pillow's decoders raise all of these
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as e:  # Pillow's decoders raise all of these
         raise UnreadableImage(p, f"{type(e).__name__}: {e}") from None
 
 
