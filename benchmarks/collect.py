@@ -11,7 +11,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = [
     "clip_reading", "wild_reading", "training_cache", "index_scale", "synth", "real_world", "objective", "train_step",
-    "pretrain_learning", "cma_precision", "cma_topk", "downstream", "localization", "extract", "search", "agreement",
+    "pretrain_learning", "cma_precision", "cma_topk", "downstream", "localization", "localization_protocols", "extract",
+    "search", "agreement",
     "gpu",
 ]
 

@@ -47,7 +47,10 @@ class LocalizationItem:
     """One annotated frame. ``boxes``: (x0, y0, x1, y1) as fractions of the frame's width /
     height; ``style``: 'vggss' (union) or 'flickr' (one box per annotator, consensus).
     ``time``: media time (s) of the annotated frame. ``audio_path`` / ``audio_time``: play
-    another file's sound (mismatched audio); the GT then marks *that* sound's object."""
+    another file's sound (mismatched audio); the GT then marks *that* sound's object.
+    ``media="image"`` (a benchmark package's sample, ``avssl.localization.package``): ``video_path``
+    is a picture, repeated to the clip length; the sound is ``audio_path`` (window centred on
+    ``audio_time``, default the file's middle) or the saved embedding ``audio_embedding`` (``.npy``)."""
 
     item_id: str
     video_path: str
@@ -58,12 +61,18 @@ class LocalizationItem:
     label: str = ""
     audio_path: str | None = None
     audio_time: float | None = None
+    media: str = "video"
+    audio_embedding: str | None = None
 
     def __post_init__(self):
         if self.has_source and not self.boxes:
             raise ValueError(f"{self.item_id}: an item with a source needs at least one box")
         if self.style not in ("vggss", "flickr"):
             raise ValueError(f"{self.item_id}: unknown box style {self.style!r}")
+        if self.media not in ("video", "image"):
+            raise ValueError(f"{self.item_id}: unknown media {self.media!r} (video | image)")
+        if self.media == "image" and self.audio_path is None and self.audio_embedding is None:
+            raise ValueError(f"{self.item_id}: an image item needs audio_path or audio_embedding")
 
 
 # ---------------------------------------------------------------- loaders
@@ -165,6 +174,9 @@ class AnnotatedItems(list):
         self.missing = list(missing or [])
         self.annotated = len(self) + len(self.missing) if annotated is None else int(annotated)
         self.media_root = media_root
+        self.media = "a video"  # what "found" means, for the coverage line
+        self.annotations: dict = {}  # item id -> protocols.Annotation (benchmark packages: the published boxes)
+        self.report: dict = {}  # the annotation reader's counts (test list, negatives)
 
     def coverage(self) -> dict:
         return {"annotated": self.annotated, "found": self.annotated - len(self.missing),
@@ -174,7 +186,7 @@ class AnnotatedItems(list):
         c = self.coverage()
         first = f" (first: {self.missing[0]['name']}, tried {', '.join(self.missing[0]['tried'][:3])}, ...)" \
             if self.missing else ""
-        return f"annotations: {c['annotated']} annotated, {c['found']} with a video, {c['missing']} missing{first}"
+        return f"annotations: {c['annotated']} annotated, {c['found']} with {self.media}, {c['missing']} missing{first}"
 
 
 def _mid_frame_time(path: Path) -> float:
@@ -194,15 +206,25 @@ def load_items(
     frames: str | int = "mid",
     mismatched: bool | str = False,
     seed: int = 0,
+    package: dict | None = None,
 ) -> list[LocalizationItem]:
-    """Items from ``fmt``: 'world' (generated world root), 'vggss' (VGG-SS-style JSON) or
-    'flickr' (folder of Flickr-SoundNet-style XML). For the exports, each annotation names a
+    """Items from ``fmt``: 'world' (generated world root), 'vggss' (VGG-SS-style JSON),
+    'flickr' (folder of Flickr-SoundNet-style XML) or 'package' (a benchmark package folder:
+    frames/ + audio/ + annotations, ``avssl.localization.package.load_package(source, **package)``;
+    ``package`` holds its keywords: annotations, fmt, extended, test_list, frames, audio, embeddings).
+    For the exports, each annotation names a
     video found under ``media_root`` (``find_annotation_media``: the dataset's naming rules, any
     sub-folder) and marks its middle frame; an entry without boxes is a negative (no visible
     source). Annotations without a video are skipped and counted: the result is an
     ``AnnotatedItems`` list whose ``coverage()`` gives annotated / found / missing."""
     if fmt == "world":
         return items_from_world(source, split, frames=frames, mismatched=mismatched, seed=seed)
+    if fmt == "package":
+        if mismatched:
+            raise ValueError("mismatched audio needs per-object ground truth: use annotation_format=world")
+        from avssl.localization.package import load_package
+
+        return load_package(source, **(package or {}))
     if mismatched:
         raise ValueError("mismatched audio needs per-object ground truth: use annotation_format=world")
     if media_root is None:
@@ -221,7 +243,7 @@ def load_items(
         entries = [(name, [list(b) for b in e.normalised()], "") for name, e in load_flickr_annotations(source).items()]
         style = "flickr"
     else:
-        raise ValueError(f"unknown annotation format {fmt!r} (world | vggss | flickr)")
+        raise ValueError(f"unknown annotation format {fmt!r} (world | vggss | flickr | package)")
     index = MediaIndex(media_root)  # one walk of the media folder; annotations are matched by name
     items, missing = [], []
     for name, boxes, label in entries:
@@ -246,6 +268,10 @@ def load_items(
 def clip_start_for(time: float, duration: float, clip_duration: float) -> float:
     """Start of the clip centred on ``time``, kept inside ``[0, duration - clip_duration]``."""
     return float(min(max(time - clip_duration / 2.0, 0.0), max(duration - clip_duration, 0.0)))
+
+
+class NothingReadable(RuntimeError):
+    """Every item's media failed to read (each is listed in the log); nothing to score."""
 
 
 @dataclass
@@ -290,46 +316,79 @@ def infer_heatmaps(
     from avssl.io import MediaError, read_clip
     from avssl.io.probe import probe
 
+    from avssl.localization import package as pk
+
     policy = spatial if spatial is not None else input_policy_of(video_transform)
     durations: dict[str, float] = {}
+    emb_dim: list[int] = []  # the model's audio embedding size, found once when an item brings its own
 
     def duration(p):
         if p not in durations:
             durations[p] = probe(p).duration
         return durations[p]
 
+    def model_dim() -> int:
+        if not emb_dim:
+            silence = torch.zeros(1, clip_spec.audio_channels, clip_spec.audio_samples, device=device)
+            emb_dim.append(int(model.embed_audio(audio_transform(silence)).shape[-1]))
+        return emb_dim[0]
+
+    def read_item(it):
+        """(frames uint8 [T, H, W, 3] shaped by the policy, placement, waveform | embedding, whole frame,
+        relative time of the annotated frame in the clip)."""
+        if it.media == "image":
+            frame = pk.read_image(it.video_path)
+            shaped, where = policy.apply(torch.from_numpy(frame)[None])  # one frame, repeated: every slot sees it
+            shaped = shaped.expand(clip_spec.num_frames, *shaped.shape[1:])
+            if it.audio_path is not None:
+                sound = ("wav", pk.read_sound_window(it.audio_path, clip_spec, it.audio_time, backend))
+            else:
+                sound = ("emb", pk.read_embedding(it.audio_embedding, model_dim()))
+            return shaped, where, sound, frame, 0.5
+        start = clip_start_for(it.time, duration(it.video_path), clip_spec.video_duration)
+        clip = read_clip(it.video_path, start, clip_spec, backend=backend, audio=it.audio_path is None)
+        if it.audio_path is None:
+            wav = clip.audio
+        else:
+            a_time = it.time if it.audio_time is None else it.audio_time
+            a_start = clip_start_for(a_time, duration(it.audio_path), clip_spec.video_duration)
+            wav = read_clip(it.audio_path, a_start, clip_spec, backend=backend, video=False).audio
+        shaped, where = policy.apply(clip.video)
+        ft = clip.frame_times.double().numpy()
+        frame = clip.video[int(np.argmin(np.abs(ft - it.time)))].numpy()
+        return shaped, where, ("wav", wav), frame, (it.time - start) / clip_spec.video_duration
+
     maps, frames, kept, skipped, placement, wheres = [], [], [], [], {}, []
     bar = tqdm(total=len(items), desc="localization", unit="item", disable=not progress)
     for b0 in range(0, len(items), batch_size):
         chunk = items[b0 : b0 + batch_size]
-        vids, wavs, slots_at = [], [], []
+        vids, sounds, slots_at = [], [], []
         for j, it in enumerate(chunk):
             try:
-                start = clip_start_for(it.time, duration(it.video_path), clip_spec.video_duration)
-                clip = read_clip(it.video_path, start, clip_spec, backend=backend, audio=it.audio_path is None)
-                if it.audio_path is None:
-                    wav = clip.audio
-                else:
-                    a_time = it.time if it.audio_time is None else it.audio_time
-                    a_start = clip_start_for(a_time, duration(it.audio_path), clip_spec.video_duration)
-                    wav = read_clip(it.audio_path, a_start, clip_spec, backend=backend, video=False).audio
+                shaped, where, sound, frame, rel = read_item(it)
             except MediaError as e:
                 skipped.append({"item_id": it.item_id, "path": e.path, "reason": e.reason, "detail": e.detail})
                 continue
             kept.append(b0 + j)
-            shaped, where = policy.apply(clip.video)
             vids.append(shaped)
             wheres.append(where)
-            wavs.append(wav)
-            ft = clip.frame_times.double().numpy()
-            frames.append(clip.video[int(np.argmin(np.abs(ft - it.time)))].numpy())
-            slots_at.append((it.time - start) / clip_spec.video_duration)
+            sounds.append(sound)
+            frames.append(frame)
+            slots_at.append(rel)
         bar.update(len(chunk))
         if not vids:
             continue
         video = video_transform(torch.stack(vids).to(device))
         placement = map_placement(model, video.shape[-2:])
-        hm = compute_heatmaps(model, video, audio_transform(torch.stack(wavs).to(device)))
+        wav_at = [i for i, (kind, _) in enumerate(sounds) if kind == "wav"]
+        if len(wav_at) == len(sounds):
+            hm = compute_heatmaps(model, video, audio_transform(torch.stack([w for _, w in sounds]).to(device)))
+        else:  # some items bring their audio embedding
+            emb = torch.stack([x.to(device) if kind == "emb" else torch.zeros(model_dim(), device=device)
+                               for kind, x in sounds])
+            if wav_at:
+                emb[wav_at] = model.embed_audio(audio_transform(torch.stack([sounds[i][1] for i in wav_at]).to(device)))
+            hm = compute_heatmaps(model, video, audio_emb=emb)
         t_slots = hm.low_res.shape[1]
         for m, rel in zip(hm.low_res.cpu(), slots_at):
             maps.append(m.mean(0) if temporal == "mean" else m[min(max(int(math.floor(rel * t_slots)), 0), t_slots - 1)])
@@ -338,7 +397,8 @@ def infer_heatmaps(
         log.warning("skipped %d of %d items (media errors): %s", len(skipped), len(items),
                     ", ".join(f"{s['item_id']} ({s['reason']})" for s in skipped[:5]))
     if not maps:
-        raise RuntimeError(f"no item could be read ({len(skipped)} media errors)")
+        first = f"; first: {skipped[0]['path']} ({skipped[0]['reason']})" if skipped else ""
+        raise NothingReadable(f"no item could be read ({len(skipped)} media errors{first})")
     return InferredMaps(torch.stack(maps), frames, kept, skipped, placement, torch.stack(wheres))
 
 
@@ -521,7 +581,7 @@ def summary_table(results: dict[str, EvaluationResult] | EvaluationResult) -> st
 
 
 __all__ = [
-    "AnnotatedItems", "EvaluationResult", "InferredMaps", "LocalizationItem", "METHODS", "clip_start_for", "evaluate",
+    "AnnotatedItems", "EvaluationResult", "InferredMaps", "LocalizationItem", "METHODS", "NothingReadable", "clip_start_for", "evaluate",
     "find_annotation_media",
     "infer_heatmaps", "items_from_world", "load_items", "score", "summary_table",
 ]

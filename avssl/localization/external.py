@@ -168,14 +168,7 @@ class ExternalResult:
 
     def table(self) -> str:
         """Markdown: one row per protocol x method."""
-        f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        lines = ["| protocol | method | cIoU@0.5 | AUC | mean cIoU | AP | max-F1 | N (neg) |",
-                 "|---|---|---|---|---|---|---|---|"]
-        for p, by in self.summaries.items():
-            for m, s in by.items():
-                lines.append(f"| {p} | {m} | {f(s['ciou_at'])} | {f(s['auc'])} | {f(s['mean_ciou'])} | {f(s['ap'])} | "
-                             f"{f(s['max_f1'])} | {s['num_samples']} ({s['num_negatives']}) |")
-        return "\n".join(lines)
+        return protocol_table(self.summaries)
 
     def write(self, out_dir: str | os.PathLike) -> dict[str, Path]:
         """per_sample.csv, results.json and summary.md under ``out_dir``."""
@@ -212,6 +205,51 @@ def baseline_sources(anns: Sequence[Annotation], protocol: Protocol) -> dict:
             "oracle_box": lambda a, b: list(oracle_box_maps(np.stack([gt_map_for(x, protocol) for x in anns[a:b]])))}
 
 
+def score_protocols(maps, anns: Sequence[Annotation], protocol: str | Protocol | Sequence[str | Protocol] = "lvs", *,
+                    method: str = "external", baselines: bool = True, progress: bool = False, **overrides
+                    ) -> tuple[list[Protocol], dict[str, dict[str, ProtocolScores]]]:
+    """``(protocols, scores[protocol name][method])``: ``maps`` (anything ``score_maps`` takes: an
+    array / tensor ``[N, h, w]``, a list, or a loader ``(start, stop) -> maps``) scored against
+    ``anns`` under each protocol, with the baselines (``baseline_sources``) on the same samples.
+    The one scoring path of saved maps (``score_external``) and of a checkpoint's maps
+    (``avssl.localization.job``), so both give the same per-sample numbers for the same maps."""
+    protos = [get_protocol(p, **overrides) for p in ([protocol] if isinstance(protocol, (str, Protocol)) else protocol)]
+    scores: dict[str, dict[str, ProtocolScores]] = {}
+    for p in protos:
+        candidates = {method: maps, **(baseline_sources(anns, p) if baselines else {})}
+        scores[p.name] = {m: score_maps(x, anns, p, progress=progress) for m, x in candidates.items()}
+    return protos, scores
+
+
+def protocol_columns(rows: list[dict], scores: dict[str, dict[str, ProtocolScores]], method: str) -> dict:
+    """Add ``ciou[<protocol>]`` (``method``), ``ciou[<protocol>]:<baseline>`` and
+    ``confidence[<protocol>]`` to each per-sample row (same order as the scored samples; None where
+    cIoU is undefined: no source); returns ``summaries[protocol][method]``."""
+    summaries: dict[str, dict[str, dict]] = {}
+    for pname, by in scores.items():
+        summaries[pname] = {m: s.summary for m, s in by.items()}
+        for m, s in by.items():
+            col = f"ciou[{pname}]" + ("" if m == method else f":{m}")
+            for r, v in zip(rows, s.ciou):
+                r[col] = None if np.isnan(v) else float(v)
+            if m == method and s.confidence is not None:
+                for r, v in zip(rows, s.confidence):
+                    r[f"confidence[{pname}]"] = float(v)
+    return summaries
+
+
+def protocol_table(summaries: dict[str, dict[str, dict]]) -> str:
+    """Markdown: one row per protocol x method."""
+    f = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    lines = ["| protocol | method | cIoU@0.5 | AUC | mean cIoU | AP | max-F1 | N (neg) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p, by in summaries.items():
+        for m, s in by.items():
+            lines.append(f"| {p} | {m} | {f(s['ciou_at'])} | {f(s['auc'])} | {f(s['mean_ciou'])} | {f(s['ap'])} | "
+                         f"{f(s['max_f1'])} | {s['num_samples']} ({s['num_negatives']}) |")
+    return "\n".join(lines)
+
+
 def score_external(folder: str | os.PathLike, annotations, protocol: str | Protocol | Sequence[str | Protocol] = "lvs",
                    *, fmt: str = "auto", test_list=None, extended=None, baselines: bool = True,
                    method: str = "external", progress: bool = True, **overrides) -> ExternalResult:
@@ -245,24 +283,13 @@ def score_external(folder: str | os.PathLike, annotations, protocol: str | Proto
                     len(anns), len(missing), len(bad))
     if not kept:
         raise ValueError(f"no map in {folder} matches an annotated sample ({len(anns)} annotated, {len(index)} maps)")
-    protos = [get_protocol(p, **overrides) for p in ([protocol] if isinstance(protocol, (str, Protocol)) else protocol)]
     ids = [a.sample_id for a in kept]
     rows = [{"sample_id": a.sample_id, "silent": not a.has_source, "label": a.label, "audio_id": a.audio_id or "",
              "map_shape": "x".join(map(str, shapes[a.sample_id]))} for a in kept]
     external = lambda a, b: [load_heatmap(found[i]) for i in ids[a:b]]  # noqa: E731
-    summaries: dict[str, dict[str, dict]] = {}
-    scores: dict[str, dict[str, ProtocolScores]] = {}
-    for p in protos:
-        candidates = {method: external, **(baseline_sources(kept, p) if baselines else {})}
-        scores[p.name] = {m: score_maps(x, kept, p, progress=progress) for m, x in candidates.items()}
-        summaries[p.name] = {m: s.summary for m, s in scores[p.name].items()}
-        for m, s in scores[p.name].items():
-            col = f"ciou[{p.name}]" + ("" if m == method else f":{m}")
-            for r, v in zip(rows, s.ciou):
-                r[col] = None if np.isnan(v) else float(v)
-            if m == method and s.confidence is not None:
-                for r, v in zip(rows, s.confidence):
-                    r[f"confidence[{p.name}]"] = float(v)
+    protos, scores = score_protocols(external, kept, protocol, method=method, baselines=baselines, progress=progress,
+                                     **overrides)
+    summaries = protocol_columns(rows, scores, method)
     settings = {"folder": str(folder), "annotations": str(annotations) if isinstance(annotations, (str, os.PathLike))
                 else "<annotations>", "test_list": None if test_list is None else str(test_list),
                 "extended": None if extended is None else str(extended), "method": method,
@@ -271,4 +298,4 @@ def score_external(folder: str | os.PathLike, annotations, protocol: str | Proto
 
 
 __all__ = ["BASELINES", "ExternalResult", "baseline_sources", "index_heatmaps", "load_annotations", "load_heatmap",
-           "match_heatmaps", "score_external"]
+           "match_heatmaps", "protocol_columns", "protocol_table", "score_external", "score_protocols"]

@@ -99,24 +99,58 @@ def export_hmdb51(root: Path, rows: list[dict]) -> Path:
     return out
 
 
+def _visible(r: dict) -> bool:
+    """The clip's sounding object is in its annotated (middle) frame."""
+    return int(r["sounding_object"]) >= 0 and int(r["mid_box_x0"]) >= 0
+
+
 def _loc_rows(rows):
-    return [r for r in rows if r["split"] == "test" and int(r["sounding_object"]) >= 0]
+    return [r for r in rows if r["split"] == "test" and _visible(r)]
 
 
-def export_vggss(root: Path, rows: list[dict]) -> Path:
-    """vggss/vggss.json (test split, visible sounding object, middle-frame box normalised) + frames/ + audio/."""
-    out = root / "vggss"
-    items = []
-    for r in _loc_rows(rows):
-        w, h = float(r["width"]), float(r["height"])
-        box = [int(r[f"mid_box_{k}"]) for k in ("x0", "y0", "x1", "y1")]
-        items.append({"file": r["clip_id"], "class": r["source_class"],
-                      "bbox": [[round(box[0] / w, 5), round(box[1] / h, 5), round(box[2] / w, 5), round(box[3] / h, 5)]]})
-        _link(root / "keyframes" / f"{r['clip_id']}.jpg", out / "frames" / f"{r['clip_id']}.jpg")
-        _link(root / "wav" / f"{r['clip_id']}.wav", out / "audio" / f"{r['clip_id']}.wav")
+def export_vggss(root: Path, rows: list[dict], out: Path | None = None, splits: tuple[str, ...] = ("test",)) -> Path:
+    """A VGG-SS test package in the public layout, under ``out`` (default ``root/vggss``):
+
+    - ``frames/<id>.jpg``: the annotated frame (the clip's middle frame, ``keyframes/``) and
+      ``audio/<id>.wav``: the clip's sound, for every clip of ``splits``;
+    - ``vggss.json``: ``[{"file", "class", "bbox": [[x0, y0, x1, y1]]}]`` for the clips whose sounding
+      object is visible in that frame (box as fractions of the frame, 5 decimals);
+    - ``vggss_test.csv``: those ids, one per line (the test list);
+    - ``vggss_test_plus_silent.csv``: ``video,audio,label`` with one ``<id>,<id>,non-sounding`` row per
+      clip without a visible source (silent, off-screen): the extended set's negatives, own sound.
+    """
+    out = Path(out) if out is not None else root / "vggss"
+    items, positives, negatives = [], [], []
+    for r in rows:
+        if r["split"] not in splits:
+            continue
+        cid = r["clip_id"]
+        if _visible(r):
+            w, h = float(r["width"]), float(r["height"])
+            box = [int(r[f"mid_box_{k}"]) for k in ("x0", "y0", "x1", "y1")]
+            items.append({"file": cid, "class": r["source_class"],
+                          "bbox": [[round(box[0] / w, 5), round(box[1] / h, 5), round(box[2] / w, 5), round(box[3] / h, 5)]]})
+            positives.append(cid)
+        else:
+            negatives.append(cid)
+        _link(root / "keyframes" / f"{cid}.jpg", out / "frames" / f"{cid}.jpg")
+        _link(root / "wav" / f"{cid}.wav", out / "audio" / f"{cid}.wav")
     out.mkdir(parents=True, exist_ok=True)
     (out / "vggss.json").write_text(json.dumps(items))
+    (out / "vggss_test.csv").write_text("".join(f"{c}\n" for c in positives))
+    (out / "vggss_test_plus_silent.csv").write_text("video,audio,label\n" + "".join(f"{c},{c},non-sounding\n"
+                                                                                    for c in negatives))
     return out
+
+
+def export_localization_package(world_root: str | os.PathLike, out: str | os.PathLike,
+                                splits: tuple[str, ...] = ("test",)) -> Path:
+    """Write a generated world's clips of ``splits`` as a VGG-SS-style benchmark package under ``out``
+    (``export_vggss``'s layout), from the world's ``gt.csv`` / ``keyframes/`` / ``wav/``."""
+    root = Path(world_root)
+    with open(root / "gt.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return export_vggss(root, rows, Path(out), tuple(splits))
 
 
 def export_flickr(root: Path, rows: list[dict], annotators: int = 3) -> Path:
