@@ -52,3 +52,19 @@ def wild(tmp_path_factory):
     if W.FFMPEG is None:
         pytest.skip("the wild collection needs the ffmpeg CLI (it writes the AVIs)")
     return W.wild_collection_cached(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """Hydra's job logging (an in-process ``main()``) hangs handlers on the root logger bound to the
+    test's captured stderr; once that capture is closed, a later test's log records would print
+    'Logging error' tracebacks into its stderr. Put the root logger back as it was after each test."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for h in root.handlers[:]:
+        if h not in handlers:
+            root.removeHandler(h)
+    root.setLevel(level)
