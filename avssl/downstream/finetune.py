@@ -39,6 +39,7 @@ from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLo
 from avssl.engine.batches import write_failure_report
 from avssl.utils.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.utils.errors import UserError
+from avssl.utils.runs import check_resume_config, parse_resume, plain_config
 from avssl.engine.samplers import ResumableDistributedSampler
 from avssl.engine.schedules import build_lr_scheduler, schedule_unit
 
@@ -287,6 +288,35 @@ def _index_counts(ds) -> dict[str, int]:
     return {"total": r.total, "indexed": r.indexed, "left_out": len(r.bad), "probed": r.probed, "cached": r.cached}
 
 
+# Settings a resumed fine-tuning run may change without changing what it trains (every other key of the
+# stored config must be equal; `avssl.utils.runs.check_resume_config`): names, which folds run (each has its
+# own directory), display, where the run stops (optim.epochs: milestones count on their own), the device,
+# evaluation-only settings (test clips per video, batch size) and how the same clips are read.
+RESUME_HARMLESS_KEYS = (
+    "name", "run_dir", "resume", "folds",
+    "optim.epochs", "trainer.device", "trainer.progress", "trainer.tensorboard", "trainer.stop_after_epochs",
+    "eval", "dataset.eval_clips_per_video",
+    "dataset.num_workers", "dataset.index_workers", "dataset.index_cache", "dataset.decoded_cache",
+    "dataset.cache_dir", "dataset.backend", "dataset.embedded.workers", "dataset.embedded.progress",
+)
+
+
+def _resume_state(cfg: dict, ckpt: CheckpointManager) -> dict | None:
+    """The state of the fold's newest checkpoint to continue from (``resume``: auto | force), or None (none
+    yet, or resume=never). A stored config that differs from `cfg` outside `RESUME_HARMLESS_KEYS` is refused
+    (`ConfigMismatchError`, naming each key old -> new) unless ``resume=force``."""
+    mode, _, force = parse_resume(cfg.get("resume", "auto"))
+    if mode == "path":
+        raise UserError(f"resume={cfg.get('resume')!r}: fine-tuning resumes from its run_dir only "
+                        f"(auto | force | never)")
+    if mode != "auto" or ckpt.latest_path() is None:
+        return None
+    path, state = ckpt.load_latest(logger=log)
+    check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force, source=str(path),
+                        logger=log)
+    return state
+
+
 def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     """Fine-tune on one fold and return the test metrics of the model selected on val."""
     run_dir = Path(run_dir)
@@ -295,6 +325,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     device = _device(tcfg.get("device", "auto"))
     rank, world = du.rank(), du.world_size()
     progress = bool(tcfg.get("progress", True)) and rank == 0
+    ckpt = CheckpointManager(run_dir, keep_last=1)
+    state = _resume_state(cfg, ckpt)  # refused here, before any data work, when the settings differ
 
     splits = prepare_splits(dcfg, fold, seed)
     spec = _clip_spec(dcfg["spec"])
@@ -340,18 +372,16 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=warmup > 0)
 
-    ckpt = CheckpointManager(run_dir, keep_last=1)
     replace_attempts = int(dcfg.get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS))
     failure_log = FailureLog()  # this rank's failed training reads since start/resume
     best = {"epoch": -1, "score": -math.inf, "metrics": None}
     history: list[dict] = []
     start_epoch = 0
     split_key = {k: v.paths for k, v in splits.items()}
-    if cfg.get("resume", "auto") == "auto" and ckpt.latest_path() is not None:
-        state = ckpt.load()
+    if state is not None:
         if state.get("splits") != split_key:
-            raise RuntimeError(f"{ckpt.latest_path()} was made on other splits (fold/val/label fraction); "
-                               f"use another run_dir or resume=never")
+            raise UserError(f"{ckpt.latest_path()} was made on other splits (fold/val/label fraction); "
+                            f"use another run_dir or resume=never")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -430,7 +460,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         if rank == 0:
             ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
-                       "splits": split_key, "config": cfg, "data_failures": merged.state_dict()}, epoch + 1)
+                       "splits": split_key, "config": plain_config(cfg), "data_failures": merged.state_dict()}, epoch + 1)
             if merged.files or merged.unlisted_failures or merged.damaged:
                 write_failure_report(run_dir / "data_failures.json", merged, _data_totals(history),
                                      extra={"fold": fold, "epoch": epoch + 1})

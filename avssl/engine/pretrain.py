@@ -39,6 +39,7 @@ from avssl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
+from avssl.utils.runs import check_resume_config, parse_resume, plain_config
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
 from avssl.methods import Method, ModelOutputs, build_method, checkpoint_method, method_name
@@ -46,15 +47,24 @@ from avssl.metrics.retrieval import retrieval_metrics
 
 
 def _plain(cfg) -> dict:
-    """OmegaConf/DictConfig -> plain nested dict (checkpoints store plain data)."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
+    """OmegaConf/DictConfig (resolved) or nested dicts -> plain nested dict: checkpoints store plain data
+    (`avssl.utils.runs.plain_config`), which ``torch.load(weights_only=True)`` reads back."""
+    return plain_config(cfg)
 
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(cfg)
+
+# Settings a resumed run may change without changing what it trains (`avssl.utils.runs.check_resume_config`
+# compares every other key of the stored config): names, display, logging, evaluation, how the same clips are
+# read (workers, caches, decoder backend), the device, and where the run stops (trainer.epochs / max_steps:
+# the lr schedule counts its own milestones, not the total, so extending a run trains on exactly as before).
+RESUME_HARMLESS_KEYS = (
+    "name", "run_dir", "resume", "stage",  # stage: the old name of method (its own check, checkpoint_method)
+    "trainer.epochs", "trainer.max_steps", "trainer.device", "trainer.channels_last", "trainer.progress",
+    "trainer.tensorboard", "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_last",
+    "trainer.sync_timing", "trainer.timing_warmup",
+    "eval",
+    "data.num_workers", "data.index_workers", "data.world_workers", "data.progress", "data.index_cache",
+    "data.decoded_cache", "data.cache_dir", "data.backend",
+)
 
 
 # ============================================================================================
@@ -628,6 +638,33 @@ class TrainContext:
         self.term_names = [t.name for t in self.method.terms]
 
 
+def find_resume_state(cfg: dict, run_dir: Path, method: str, logger) -> tuple[Path | None, dict | None]:
+    """``(checkpoint path, state)`` of the run `cfg` continues (``resume``: auto | force | never | <file or run
+    dir> | force:<file or run dir>; `avssl.utils.runs.parse_resume`), or ``(None, None)`` for a fresh start.
+
+    Refuses (`CheckpointError`) a checkpoint of another method, and (`ConfigMismatchError`) one whose stored
+    config differs from `cfg` in a key outside `RESUME_HARMLESS_KEYS`, unless forced. The dataset fingerprint
+    is checked by the caller once the data is indexed."""
+    mode, path, force = parse_resume(cfg.get("resume", "auto"))
+    ckpt = CheckpointManager(run_dir)
+    if mode == "auto" and ckpt.candidates():  # newest checkpoint that reads (damaged ones skipped)
+        resume_path, state = ckpt.load_latest(logger=logger)
+    elif mode == "path":
+        resume_path = Path(path)
+        if resume_path.is_dir():  # a run directory
+            resume_path, state = CheckpointManager(resume_path).load_latest(logger=logger)
+        else:
+            state = load_checkpoint(resume_path)
+    else:
+        return None, None
+    if checkpoint_method(state) != method:
+        raise CheckpointError(f"{resume_path} is a {checkpoint_method(state)!r} checkpoint, this run is "
+                              f"method {method!r}")
+    check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force,
+                        source=str(resume_path), logger=logger)
+    return resume_path, state
+
+
 def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     """Pretrain with the method ``cfg.method`` names (`avssl.methods`; ``stage``, its old name, is still
     read). Returns a summary dict (with the trained ``model``, the ``method`` and its ``criterion`` module
@@ -646,6 +683,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     logger.info("run %s | method %s | %d process(es) on %s", run_dir, name, dist_info.world_size, device)
 
     try:
+        # ---- the run to continue, if any: refused before any data work when its settings differ
+        resume_path, state = find_resume_state(cfg, run_dir, name, logger)
         # ---- data
         data = build_data(cfg, dist_info)
         logger.info("train: %d items, %d memory slots (index fingerprint %s); index: %s; held-out clips: %s",
@@ -681,21 +720,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         # ---- resume or start
         ckpt = CheckpointManager(run_dir, keep_last=tcfg.get("keep_last", 2))
         progress = Progress()
-        resume = cfg.get("resume", "auto")
-        resume_path = None
-        if resume == "auto" and ckpt.candidates():  # newest checkpoint that reads (damaged ones skipped)
-            resume_path, state = ckpt.load_latest(expected_fingerprint=data.fingerprint, logger=logger)
-        elif resume not in (None, "auto", "never", False):
-            resume_path = Path(resume)
-            if resume_path.is_dir():  # a run directory
-                resume_path, state = CheckpointManager(resume_path).load_latest(
-                    expected_fingerprint=data.fingerprint, logger=logger)
-            else:
-                state = load_checkpoint(resume_path, expected_fingerprint=data.fingerprint)
         if resume_path is not None:
-            if checkpoint_method(state) != method.name:
-                raise CheckpointError(f"{resume_path} is a {checkpoint_method(state)!r} checkpoint, this run is "
-                                      f"method {method.name!r}")
+            check_fingerprint(state, data.fingerprint, source=str(resume_path))
             progress = restore_state(state, model, optimizer, scheduler, scaler, method, neg_generator,
                                      dist_info, logger)
             logger.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.global_step)
