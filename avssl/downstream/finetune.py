@@ -41,7 +41,7 @@ from avssl.utils.checkpoint import CheckpointManager, atomic_torch_save, load_ch
 from avssl.utils.errors import UserError
 from avssl.utils.runs import check_resume_config, parse_resume, plain_config
 from avssl.engine.samplers import ResumableDistributedSampler
-from avssl.engine.schedules import build_lr_scheduler, schedule_unit
+from avssl.engine.schedules import build_lr_scheduler, group_settings, restart_schedule, schedule_unit, scheduler_steps
 
 from .data import VideoSplit, carve_validation, load_split, make_dataset, subsample_labels
 from .video_eval import evaluate_classifier, save_confusion_png
@@ -301,20 +301,21 @@ RESUME_HARMLESS_KEYS = (
 )
 
 
-def _resume_state(cfg: dict, ckpt: CheckpointManager) -> dict | None:
-    """The state of the fold's newest checkpoint to continue from (``resume``: auto | force), or None (none
-    yet, or resume=never). A stored config that differs from `cfg` outside `RESUME_HARMLESS_KEYS` is refused
-    (`ConfigMismatchError`, naming each key old -> new) unless ``resume=force``."""
+def _resume_state(cfg: dict, ckpt: CheckpointManager) -> tuple[dict | None, list]:
+    """``(state, changes)``: the state of the fold's newest checkpoint to continue from (``resume``: auto |
+    force), or None (none yet, or resume=never). A stored config that differs from `cfg` outside
+    `RESUME_HARMLESS_KEYS` is refused (`ConfigMismatchError`, naming each key old -> new) unless
+    ``resume=force``; ``changes`` lists what force let differ, ``[(key, old, new)]``."""
     mode, _, force = parse_resume(cfg.get("resume", "auto"))
     if mode == "path":
         raise UserError(f"resume={cfg.get('resume')!r}: fine-tuning resumes from its run_dir only "
                         f"(auto | force | never)")
     if mode != "auto" or ckpt.latest_path() is None:
-        return None
+        return None, []
     path, state = ckpt.load_latest(logger=log)
-    check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force, source=str(path),
-                        logger=log)
-    return state
+    changes = check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force,
+                                  source=str(path), logger=log)
+    return state, changes
 
 
 def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
@@ -326,7 +327,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     rank, world = du.rank(), du.world_size()
     progress = bool(tcfg.get("progress", True)) and rank == 0
     ckpt = CheckpointManager(run_dir, keep_last=1)
-    state = _resume_state(cfg, ckpt)  # refused here, before any data work, when the settings differ
+    state, forced_changes = _resume_state(cfg, ckpt)  # refused here, before any data work, when the settings differ
 
     splits = prepare_splits(dcfg, fold, seed)
     spec = _clip_spec(dcfg["spec"])
@@ -362,7 +363,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     # milestones count epochs (scheduler stepped at epoch ends) or, with optim.schedule_unit=step, optimisation
     # steps (stepped after each); the classifier-only warm-up likewise: warmup_epochs, or warmup_steps
     per_step = schedule_unit(ocfg) == "step"
-    scheduler = build_lr_scheduler(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+    def make_scheduler(opt):
+        return build_lr_scheduler(opt, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+
+    scheduler = make_scheduler(optimizer)
     steps_per_epoch = sampler.batches_per_epoch
     warmup_steps = _warmup_steps(ocfg, steps_per_epoch) if per_step else None
     if per_step:
@@ -383,8 +387,11 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             raise UserError(f"{ckpt.latest_path()} was made on other splits (fold/val/label fraction); "
                             f"use another run_dir or resume=never")
         model.load_state_dict(state["model"])
+        fresh = group_settings(optimizer)  # this config's optimiser hyper-parameters
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if any(key.startswith("optim.") for key, _, _ in forced_changes):  # resume=force under a new lr rule
+            scheduler = restart_schedule(optimizer, fresh, make_scheduler, scheduler_steps(state["scheduler"]))
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
         if rank == 0 and state.get("data_failures"):
             failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past

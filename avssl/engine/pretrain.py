@@ -42,6 +42,7 @@ from avssl.utils.checkpoint import (
 from avssl.utils.runs import check_resume_config, parse_resume, plain_config
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
+from avssl.engine.schedules import group_settings, restart_schedule, scheduler_steps
 from avssl.methods import Method, ModelOutputs, build_method, checkpoint_method, method_name
 from avssl.metrics.retrieval import retrieval_metrics
 
@@ -260,7 +261,7 @@ def build_optimizer(cfg: dict, params, method_params=()) -> tuple[torch.optim.Op
     `optim.schedule_unit` 'epoch' (default: milestones and `optim.warmup` count epochs, the
     scheduler steps at epoch ends) or 'step' (they count optimisation steps, the scheduler steps
     after each one); the lr rule is in `avssl.engine.schedules`."""
-    from avssl.engine.schedules import build_lr_scheduler, schedule_unit
+    from avssl.engine.schedules import schedule_unit
 
     ocfg = cfg["optim"]
     method_params = list(method_params)
@@ -275,8 +276,16 @@ def build_optimizer(cfg: dict, params, method_params=()) -> tuple[torch.optim.Op
     else:
         raise ValueError(f"optim.name must be 'adam' or 'sgd', got {ocfg['name']!r}")
     schedule_unit(ocfg)  # checked here: a misspelled unit fails at start
-    sched = build_lr_scheduler(opt, list(ocfg.get("milestones", [])), ocfg.get("gamma", 1.0), ocfg.get("warmup", 0))
-    return opt, sched
+    return opt, build_scheduler(cfg, opt)
+
+
+def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer):
+    """The lr rule of `cfg.optim` (milestones, gamma, warm-up; `avssl.engine.schedules`) on `optimizer`."""
+    from avssl.engine.schedules import build_lr_scheduler
+
+    ocfg = cfg["optim"]
+    return build_lr_scheduler(optimizer, list(ocfg.get("milestones", [])), ocfg.get("gamma", 1.0),
+                              ocfg.get("warmup", 0))
 
 
 def _to_channels_last(model: torch.nn.Module) -> None:
@@ -638,9 +647,10 @@ class TrainContext:
         self.term_names = [t.name for t in self.method.terms]
 
 
-def find_resume_state(cfg: dict, run_dir: Path, method: str, logger) -> tuple[Path | None, dict | None]:
-    """``(checkpoint path, state)`` of the run `cfg` continues (``resume``: auto | force | never | <file or run
-    dir> | force:<file or run dir>; `avssl.utils.runs.parse_resume`), or ``(None, None)`` for a fresh start.
+def find_resume_state(cfg: dict, run_dir: Path, method: str, logger) -> tuple[Path | None, dict | None, list]:
+    """``(checkpoint path, state, changes)`` of the run `cfg` continues (``resume``: auto | force | never | <file or run
+    dir> | force:<file or run dir>; `avssl.utils.runs.parse_resume`), or ``(None, None, [])`` for a fresh start;
+    ``changes``: the settings ``resume=force`` let differ, ``[(key, old, new)]``.
 
     Refuses (`CheckpointError`) a checkpoint of another method, and (`ConfigMismatchError`) one whose stored
     config differs from `cfg` in a key outside `RESUME_HARMLESS_KEYS`, unless forced. The dataset fingerprint
@@ -656,13 +666,13 @@ def find_resume_state(cfg: dict, run_dir: Path, method: str, logger) -> tuple[Pa
         else:
             state = load_checkpoint(resume_path)
     else:
-        return None, None
+        return None, None, []
     if checkpoint_method(state) != method:
         raise CheckpointError(f"{resume_path} is a {checkpoint_method(state)!r} checkpoint, this run is "
                               f"method {method!r}")
-    check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force,
-                        source=str(resume_path), logger=logger)
-    return resume_path, state
+    changes = check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force,
+                                  source=str(resume_path), logger=logger)
+    return resume_path, state, changes
 
 
 def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
@@ -684,7 +694,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
 
     try:
         # ---- the run to continue, if any: refused before any data work when its settings differ
-        resume_path, state = find_resume_state(cfg, run_dir, name, logger)
+        resume_path, state, forced_changes = find_resume_state(cfg, run_dir, name, logger)
         # ---- data
         data = build_data(cfg, dist_info)
         logger.info("train: %d items, %d memory slots (index fingerprint %s); index: %s; held-out clips: %s",
@@ -722,8 +732,14 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         progress = Progress()
         if resume_path is not None:
             check_fingerprint(state, data.fingerprint, source=str(resume_path))
+            fresh = group_settings(optimizer)  # this config's optimiser hyper-parameters
             progress = restore_state(state, model, optimizer, scheduler, scaler, method, neg_generator,
                                      dist_info, logger)
+            if any(key.startswith("optim.") for key, _, _ in forced_changes):  # resume=force under a new lr rule
+                scheduler = restart_schedule(optimizer, fresh, lambda opt: build_scheduler(cfg, opt),
+                                             scheduler_steps(state["scheduler"]))
+                logger.info("resume=force: the lr schedule of this config continues at its step %d (lr %.3g)",
+                            scheduler_steps(state["scheduler"]), optimizer.param_groups[0]["lr"])
             logger.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.global_step)
         else:
             method.start(_unwrap(model), fingerprint=data.fingerprint, logger=logger)
