@@ -40,6 +40,7 @@ from avssl.engine.batches import write_failure_report
 from avssl.utils.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.utils.errors import UserError
 from avssl.utils.runs import check_resume_config, parse_resume, plain_config
+from avssl.engine.logging import make_tb_writer
 from avssl.engine.samplers import ResumableDistributedSampler
 from avssl.engine.schedules import build_lr_scheduler, group_settings, restart_schedule, schedule_unit, scheduler_steps
 
@@ -399,6 +400,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
 
     eval_bs = int(cfg.get("eval", {}).get("batch_size", batch_size))
     num_workers = int(dcfg.get("num_workers", 0))
+    # one progress bar over every step of the fold (its ETA is the fold's), TensorBoard under <fold dir>/tensorboard
+    bar = tqdm(total=epochs * steps_per_epoch, initial=min(start_epoch, epochs) * steps_per_epoch, unit="step",
+               desc=f"fold {fold}", disable=not progress, dynamic_ncols=True)
+    tb = make_tb_writer(run_dir, rank, bool(tcfg.get("tensorboard", True)))
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         frozen = epoch < warmup if not per_step else epoch * steps_per_epoch < warmup_steps
@@ -410,8 +415,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         sampler.set_epoch(epoch)
         loader = training_loader(train_set, sampler, max_attempts=replace_attempts, num_workers=num_workers)
         losses, correct, seen, counts = [], 0, 0, DataCounts()
-        for i, batch in enumerate(tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""),
-                                       disable=not progress, leave=False)):
+        bar.set_description(f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""))
+        for i, batch in enumerate(loader):
+            bar.update(1)
             if per_step and model.encoder_frozen and epoch * steps_per_epoch + i >= warmup_steps:
                 model.set_encoder_frozen(False)  # warm-up (in steps) over mid-epoch
                 ddp_model.train()
@@ -431,11 +437,17 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            lr_used = optimizer.param_groups[0]["lr"]  # the rate of this update
             if per_step:
                 scheduler.step()
             losses.append(loss.item())
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if tb is not None:
+                step = epoch * steps_per_epoch + i + 1
+                tb.add_scalar("train/loss", losses[-1], step)
+                tb.add_scalar("train/lr", lr_used, step)
         if not per_step:
             scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -453,6 +465,14 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             if rank == 0:
                 atomic_torch_save(model.state_dict(), run_dir / "best_model.pt")
         history.append(record)
+        if tb is not None:  # per epoch, at the fold's step count
+            step = (epoch + 1) * steps_per_epoch
+            tb.add_scalar("train/epoch_loss", record["loss"], step)
+            tb.add_scalar("train/clip_accuracy", record["train_clip_acc"], step)
+            if val_set is not None:
+                tb.add_scalar("val/video_accuracy", record["val_video_top1"], step)
+                tb.add_scalar("val/clip_accuracy", record["val_clip_top1"], step)
+            tb.flush()
         if counts.failed:
             log.warning("fold %d epoch %d data: %d clips requested = %d used + %d dropped (%d skipped steps); "
                         "%d unreadable, %d replaced", fold, epoch + 1, counts.requested, counts.used, counts.dropped,
@@ -475,7 +495,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             dist.barrier()
         max_epochs = tcfg.get("stop_after_epochs")  # tests: simulate a killed run
         if max_epochs is not None and epoch + 1 >= int(max_epochs):
+            _close(bar, tb)
             return {"stopped_after_epoch": epoch + 1, "history": history, "best": best}
+    bar.close()
 
     # ---- test once with the selected weights
     model.load_state_dict(torch.load(run_dir / "best_model.pt", map_location=device, weights_only=True))
@@ -488,6 +510,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                    num_test_videos=len(splits["test"]),
                    index={k: _index_counts(ds) for k, ds in (("train", train_set), ("val", val_set), ("test", test_set))
                           if ds is not None})
+    if tb is not None:
+        for key in ("video_top1", "video_top5", "clip_top1", "mean_class_accuracy"):
+            tb.add_scalar(f"test/{key}", metrics[key], epochs * steps_per_epoch)
+    _close(None, tb)
     if rank == 0:
         (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
         save_confusion_png(metrics["confusion"], classes, run_dir / "confusion.png",
@@ -495,6 +521,13 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     log.info("fold %d test: video top-1 %.3f top-5 %.3f | clip top-1 %.3f (best epoch %d)", fold,
              metrics["video_top1"], metrics["video_top5"], metrics["clip_top1"], best["epoch"])
     return metrics
+
+
+def _close(bar, tb) -> None:
+    if bar is not None:
+        bar.close()
+    if tb is not None:
+        tb.close()
 
 
 def _data_totals(history: list[dict]) -> dict:

@@ -462,18 +462,12 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                              generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
     ctx.model.train()
     dense = ctx.method.needs_dense
-    total = ctx.sampler.batches_per_epoch
-    bar = None
-    if ctx.dist.rank == 0 and tcfg.get("progress", True):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=progress.batches_consumed, desc=f"epoch {progress.epoch}",
-                   unit="batch", dynamic_ncols=True)
+    bar = ctx.bar  # one bar over the whole run (`run_progress_bar`)
+    if bar is not None:
+        bar.set_description(f"epoch {progress.epoch}")
     it = iter(loader)
     while True:
         if max_steps is not None and progress.global_step >= max_steps:
-            if bar:
-                bar.close()
             return False
         with timer.phase("data"):
             batch = next(it, StopIteration)
@@ -490,7 +484,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             logger.warning("step %d skipped on every rank: a rank could not fill its batch of %d (%d of the "
                            "step's %d clips unreadable, %d replaced)", progress.global_step, ctx.batch_size,
                            verdict.counts.failed, verdict.counts.requested, verdict.counts.replaced)
-            if bar:
+            if bar is not None:
                 bar.update(1)
             _maybe_checkpoint(ctx, progress)
             continue
@@ -534,15 +528,25 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {progress.global_step}")
 
-        if bar:
+        if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         if progress.global_step % tcfg.get("log_every", 10) == 0 or progress.global_step == 1:
             _log_step(ctx, progress, loss_value, stats, step_times, len(indices))
         _maybe_checkpoint(ctx, progress)
-    if bar:
-        bar.close()
     return True
+
+
+def run_progress_bar(progress: Progress, epochs: int, steps_per_epoch: int, max_steps: int | None, enabled: bool):
+    """One tqdm bar over the whole run, so its ETA is the run's: total = epochs x steps per epoch (or
+    ``trainer.max_steps`` if smaller), starting at the steps already done (a resumed run). None when off."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    total = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
+    return tqdm(total=total, initial=min(progress.global_step, total), desc=f"epoch {progress.epoch}",
+                unit="step", dynamic_ncols=True)
 
 
 def _average_method_grads(ctx) -> None:
@@ -641,6 +645,7 @@ class TrainContext:
     failure_log: FailureLog = field(default_factory=FailureLog)  # this rank's failed reads since start/resume
     schedule_per_step: bool = False  # optim.schedule_unit=step: the lr scheduler steps after every optimisation step
     step_lr: float | None = None  # (schedule_per_step) the learning rate the last update used
+    bar: Any = None  # the run's progress bar (rank 0, trainer.progress), `run_progress_bar`
 
     def __post_init__(self):
         self.method_params = self.method.parameters()
@@ -755,6 +760,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         # ---- epochs
         epochs = tcfg["epochs"]
         max_steps = tcfg.get("max_steps")
+        ctx.bar = run_progress_bar(progress, epochs, sampler.batches_per_epoch, max_steps,
+                                   dist_info.rank == 0 and tcfg.get("progress", True))
         evals: list[dict] = []
         stopped = False
         t_start = time.perf_counter()
@@ -774,6 +781,9 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             every = cfg["eval"].get("every_epochs", 0)
             if data.eval_set is not None and every and progress.epoch % every == 0 and progress.epoch < epochs:
                 evals.append(_run_eval(ctx, data, progress, eval_tf))
+        if ctx.bar is not None:
+            ctx.bar.close()
+            ctx.bar = None
         # the held-out evaluation ends every run, also one stopped by trainer.max_steps (its final
         # checkpoint is written above); not twice for the same weights
         if data.eval_set is not None and cfg["eval"].get("at_end", True) and (
