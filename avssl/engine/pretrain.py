@@ -58,7 +58,7 @@ def _plain(cfg) -> dict:
 # read (workers, caches, decoder backend), the device, and where the run stops (trainer.epochs / max_steps:
 # the lr schedule counts its own milestones, not the total, so extending a run trains on exactly as before).
 RESUME_HARMLESS_KEYS = (
-    "name", "run_dir", "resume", "stage",  # stage: the old name of method (its own check, checkpoint_method)
+    "name", "run_dir", "resume", "method", "stage",  # the method (and stage, its old name) has its own check
     "trainer.epochs", "trainer.max_steps", "trainer.device", "trainer.channels_last", "trainer.progress",
     "trainer.tensorboard", "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_last",
     "trainer.sync_timing", "trainer.timing_warmup",
