@@ -16,7 +16,9 @@ import hydra
 from omegaconf import DictConfig
 
 from avssl.utils.cli import run_main, user_errors
-from avssl.utils.configs import CONFIG_PATH, VERSION_BASE
+from avssl.utils.configs import CONFIG_PATH, VERSION_BASE, register_resolvers, sweep_job_run_dir
+
+register_resolvers()  # hydra.sweep.subdir: one run directory per sweep job
 
 
 def argparse_style_folds(argv: list[str]) -> list[str]:
@@ -44,6 +46,7 @@ def app(cfg: DictConfig) -> None:
 
     from avssl.downstream.finetune import finetune
 
+    cfg.run_dir = sweep_job_run_dir(cfg.run_dir)  # -m sweeps: <run_dir>/<the job's overrides>, one per job
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     out = finetune(OmegaConf.to_container(cfg, resolve=True))
     if int(os.environ.get("RANK", "0")) == 0:

@@ -2,6 +2,7 @@
 
     avssl-pretrain experiment=avid_embedded_cpu
     avssl-pretrain experiment=cma_embedded_cpu                       # CMA stage after AVID
+    avssl-pretrain -m experiment=tiny optim.lr=1e-3,1e-2             # a sweep: runs/tiny/<job overrides>/ each
     torchrun --nproc_per_node=2 --no-python avssl-pretrain experiment=avid_kinetics data.media_root=/data/k400
 
 Config: configs/pretrain.yaml (+ configs/experiment/*.yaml); work: `avssl.engine.pretrain.train`.
@@ -11,7 +12,9 @@ import hydra
 from omegaconf import DictConfig
 
 from avssl.utils.cli import run_main, user_errors
-from avssl.utils.configs import CONFIG_PATH, VERSION_BASE
+from avssl.utils.configs import CONFIG_PATH, VERSION_BASE, register_resolvers, sweep_job_run_dir
+
+register_resolvers()  # hydra.sweep.subdir: one run directory per sweep job
 
 
 @hydra.main(config_path=CONFIG_PATH, config_name="pretrain", version_base=VERSION_BASE)
@@ -22,6 +25,7 @@ def app(cfg: DictConfig) -> None:
 
     from avssl.engine.pretrain import train
 
+    cfg.run_dir = sweep_job_run_dir(cfg.run_dir)  # -m sweeps: <run_dir>/<the job's overrides>, one per job
     summary = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         keep = {k: summary[k] for k in ("run_dir", "global_step", "epoch", "retrieval", "timing", "dropped_samples", "data")}

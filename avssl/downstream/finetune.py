@@ -39,8 +39,10 @@ from avssl.engine.batches import DEFAULT_REPLACE_ATTEMPTS, DataCounts, FailureLo
 from avssl.engine.batches import write_failure_report
 from avssl.utils.checkpoint import CheckpointManager, atomic_torch_save, load_checkpoint
 from avssl.utils.errors import UserError
+from avssl.utils.runs import check_resume_config, parse_resume, plain_config
+from avssl.engine.logging import make_tb_writer
 from avssl.engine.samplers import ResumableDistributedSampler
-from avssl.engine.schedules import build_lr_scheduler, schedule_unit
+from avssl.engine.schedules import build_lr_scheduler, group_settings, restart_schedule, schedule_unit, scheduler_steps
 
 from .data import VideoSplit, carve_validation, load_split, make_dataset, subsample_labels
 from .video_eval import evaluate_classifier, save_confusion_png
@@ -287,6 +289,36 @@ def _index_counts(ds) -> dict[str, int]:
     return {"total": r.total, "indexed": r.indexed, "left_out": len(r.bad), "probed": r.probed, "cached": r.cached}
 
 
+# Settings a resumed fine-tuning run may change without changing what it trains (every other key of the
+# stored config must be equal; `avssl.utils.runs.check_resume_config`): names, which folds run (each has its
+# own directory), display, where the run stops (optim.epochs: milestones count on their own), the device,
+# evaluation-only settings (test clips per video, batch size) and how the same clips are read.
+RESUME_HARMLESS_KEYS = (
+    "name", "run_dir", "resume", "folds",
+    "optim.epochs", "trainer.device", "trainer.progress", "trainer.tensorboard", "trainer.stop_after_epochs",
+    "eval", "dataset.eval_clips_per_video",
+    "dataset.num_workers", "dataset.index_workers", "dataset.index_cache", "dataset.decoded_cache",
+    "dataset.cache_dir", "dataset.backend", "dataset.embedded.workers", "dataset.embedded.progress",
+)
+
+
+def _resume_state(cfg: dict, ckpt: CheckpointManager) -> tuple[dict | None, list]:
+    """``(state, changes)``: the state of the fold's newest checkpoint to continue from (``resume``: auto |
+    force), or None (none yet, or resume=never). A stored config that differs from `cfg` outside
+    `RESUME_HARMLESS_KEYS` is refused (`ConfigMismatchError`, naming each key old -> new) unless
+    ``resume=force``; ``changes`` lists what force let differ, ``[(key, old, new)]``."""
+    mode, _, force = parse_resume(cfg.get("resume", "auto"))
+    if mode == "path":
+        raise UserError(f"resume={cfg.get('resume')!r}: fine-tuning resumes from its run_dir only "
+                        f"(auto | force | never)")
+    if mode != "auto" or ckpt.latest_path() is None:
+        return None, []
+    path, state = ckpt.load_latest(logger=log)
+    changes = check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force,
+                                  source=str(path), logger=log)
+    return state, changes
+
+
 def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     """Fine-tune on one fold and return the test metrics of the model selected on val."""
     run_dir = Path(run_dir)
@@ -295,6 +327,8 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     device = _device(tcfg.get("device", "auto"))
     rank, world = du.rank(), du.world_size()
     progress = bool(tcfg.get("progress", True)) and rank == 0
+    ckpt = CheckpointManager(run_dir, keep_last=1)
+    state, forced_changes = _resume_state(cfg, ckpt)  # refused here, before any data work, when the settings differ
 
     splits = prepare_splits(dcfg, fold, seed)
     spec = _clip_spec(dcfg["spec"])
@@ -330,7 +364,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     # milestones count epochs (scheduler stepped at epoch ends) or, with optim.schedule_unit=step, optimisation
     # steps (stepped after each); the classifier-only warm-up likewise: warmup_epochs, or warmup_steps
     per_step = schedule_unit(ocfg) == "step"
-    scheduler = build_lr_scheduler(optimizer, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+    def make_scheduler(opt):
+        return build_lr_scheduler(opt, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+
+    scheduler = make_scheduler(optimizer)
     steps_per_epoch = sampler.batches_per_epoch
     warmup_steps = _warmup_steps(ocfg, steps_per_epoch) if per_step else None
     if per_step:
@@ -340,21 +377,22 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         ddp_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=warmup > 0)
 
-    ckpt = CheckpointManager(run_dir, keep_last=1)
     replace_attempts = int(dcfg.get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS))
     failure_log = FailureLog()  # this rank's failed training reads since start/resume
     best = {"epoch": -1, "score": -math.inf, "metrics": None}
     history: list[dict] = []
     start_epoch = 0
     split_key = {k: v.paths for k, v in splits.items()}
-    if cfg.get("resume", "auto") == "auto" and ckpt.latest_path() is not None:
-        state = ckpt.load()
+    if state is not None:
         if state.get("splits") != split_key:
-            raise RuntimeError(f"{ckpt.latest_path()} was made on other splits (fold/val/label fraction); "
-                               f"use another run_dir or resume=never")
+            raise UserError(f"{ckpt.latest_path()} was made on other splits (fold/val/label fraction); "
+                            f"use another run_dir or resume=never")
         model.load_state_dict(state["model"])
+        fresh = group_settings(optimizer)  # this config's optimiser hyper-parameters
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if any(key.startswith("optim.") for key, _, _ in forced_changes):  # resume=force under a new lr rule
+            scheduler = restart_schedule(optimizer, fresh, make_scheduler, scheduler_steps(state["scheduler"]))
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
         if rank == 0 and state.get("data_failures"):
             failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past
@@ -362,6 +400,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
 
     eval_bs = int(cfg.get("eval", {}).get("batch_size", batch_size))
     num_workers = int(dcfg.get("num_workers", 0))
+    # one progress bar over every step of the fold (its ETA is the fold's), TensorBoard under <fold dir>/tensorboard
+    bar = tqdm(total=epochs * steps_per_epoch, initial=min(start_epoch, epochs) * steps_per_epoch, unit="step",
+               desc=f"fold {fold}", disable=not progress, dynamic_ncols=True)
+    tb = make_tb_writer(run_dir, rank, bool(tcfg.get("tensorboard", True)))
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         frozen = epoch < warmup if not per_step else epoch * steps_per_epoch < warmup_steps
@@ -373,8 +415,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         sampler.set_epoch(epoch)
         loader = training_loader(train_set, sampler, max_attempts=replace_attempts, num_workers=num_workers)
         losses, correct, seen, counts = [], 0, 0, DataCounts()
-        for i, batch in enumerate(tqdm(loader, desc=f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""),
-                                       disable=not progress, leave=False)):
+        bar.set_description(f"fold {fold} epoch {epoch + 1}/{epochs}" + (" (warm-up)" if frozen else ""))
+        for i, batch in enumerate(loader):
+            bar.update(1)
             if per_step and model.encoder_frozen and epoch * steps_per_epoch + i >= warmup_steps:
                 model.set_encoder_frozen(False)  # warm-up (in steps) over mid-epoch
                 ddp_model.train()
@@ -394,11 +437,17 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            lr_used = optimizer.param_groups[0]["lr"]  # the rate of this update
             if per_step:
                 scheduler.step()
             losses.append(loss.item())
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if tb is not None:
+                step = epoch * steps_per_epoch + i + 1
+                tb.add_scalar("train/loss", losses[-1], step)
+                tb.add_scalar("train/lr", lr_used, step)
         if not per_step:
             scheduler.step()
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -416,6 +465,14 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             if rank == 0:
                 atomic_torch_save(model.state_dict(), run_dir / "best_model.pt")
         history.append(record)
+        if tb is not None:  # per epoch, at the fold's step count
+            step = (epoch + 1) * steps_per_epoch
+            tb.add_scalar("train/epoch_loss", record["loss"], step)
+            tb.add_scalar("train/clip_accuracy", record["train_clip_acc"], step)
+            if val_set is not None:
+                tb.add_scalar("val/video_accuracy", record["val_video_top1"], step)
+                tb.add_scalar("val/clip_accuracy", record["val_clip_top1"], step)
+            tb.flush()
         if counts.failed:
             log.warning("fold %d epoch %d data: %d clips requested = %d used + %d dropped (%d skipped steps); "
                         "%d unreadable, %d replaced", fold, epoch + 1, counts.requested, counts.used, counts.dropped,
@@ -430,7 +487,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
         if rank == 0:
             ckpt.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best": best, "history": history,
-                       "splits": split_key, "config": cfg, "data_failures": merged.state_dict()}, epoch + 1)
+                       "splits": split_key, "config": plain_config(cfg), "data_failures": merged.state_dict()}, epoch + 1)
             if merged.files or merged.unlisted_failures or merged.damaged:
                 write_failure_report(run_dir / "data_failures.json", merged, _data_totals(history),
                                      extra={"fold": fold, "epoch": epoch + 1})
@@ -438,7 +495,9 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             dist.barrier()
         max_epochs = tcfg.get("stop_after_epochs")  # tests: simulate a killed run
         if max_epochs is not None and epoch + 1 >= int(max_epochs):
+            _close(bar, tb)
             return {"stopped_after_epoch": epoch + 1, "history": history, "best": best}
+    bar.close()
 
     # ---- test once with the selected weights
     model.load_state_dict(torch.load(run_dir / "best_model.pt", map_location=device, weights_only=True))
@@ -451,6 +510,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                    num_test_videos=len(splits["test"]),
                    index={k: _index_counts(ds) for k, ds in (("train", train_set), ("val", val_set), ("test", test_set))
                           if ds is not None})
+    if tb is not None:
+        for key in ("video_top1", "video_top5", "clip_top1", "mean_class_accuracy"):
+            tb.add_scalar(f"test/{key}", metrics[key], epochs * steps_per_epoch)
+    _close(None, tb)
     if rank == 0:
         (run_dir / "test_metrics.json").write_text(json.dumps(metrics, indent=1))
         save_confusion_png(metrics["confusion"], classes, run_dir / "confusion.png",
@@ -458,6 +521,13 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     log.info("fold %d test: video top-1 %.3f top-5 %.3f | clip top-1 %.3f (best epoch %d)", fold,
              metrics["video_top1"], metrics["video_top5"], metrics["clip_top1"], best["epoch"])
     return metrics
+
+
+def _close(bar, tb) -> None:
+    if bar is not None:
+        bar.close()
+    if tb is not None:
+        tb.close()
 
 
 def _data_totals(history: list[dict]) -> dict:

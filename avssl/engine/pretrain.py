@@ -39,22 +39,33 @@ from avssl.utils.checkpoint import (
     load_checkpoint,
     restore_rng_state,
 )
+from avssl.utils.runs import check_resume_config, parse_resume, plain_config
 from avssl.engine.logging import StepTimer, make_tb_writer, setup_logger
 from avssl.engine.samplers import EvalShardSampler, ResumableDistributedSampler
+from avssl.engine.schedules import group_settings, restart_schedule, scheduler_steps
 from avssl.methods import Method, ModelOutputs, build_method, checkpoint_method, method_name
 from avssl.metrics.retrieval import retrieval_metrics
 
 
 def _plain(cfg) -> dict:
-    """OmegaConf/DictConfig -> plain nested dict (checkpoints store plain data)."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
+    """OmegaConf/DictConfig (resolved) or nested dicts -> plain nested dict: checkpoints store plain data
+    (`avssl.utils.runs.plain_config`), which ``torch.load(weights_only=True)`` reads back."""
+    return plain_config(cfg)
 
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return dict(cfg)
+
+# Settings a resumed run may change without changing what it trains (`avssl.utils.runs.check_resume_config`
+# compares every other key of the stored config): names, display, logging, evaluation, how the same clips are
+# read (workers, caches, decoder backend), the device, and where the run stops (trainer.epochs / max_steps:
+# the lr schedule counts its own milestones, not the total, so extending a run trains on exactly as before).
+RESUME_HARMLESS_KEYS = (
+    "name", "run_dir", "resume", "method", "stage",  # the method (and stage, its old name) has its own check
+    "trainer.epochs", "trainer.max_steps", "trainer.device", "trainer.channels_last", "trainer.progress",
+    "trainer.tensorboard", "trainer.log_every", "trainer.checkpoint_every", "trainer.keep_last",
+    "trainer.sync_timing", "trainer.timing_warmup",
+    "eval",
+    "data.num_workers", "data.index_workers", "data.world_workers", "data.progress", "data.index_cache",
+    "data.decoded_cache", "data.cache_dir", "data.backend",
+)
 
 
 # ============================================================================================
@@ -250,7 +261,7 @@ def build_optimizer(cfg: dict, params, method_params=()) -> tuple[torch.optim.Op
     `optim.schedule_unit` 'epoch' (default: milestones and `optim.warmup` count epochs, the
     scheduler steps at epoch ends) or 'step' (they count optimisation steps, the scheduler steps
     after each one); the lr rule is in `avssl.engine.schedules`."""
-    from avssl.engine.schedules import build_lr_scheduler, schedule_unit
+    from avssl.engine.schedules import schedule_unit
 
     ocfg = cfg["optim"]
     method_params = list(method_params)
@@ -265,8 +276,16 @@ def build_optimizer(cfg: dict, params, method_params=()) -> tuple[torch.optim.Op
     else:
         raise ValueError(f"optim.name must be 'adam' or 'sgd', got {ocfg['name']!r}")
     schedule_unit(ocfg)  # checked here: a misspelled unit fails at start
-    sched = build_lr_scheduler(opt, list(ocfg.get("milestones", [])), ocfg.get("gamma", 1.0), ocfg.get("warmup", 0))
-    return opt, sched
+    return opt, build_scheduler(cfg, opt)
+
+
+def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer):
+    """The lr rule of `cfg.optim` (milestones, gamma, warm-up; `avssl.engine.schedules`) on `optimizer`."""
+    from avssl.engine.schedules import build_lr_scheduler
+
+    ocfg = cfg["optim"]
+    return build_lr_scheduler(optimizer, list(ocfg.get("milestones", [])), ocfg.get("gamma", 1.0),
+                              ocfg.get("warmup", 0))
 
 
 def _to_channels_last(model: torch.nn.Module) -> None:
@@ -443,18 +462,12 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                              generator=torch.Generator().manual_seed(cfg["seed"] * 100_003 + progress.epoch))
     ctx.model.train()
     dense = ctx.method.needs_dense
-    total = ctx.sampler.batches_per_epoch
-    bar = None
-    if ctx.dist.rank == 0 and tcfg.get("progress", True):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=progress.batches_consumed, desc=f"epoch {progress.epoch}",
-                   unit="batch", dynamic_ncols=True)
+    bar = ctx.bar  # one bar over the whole run (`run_progress_bar`)
+    if bar is not None:
+        bar.set_description(f"epoch {progress.epoch}")
     it = iter(loader)
     while True:
         if max_steps is not None and progress.global_step >= max_steps:
-            if bar:
-                bar.close()
             return False
         with timer.phase("data"):
             batch = next(it, StopIteration)
@@ -471,7 +484,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             logger.warning("step %d skipped on every rank: a rank could not fill its batch of %d (%d of the "
                            "step's %d clips unreadable, %d replaced)", progress.global_step, ctx.batch_size,
                            verdict.counts.failed, verdict.counts.requested, verdict.counts.replaced)
-            if bar:
+            if bar is not None:
                 bar.update(1)
             _maybe_checkpoint(ctx, progress)
             continue
@@ -515,15 +528,25 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {progress.global_step}")
 
-        if bar:
+        if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         if progress.global_step % tcfg.get("log_every", 10) == 0 or progress.global_step == 1:
             _log_step(ctx, progress, loss_value, stats, step_times, len(indices))
         _maybe_checkpoint(ctx, progress)
-    if bar:
-        bar.close()
     return True
+
+
+def run_progress_bar(progress: Progress, epochs: int, steps_per_epoch: int, max_steps: int | None, enabled: bool):
+    """One tqdm bar over the whole run, so its ETA is the run's: total = epochs x steps per epoch (or
+    ``trainer.max_steps`` if smaller), starting at the steps already done (a resumed run). None when off."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    total = epochs * steps_per_epoch if max_steps is None else min(int(max_steps), epochs * steps_per_epoch)
+    return tqdm(total=total, initial=min(progress.global_step, total), desc=f"epoch {progress.epoch}",
+                unit="step", dynamic_ncols=True)
 
 
 def _average_method_grads(ctx) -> None:
@@ -622,10 +645,39 @@ class TrainContext:
     failure_log: FailureLog = field(default_factory=FailureLog)  # this rank's failed reads since start/resume
     schedule_per_step: bool = False  # optim.schedule_unit=step: the lr scheduler steps after every optimisation step
     step_lr: float | None = None  # (schedule_per_step) the learning rate the last update used
+    bar: Any = None  # the run's progress bar (rank 0, trainer.progress), `run_progress_bar`
 
     def __post_init__(self):
         self.method_params = self.method.parameters()
         self.term_names = [t.name for t in self.method.terms]
+
+
+def find_resume_state(cfg: dict, run_dir: Path, method: str, logger) -> tuple[Path | None, dict | None, list]:
+    """``(checkpoint path, state, changes)`` of the run `cfg` continues (``resume``: auto | force | never | <file or run
+    dir> | force:<file or run dir>; `avssl.utils.runs.parse_resume`), or ``(None, None, [])`` for a fresh start;
+    ``changes``: the settings ``resume=force`` let differ, ``[(key, old, new)]``.
+
+    Refuses (`CheckpointError`) a checkpoint of another method, and (`ConfigMismatchError`) one whose stored
+    config differs from `cfg` in a key outside `RESUME_HARMLESS_KEYS`, unless forced. The dataset fingerprint
+    is checked by the caller once the data is indexed."""
+    mode, path, force = parse_resume(cfg.get("resume", "auto"))
+    ckpt = CheckpointManager(run_dir)
+    if mode == "auto" and ckpt.candidates():  # newest checkpoint that reads (damaged ones skipped)
+        resume_path, state = ckpt.load_latest(logger=logger)
+    elif mode == "path":
+        resume_path = Path(path)
+        if resume_path.is_dir():  # a run directory
+            resume_path, state = CheckpointManager(resume_path).load_latest(logger=logger)
+        else:
+            state = load_checkpoint(resume_path)
+    else:
+        return None, None, []
+    if checkpoint_method(state) != method:
+        raise CheckpointError(f"{resume_path} is a {checkpoint_method(state)!r} checkpoint, this run is "
+                              f"method {method!r}")
+    changes = check_resume_config(state.get("config"), cfg, harmless=RESUME_HARMLESS_KEYS, force=force,
+                                  source=str(resume_path), logger=logger)
+    return resume_path, state, changes
 
 
 def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
@@ -646,6 +698,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     logger.info("run %s | method %s | %d process(es) on %s", run_dir, name, dist_info.world_size, device)
 
     try:
+        # ---- the run to continue, if any: refused before any data work when its settings differ
+        resume_path, state, forced_changes = find_resume_state(cfg, run_dir, name, logger)
         # ---- data
         data = build_data(cfg, dist_info)
         logger.info("train: %d items, %d memory slots (index fingerprint %s); index: %s; held-out clips: %s",
@@ -681,23 +735,16 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         # ---- resume or start
         ckpt = CheckpointManager(run_dir, keep_last=tcfg.get("keep_last", 2))
         progress = Progress()
-        resume = cfg.get("resume", "auto")
-        resume_path = None
-        if resume == "auto" and ckpt.candidates():  # newest checkpoint that reads (damaged ones skipped)
-            resume_path, state = ckpt.load_latest(expected_fingerprint=data.fingerprint, logger=logger)
-        elif resume not in (None, "auto", "never", False):
-            resume_path = Path(resume)
-            if resume_path.is_dir():  # a run directory
-                resume_path, state = CheckpointManager(resume_path).load_latest(
-                    expected_fingerprint=data.fingerprint, logger=logger)
-            else:
-                state = load_checkpoint(resume_path, expected_fingerprint=data.fingerprint)
         if resume_path is not None:
-            if checkpoint_method(state) != method.name:
-                raise CheckpointError(f"{resume_path} is a {checkpoint_method(state)!r} checkpoint, this run is "
-                                      f"method {method.name!r}")
+            check_fingerprint(state, data.fingerprint, source=str(resume_path))
+            fresh = group_settings(optimizer)  # this config's optimiser hyper-parameters
             progress = restore_state(state, model, optimizer, scheduler, scaler, method, neg_generator,
                                      dist_info, logger)
+            if any(key.startswith("optim.") for key, _, _ in forced_changes):  # resume=force under a new lr rule
+                scheduler = restart_schedule(optimizer, fresh, lambda opt: build_scheduler(cfg, opt),
+                                             scheduler_steps(state["scheduler"]))
+                logger.info("resume=force: the lr schedule of this config continues at its step %d (lr %.3g)",
+                            scheduler_steps(state["scheduler"]), optimizer.param_groups[0]["lr"])
             logger.info("resumed from %s at epoch %d, step %d", resume_path, progress.epoch, progress.global_step)
         else:
             method.start(_unwrap(model), fingerprint=data.fingerprint, logger=logger)
@@ -713,6 +760,8 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         # ---- epochs
         epochs = tcfg["epochs"]
         max_steps = tcfg.get("max_steps")
+        ctx.bar = run_progress_bar(progress, epochs, sampler.batches_per_epoch, max_steps,
+                                   dist_info.rank == 0 and tcfg.get("progress", True))
         evals: list[dict] = []
         stopped = False
         t_start = time.perf_counter()
@@ -732,6 +781,9 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             every = cfg["eval"].get("every_epochs", 0)
             if data.eval_set is not None and every and progress.epoch % every == 0 and progress.epoch < epochs:
                 evals.append(_run_eval(ctx, data, progress, eval_tf))
+        if ctx.bar is not None:
+            ctx.bar.close()
+            ctx.bar = None
         # the held-out evaluation ends every run, also one stopped by trainer.max_steps (its final
         # checkpoint is written above); not twice for the same weights
         if data.eval_set is not None and cfg["eval"].get("at_end", True) and (

@@ -14,11 +14,13 @@ arithmetic over the collection's size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["SCHEDULE_UNITS", "schedule_unit", "build_lr_scheduler"]
+__all__ = ["SCHEDULE_UNITS", "schedule_unit", "build_lr_scheduler", "scheduler_steps", "group_settings",
+           "restart_schedule"]
 
 SCHEDULE_UNITS = ("epoch", "step")
 
@@ -49,3 +51,39 @@ def build_lr_scheduler(optimizer: torch.optim.Optimizer, milestones: Sequence[in
     ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0,
                                              total_iters=warmup - 1)
     return torch.optim.lr_scheduler.ChainedScheduler([ramp, steps], optimizer=optimizer)
+
+
+def scheduler_steps(state: dict) -> int:
+    """How many times a scheduler was stepped, read from its ``state_dict()`` (a chain: its members')."""
+    if "_schedulers" in state:
+        return int(state["_schedulers"][0]["last_epoch"])
+    return int(state["last_epoch"])
+
+
+def group_settings(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's hyper-parameters (lr = its base rate, before any schedule; weight decay,
+    betas, ...), without the parameters: what `restart_schedule` puts back after a checkpoint's were loaded."""
+    out = []
+    for group in optimizer.param_groups:
+        settings = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
+        settings["lr"] = group.get("initial_lr", group["lr"])
+        out.append(settings)
+    return out
+
+
+def restart_schedule(optimizer: torch.optim.Optimizer, settings: Sequence[dict],
+                     make_scheduler: Callable[[torch.optim.Optimizer], object], steps: int):
+    """A run resumed under changed optimiser settings (``resume=force`` with a new lr / weight decay /
+    milestones / gamma / warm-up): every parameter group takes this config's hyper-parameters back
+    (``settings``, from `group_settings` before the checkpoint's were loaded; its moments are kept),
+    ``make_scheduler(optimizer)`` builds the new lr rule and is stepped ``steps`` times, so the next update
+    uses lr(steps) of the NEW rule, as if the run had followed it from the start."""
+    for group, hyper in zip(optimizer.param_groups, settings):
+        group.update(hyper)
+        group.pop("initial_lr", None)  # the new scheduler records its own base rate
+    sched = make_scheduler(optimizer)
+    with warnings.catch_warnings():  # no optimizer step between these: torch's order warning does not apply
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(int(steps)):
+            sched.step()
+    return sched

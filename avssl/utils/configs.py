@@ -8,10 +8,15 @@ the library compose the same files from any working directory:
     >>> cfg = compose_config("pretrain", ["experiment=tiny"])   # what `avssl-pretrain experiment=tiny` sees
 
 Commands declare ``@hydra.main(config_path=CONFIG_PATH, config_name=...)``.
+
+Sweeps (``avssl-pretrain -m optim.lr=1e-3,1e-2``): the shipped configs' ``hydra.sweep.subdir`` is
+``${avssl_job_dir:...}`` (`job_dirname`, registered by `register_resolvers`), and a command's task
+sets ``run_dir = sweep_job_run_dir(run_dir)``, so every job trains in its own directory.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -74,3 +79,52 @@ def hydra_value(v: Any) -> str:
     if _BARE.match(s) and s.lower() not in ("null", "true", "false", "nan", "inf"):
         return s
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# sweeps: one run directory per job
+
+JOB_DIR_RESOLVER = "avssl_job_dir"
+_MAX_DIRNAME = 200  # bytes of one path component stay under the usual 255
+
+
+def job_dirname(override_dirname: Any, num: Any = 0) -> str:
+    """One directory name for a sweep job from Hydra's ``hydra.job.override_dirname`` (``a=1,b=x``):
+    path separators become ``_`` (a value such as ``data.world_dir=/data/w`` would nest folders), an empty
+    one is ``job<num>``, and a name too long for a file system keeps its start plus a digest of the whole."""
+    import hashlib
+
+    name = str(override_dirname or "").replace(os.sep, "_").replace("/", "_").strip()
+    if not name or name in (".", ".."):
+        return f"job{num}"
+    if len(name.encode()) > _MAX_DIRNAME:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        name = name.encode()[: _MAX_DIRNAME - 13].decode(errors="ignore") + "_" + digest
+    return name
+
+
+def register_resolvers() -> None:
+    """Make ``${avssl_job_dir:${hydra.job.override_dirname},${hydra.job.num}}`` (`job_dirname`) known to
+    OmegaConf; the shipped configs' ``hydra.sweep.subdir`` uses it. The commands call this at import."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver(JOB_DIR_RESOLVER):
+        OmegaConf.register_new_resolver(JOB_DIR_RESOLVER, job_dirname)
+
+
+def sweep_job_run_dir(run_dir: str) -> str:
+    """Inside a Hydra multirun job: ``<run_dir>/<hydra.sweep.subdir>`` (the shipped configs make the subdir
+    the job's overrides, `job_dirname`, e.g. ``experiment=tiny,optim.lr=0.01``), so each job of a sweep has
+    its own checkpoints; ``job<N>`` if the subdir is empty. Anywhere else (a single run, a call from
+    Python): ``run_dir`` unchanged."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+    except ImportError:  # pragma: no cover
+        return run_dir
+    if not HydraConfig.initialized():
+        return run_dir
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return run_dir
+    sub = job_dirname(hc.sweep.subdir, hc.job.num)
+    return os.path.join(str(run_dir), sub)
