@@ -259,7 +259,7 @@ class LoadedModel:
     def load(cls, source, *, device="cpu"):
         """From a checkpoint file, run directory (its newest checkpoint) or `save_pretrained` folder."""
         module, info, cfg = open_model(source, device=device)
-        return cls(module, preprocessing_of(module), info, cfg)
+        return cls(module, Preprocessing.from_config(info["spec"], info["transforms"]), info, cfg)
 
     @property
     def spec(self) -> ClipSpec:
