@@ -75,6 +75,15 @@ class Pretrained(LoadedModel):
         return torch.as_tensor(x).float().cpu()
 
     # ------------------------------------------------------------------ localization
+    def localization_inputs(self, mode: str = "letterbox"):
+        """``(spec, video_transform, audio_transform)`` for the localization functions
+        (`avssl.localization.infer_heatmaps`, `video_heatmap_track`, `localize_file`): this model's
+        clip spec and eval transforms with the whole frame fitted to its input (``mode``:
+        letterbox | stretch | resize_crop; `avssl.localization.defaults`)."""
+        from avssl.localization.defaults import localization_inputs
+
+        return localization_inputs(self.spec, self.transforms, self.device, mode=mode)
+
     def heatmap(self, video, t: float | None = None, *, audio=None, norm: str = "minmax", size=None,
                 mode: str = "letterbox", backend: str | None = None):
         """Where the sound comes from in the frame of ``video`` (a file) shown at ``t`` seconds
@@ -82,14 +91,12 @@ class Pretrained(LoadedModel):
         raw ``cosine``, both at the frame's own size and aspect ratio; ``.save(png)`` writes the
         overlay picture). ``audio``: another file whose sound to play (default: the video's own).
         ``mode``: how the whole frame is fitted to the model's input (`localization_inputs`)."""
-        from avssl.localization.defaults import localization_inputs
         from avssl.localization.run import frame_heatmap
 
-        device = self.device
-        spec, video_t, audio_t = localization_inputs(self.spec, self.transforms, device, mode=mode)
+        spec, video_t, audio_t = self.localization_inputs(mode)
         with torch.no_grad():
             return frame_heatmap(self.module, video, spec, video_t, audio_t, t=t, audio_path=audio, norm=norm,
-                                 size=size, device=device, backend=backend)
+                                 size=size, device=self.device, backend=backend)
 
 
 def load_model(source: str | os.PathLike, device: str | torch.device = "cpu") -> Pretrained:
