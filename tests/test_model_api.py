@@ -166,6 +166,20 @@ def test_export_loads_back_identically(run, video, tmp_path):
     assert all(torch.equal(w2[k], weights[k]) for k in weights)
 
 
+def test_export_command(run, video, tmp_path, capsys):
+    from avssl.cli.export import run as export
+
+    assert export([str(run), str(tmp_path / "exp")]) == 0
+    assert "model.safetensors + config.yaml" in capsys.readouterr().out
+    back = avssl.load_model(tmp_path / "exp")
+    assert torch.equal(back.embed_video(video, clips_per_video=N), avssl.load_model(run).embed_video(video, clips_per_video=N))
+    res = subprocess.run([sys.executable, "-m", "avssl", "export", str(tmp_path / "nothing"), str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "error:" in res.stderr and "nothing" in res.stderr
+
+
 def test_plain_torch_load_opens_a_checkpoint(run):
     """No allowlist, no avssl import needed to read it: only tensors and plain data inside."""
     path = sorted((run / "checkpoints").glob("step_*.pt"))[-1]
