@@ -259,3 +259,27 @@ def test_import_avssl_is_light():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert res.returncode == 0 and res.stdout.strip() == "True", res.stderr
+
+
+def test_released_avid_cma_file_loads_with_the_paper_inputs(tmp_path):
+    """A file in the released AVID-CMA layout (no config inside: ``epoch``, ``model`` with ``module.``
+    keys, ``train_criterion``) opens with the paper recipe's architecture and inputs (the shipped preset)."""
+    from avssl.models import CheckpointMismatchError, build_av_model
+
+    torch.manual_seed(0)
+    src = build_av_model("avid")
+    crit = {"nce_average.view1_mem": torch.randn(4, 128), "nce_average.positive_set": torch.zeros(4, 2, dtype=torch.long)}
+    path = tmp_path / "AVID-CMA_Kinetics_InstX-N1024-PosW-N64-Top32_checkpoint.pth.tar"
+    torch.save({"epoch": 7, "model": {f"module.{k}": v for k, v in src.state_dict().items()}, "optimizer": {},
+                "train_criterion": crit}, path)
+    model = avssl.load_model(path)
+    assert model.info["method"] == "cma" and model.info["released"]["epoch"] == 7
+    assert model.spec.num_frames == 8 and model.spec.fps == 16.0 and model.spec.audio_duration == 2.0
+    assert model.transforms["video"]["crop_size"] == 224
+    state = model.module.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in src.state_dict().items())
+    del src, model, state
+    tiny = build_av_model("tiny")  # the same layout with another architecture: one clear error
+    torch.save({"epoch": 1, "model": {f"module.{k}": v for k, v in tiny.state_dict().items()}}, path)
+    with pytest.raises(CheckpointMismatchError, match="does not match the model"):
+        avssl.load_model(path)

@@ -167,6 +167,26 @@ def _read_exported(folder: Path) -> dict:
             "meta": meta}
 
 
+def _released_avid(path: Path, state: dict) -> dict:
+    """A released AVID / AVID+CMA ``.pth.tar`` (facebookresearch/AVID-CMA; `avssl.models.checkpoint`): no
+    config inside, so the architecture and inputs are the paper recipe's, read from the shipped preset
+    (``experiment=avid_audioset`` when the file name says AudioSet, else ``avid_kinetics``)."""
+    from avssl.models.checkpoint import strip_prefix
+    from avssl.utils.configs import compose_config
+    from omegaconf import OmegaConf
+
+    preset = "avid_audioset" if "audioset" in path.name.lower() else "avid_kinetics"
+    cfg = OmegaConf.to_container(compose_config("pretrain", [f"experiment={preset}"]), resolve=True)
+    crit = state.get("train_criterion") or {}
+    method = "cma" if isinstance(crit, Mapping) and "nce_average.positive_set" in crit else "avid"
+    meta = {"method": method, "global_step": None, "released": {"file": path.name, "epoch": state.get("epoch"),
+                                                                  "preset": preset},
+            "preprocessing": {"spec": cfg["data"]["spec"], "transforms": cfg["transforms"]},
+            "training": {"name": f"released {method.upper()} ({path.name})", "method": method,
+                         "epoch": state.get("epoch"), "recipe": f"configs/experiment/{preset}.yaml"}}
+    return {"weights": strip_prefix(state["model"]), "model_config": cfg["model"], "config": {}, "meta": meta}
+
+
 def _read_checkpoint(checkpoint) -> dict:
     """``{"weights", "model_config", "config", "meta"}`` of a checkpoint file, run directory or export."""
     from avssl.utils.checkpoint import LATEST_POINTER, CheckpointError, CheckpointManager, load_checkpoint
@@ -181,6 +201,8 @@ def _read_checkpoint(checkpoint) -> dict:
     if not isinstance(state.get("model"), dict):
         raise CheckpointError(f"{checkpoint} has no 'model' state dict: not an avssl pretraining checkpoint "
                               f"(a released AVID .pth.tar loads with avssl.models.load_avid_checkpoint)")
+    if not state.get("config") and ("train_criterion" in state or "epoch" in state):
+        return _released_avid(p, state)
     run_cfg = state.get("config") or {}
     _refuse_target(run_cfg.get("model"), checkpoint)
     method = state.get("method") or state.get("stage")  # older checkpoints: "stage"
@@ -188,6 +210,20 @@ def _read_checkpoint(checkpoint) -> dict:
             "preprocessing": {"spec": (run_cfg.get("data") or {}).get("spec"), "transforms": run_cfg.get("transforms")}}
     return {"weights": _strip_module_prefix(state["model"]), "model_config": run_cfg.get("model"), "config": run_cfg,
             "meta": meta}
+
+
+def _load_weights(model: torch.nn.Module, weights: Mapping, source) -> None:
+    """``model.load_state_dict(weights)``, strict; a mismatch is one `CheckpointMismatchError` listing it."""
+    from avssl.models.checkpoint import CheckpointMismatchError
+
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in weights)
+    unexpected = sorted(k for k in weights if k not in own)
+    mismatched = [(k, tuple(weights[k].shape), tuple(own[k].shape))
+                  for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(str(source), missing, unexpected, mismatched)
+    model.load_state_dict(weights)
 
 
 def open_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 0) -> tuple[torch.nn.Module, dict, dict]:
@@ -207,7 +243,7 @@ def open_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
     model = build_model(model_config)
     meta = (src or {}).get("meta") or {}
     if src is not None:
-        model.load_state_dict(src["weights"])
+        _load_weights(model, src["weights"], checkpoint)
     pre_cfg = meta.get("preprocessing") or {}
     method = meta.get("method")
     run_cfg = (src or {}).get("config") or {}
@@ -223,6 +259,8 @@ def open_model(checkpoint=None, model_config=None, *, device="cpu", seed: int = 
         "transforms": pre_cfg.get("transforms"),
         "training": meta.get("training") or training_summary(run_cfg, meta.get("global_step")),
     }
+    if meta.get("released"):
+        info["released"] = meta["released"]
     if src is not None:  # a random init carries nothing: the caller says which inputs it means
         attach_preprocessing(model, Preprocessing.from_config(pre_cfg.get("spec"), pre_cfg.get("transforms")))
     return model.to(device).eval(), info, run_cfg
