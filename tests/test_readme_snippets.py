@@ -9,7 +9,6 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 import torch
 
 from test_model_api import bigbuckbunny
