@@ -44,6 +44,22 @@ def tiny_variant_collection(tiny_world, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tiny_world, tmp_path_factory):
+    """A tiny AVID run on the tiny world (experiment=tiny, one epoch: 4 steps, about a second), trained
+    once per test process. Tests read it (avssl.load_model, checkpoints) and must not write into it."""
+    from omegaconf import OmegaConf
+
+    from avssl.engine.pretrain import train
+    from avssl.utils.configs import compose_config
+
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    cfg = compose_config("pretrain", ["experiment=tiny", f"run_dir={run_dir}", f"data.world_dir={tiny_world}",
+                                      "eval.enabled=false", "trainer.epochs=1"])
+    train(OmegaConf.to_container(cfg, resolve=True))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
 def wild(tmp_path_factory):
     """The wild collection (tests/wild.py: ~40 real files of every common shape, codec, container,
     timestamp quirk and damage), written once per test process. Tests must not write into it."""

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("finetune", "action-recognition fine-tuning: UCF101 / HMDB51 / Kinetics-style / the world (Hydra)"),
     "localize": ("localize", "sound-source heatmaps, overlays and MP4s; cIoU / AUC on annotated sets (Hydra)"),
     "extract": ("extract", "embeddings of a collection into resumable shards (Hydra; torchrun)"),
+    "export": ("export", "write a trained model as model.safetensors + config.yaml (avssl.load_model reads it)"),
     "retrieve": ("retrieve", "cross-modal retrieval tables and queries over extracted collections"),
     "index": ("index", "index videos / dataset lists; report every entry left out, with its reason"),
     "prepare": ("prepare", "transcode an indexed collection into a training cache (same ids)"),

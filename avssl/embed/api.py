@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ import torch
 from avssl.data.spatial import input_policy_of
 from avssl.io.types import ClipSpec
 
+from avssl.models.loading import LoadedModel, preprocessing_of
 from avssl.models.loading import build_model, load_model, spec_from  # noqa: F401  (re-exported: the notebook API)
 
 from .extract import PROJ, default_transforms, embed_clips, pool_clips
@@ -33,22 +35,44 @@ def _cached_model(checkpoint: str, device: str):
 
 
 def resolve_model(model, device) -> tuple[torch.nn.Module, dict]:
-    """``(model, info)``: an nn.Module as is; a checkpoint path loaded (cached); None ->
-    ``$AVSSL_CHECKPOINT``. ``info`` carries a checkpoint's clip spec and transforms."""
+    """``(model, info)``: an nn.Module as is; an ``avssl.load_model`` object's module; a checkpoint
+    path / run directory / exported folder loaded (cached); None -> ``$AVSSL_CHECKPOINT``. ``info``
+    carries the clip spec and transforms the model was trained on (empty for a bare module that
+    carries none: see `preprocessing_of`)."""
+    pre = preprocessing_of(model)
+    if isinstance(model, LoadedModel):
+        model = model.module
     if isinstance(model, torch.nn.Module):
-        return model.to(device).eval(), {}
+        info = pre.to_config() if pre is not None else {}
+        return model.to(device).eval(), info
     if model is None:
         model = os.environ.get(CHECKPOINT_ENV)
         if not model:
-            raise ValueError(f"no model: pass model= (an AVModel or a checkpoint path) or set ${CHECKPOINT_ENV}")
+            raise ValueError(f"no model: pass model= (avssl.load_model(...), an AVModel or a checkpoint path) "
+                             f"or set ${CHECKPOINT_ENV}")
     return _cached_model(str(model), str(device))
 
 
-def _setup(model, spec, device, transform, index):
+def _setup(model, spec, device, transform, index, transforms=None, caller="embed_video"):
+    """``(module, spec, device, transform)``. The clip spec and transforms are, in order: the ones
+    given, else the ones the model carries (a checkpoint's / ``avssl.load_model``'s); a bare module
+    carrying none gets the defaults with a warning naming what is missing -- never silently other
+    inputs than the caller meant."""
+    if device is None and isinstance(model, LoadedModel):
+        device = model.device
     device = _device(device)
     model, info = resolve_model(model, device)
+    missing = [name for name, given in (("spec=", spec is not None), ("transforms=", transform is not None
+                                                                       or transforms is not None)) if not given]
+    if not info and missing:  # info: what a checkpoint / loaded model carries ({} for a bare module)
+        warnings.warn(f"{caller}: the model is a bare module that carries no clip settings and no "
+                      f"{' / '.join(missing)} was given: using the defaults ({ClipSpec()!r}, default transforms), "
+                      f"which may not be what it was trained on. Open it with avssl.load_model(<run or checkpoint>) "
+                      f"or pass spec= and transforms= (the training config's data.spec and transforms)",
+                      UserWarning, stacklevel=3)
     spec = spec or spec_from(info.get("spec")) or ClipSpec()
-    transform = transform or default_transforms(spec, device, info.get("transforms"))[index]
+    tcfg = transforms if transforms is not None else info.get("transforms")
+    transform = transform or default_transforms(spec, device, tcfg)[index]
     return model, spec, device, transform
 
 
@@ -71,7 +95,7 @@ def _clip_starts(duration: float, spec: ClipSpec, n: int) -> np.ndarray:
 
 @torch.no_grad()
 def embed_video(
-    path: str | os.PathLike,
+    path: str | os.PathLike | torch.Tensor,
     model=None,
     *,
     clips_per_video: int = 10,
@@ -82,18 +106,31 @@ def embed_video(
     amp: bool = True,
     transform=None,
     backend: str | None = None,
+    transforms=None,
 ) -> torch.Tensor:
     """Video embedding of a file: ``[D]`` pooled over ``clips_per_video`` clips, or ``[N, D]``.
 
-    ``layer="proj"`` (unit norm) or a backbone layer name (average-pooled channels).
+    ``path`` may also be decoded frames, uint8 ``[T, H, W, 3]`` (one clip) or ``[N, T, H, W, 3]``
+    (N clips, e.g. ``read_clip(...).video`` at the model's ``spec``): each is shaped and
+    normalised as a file's clips are. ``layer="proj"`` (unit norm) or a backbone layer name
+    (average-pooled channels). ``model``: ``avssl.load_model(...)``, a checkpoint / run / exported
+    folder, or an nn.Module (its own clip settings when it carries them, else pass ``spec=`` and
+    ``transforms=``, the training config's ``data.spec`` / ``transforms`` sections).
     """
-    from avssl.io import read_clip
-    from avssl.io.probe import probe
-
-    model, spec, device, transform = _setup(model, spec, device, transform, 0)
-    starts = _clip_starts(probe(path).duration, spec, clips_per_video)
+    model, spec, device, transform = _setup(model, spec, device, transform, 0, transforms, "embed_video")
     shape = input_policy_of(transform).apply  # the per-clip resize/crop the transform expects (as extraction)
-    frames = torch.stack([shape(read_clip(path, s, spec, backend=backend, audio=False).video)[0] for s in starts])
+    if isinstance(path, torch.Tensor):
+        clips = path[None] if path.ndim == 4 else path
+        if clips.ndim != 5 or clips.shape[-1] != 3 or clips.dtype != torch.uint8:
+            raise ValueError(f"video frames must be uint8 [T, H, W, 3] or [N, T, H, W, 3], got {clips.dtype} "
+                             f"{tuple(path.shape)}")
+        frames = torch.stack([shape(c)[0] for c in clips])
+    else:
+        from avssl.io import read_clip
+        from avssl.io.probe import probe
+
+        starts = _clip_starts(probe(path).duration, spec, clips_per_video)
+        frames = torch.stack([shape(read_clip(path, s, spec, backend=backend, audio=False).video)[0] for s in starts])
     return _pool_or_not(_run(model, "video", frames, transform, layer, device, amp).cpu(), layer, pool)
 
 
@@ -148,6 +185,7 @@ def embed_audio(
     device=None,
     amp: bool = True,
     transform=None,
+    transforms=None,
 ) -> torch.Tensor:
     """Audio embedding of a file or a waveform: ``[D]`` pooled over N windows, or ``[N, D]``.
 
@@ -156,7 +194,7 @@ def embed_audio(
     ``spec.audio_rate``) is cut into N evenly spaced windows of ``spec.audio_duration``
     (zero-padded when shorter).
     """
-    model, spec, device, transform = _setup(model, spec, device, transform, 1)
+    model, spec, device, transform = _setup(model, spec, device, transform, 1, transforms, "embed_audio")
     if isinstance(path_or_waveform, (str, os.PathLike)):
         path = str(path_or_waveform)
         if rate is not None:

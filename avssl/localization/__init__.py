@@ -56,7 +56,7 @@ from avssl.localization.overlay import (
 )
 from avssl.localization.protocols import PRESETS as PROTOCOL_PRESETS
 from avssl.localization.protocols import free_protocol, get_protocol, score_maps
-from avssl.localization.run import file_frame_heatmaps, localize_file, localize_files
+from avssl.localization.run import FrameHeatmap, file_frame_heatmaps, frame_heatmap, localize_file, localize_files
 
 __all__ = [
     "ExternalResult",
@@ -69,6 +69,8 @@ __all__ = [
     "EvaluationResult",
     "LocalizationItem",
     "file_frame_heatmaps",
+    "FrameHeatmap",
+    "frame_heatmap",
     "infer_heatmaps",
     "items_from_world",
     "load_items",

@@ -314,6 +314,7 @@ def video_heatmap_track(
     backend: str | None = None,
     progress: bool = True,
     spatial=None,
+    starts=None,
 ) -> HeatmapTrack:
     """Slide a clip window every ``stride`` seconds over ``path`` and compute per-slot heatmaps.
 
@@ -325,6 +326,7 @@ def video_heatmap_track(
     ``audio_transform`` maps waveforms ``[B, C, S]`` to ``[B, 1, F, Tf]``.
     ``audio_path``: take the sound from another file (mismatched audio); its windows loop
     over that file (window at video time s uses its audio at s mod its usable length).
+    ``starts``: the clip start times (s) to use instead of the sliding grid (e.g. one clip).
     """
     from tqdm.auto import tqdm
 
@@ -334,7 +336,9 @@ def video_heatmap_track(
 
     policy = spatial if spatial is not None else input_policy_of(video_transform)
     info = probe(path)
-    starts = clip_starts_for(info.duration, clip_spec.video_duration, stride)
+    if starts is None:
+        starts = clip_starts_for(info.duration, clip_spec.video_duration, stride)
+    starts = np.asarray(starts, dtype=np.float64).reshape(-1)
     other = None
     if audio_path is not None:
         other = probe(audio_path)

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from avssl.localization.heatmap import HeatmapTrack, video_heatmap_track
+from avssl.localization.heatmap import HeatmapTrack, upsample_maps, video_heatmap_track
 from avssl.localization.overlay import save_grid, save_overlay, write_heatmap_video
 
 
@@ -75,6 +75,64 @@ def file_frame_heatmaps(track: HeatmapTrack, path: str | os.PathLike, size=None,
         info = probe(path)
         size = (info.height, info.width) if info.rotation % 180 == 0 else (info.width, info.height)
     return times, track.frame_maps(times, size, norm=norm)
+
+
+@dataclass
+class FrameHeatmap:
+    """Where the sound comes from in one frame: ``frame`` (uint8 ``[H, W, 3]``, the file's frame
+    shown at ``time``, at its own size and display orientation), ``map`` (``[H, W]`` in [0, 1], same
+    size: the clip's cosine map normalised per ``norm``) and ``cosine`` (``[H, W]``, the raw cosine
+    similarity in [-1, 1] before normalisation)."""
+
+    path: str
+    time: float
+    frame: np.ndarray
+    map: np.ndarray
+    cosine: np.ndarray
+    audio_source: str = ""
+
+    def overlay(self, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
+        """uint8 ``[H, W, 3]``: the frame with the map blended over it (`avssl.localization.blend`)."""
+        from avssl.localization.overlay import blend
+
+        return blend(self.frame, self.map, alpha=alpha, cmap=cmap)
+
+    def save(self, path: str | os.PathLike, *, alpha: float = 0.5, title: str | None = None, **kwargs) -> Path:
+        """Save the overlay picture (frame | map | overlay, with a colour bar; `save_overlay`); returns its path."""
+        name = Path(self.path).name
+        return save_overlay(path, self.frame, self.map, title=title or f"{name} @ {self.time:.2f}s", alpha=alpha,
+                            **kwargs)
+
+
+def clip_start_around(t: float, duration: float, clip_duration: float) -> float:
+    """Start of the clip of ``clip_duration`` s centred on ``t``, kept inside ``[0, duration)``."""
+    return float(min(max(t - clip_duration / 2.0, 0.0), max(duration - clip_duration, 0.0)))
+
+
+def frame_heatmap(model, path: str | os.PathLike, clip_spec, video_transform, audio_transform, *, t: float | None = None,
+                  audio_path: str | os.PathLike | None = None, norm: str = "minmax", size=None, device="cpu",
+                  backend: str | None = None) -> FrameHeatmap:
+    """The heatmap of the frame of ``path`` shown at ``t`` seconds (default: the middle of the file).
+
+    One clip centred on ``t`` (`clip_start_around`) goes through `video_heatmap_track` (the same code
+    as ``avssl-localize``'s tracks; its sound, or ``audio_path``'s); the map of the clip's temporal
+    slot nearest ``t`` is laid over the whole frame through the clip's placement
+    (`HeatmapTrack.frame_maps`) at ``size`` (default: the frame's own ``(H, W)``, so a 16:9 file gets
+    a 16:9 map). ``norm``: ``minmax`` (this map's range), ``fixed`` (cosine [-1, 1]) or ``global``."""
+    from avssl.io.probe import probe
+
+    info = probe(path)
+    t = info.duration / 2.0 if t is None else float(t)
+    if not 0.0 <= t <= info.duration:
+        raise ValueError(f"{path}: t={t:g}s is outside the file (0 .. {info.duration:.2f}s)")
+    start = clip_start_around(t, info.duration, clip_spec.video_duration)
+    track = video_heatmap_track(model, path, clip_spec, video_transform, audio_transform, audio_path=audio_path,
+                                device=device, backend=backend, progress=False, starts=[start])
+    frame = _frame_at(path, min(t, max(info.duration - 1e-3, 0.0)), backend)
+    hw = tuple(size) if size is not None else frame.shape[:2]
+    shown = track.frame_maps([t], hw, norm=norm)[0]
+    raw = upsample_maps(track.maps[int(track.index_at(t)[0])], hw, **track.placement, placement=track.spatial)
+    return FrameHeatmap(str(path), t, frame, shown.numpy(), raw.numpy(), track.audio_source)
 
 
 @dataclass
