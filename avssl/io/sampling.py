@@ -45,3 +45,33 @@ def eval_clip_starts(duration: float, clip_duration: float, n: int) -> np.ndarra
         # One clip: the centre one (the usual single-clip evaluation).
         return np.array([latest / 2.0])
     return np.linspace(0.0, latest, int(n))
+
+
+def read_groups(starts, clip_span: float, duration: float, *, whole_video_max: float = 20.0,
+                merge_gap: float = 0.0) -> list[list[int]]:
+    """Which clips to decode together (`avssl.io.read_clips`: one decode per group).
+
+    Clip k covers ``[starts[k], starts[k] + clip_span)``. All clips form one group when the video is
+    short (``duration <= whole_video_max``: one forward decode of it costs less than a seek and a
+    decode from the keyframe per clip); otherwise clips are taken in start order and a clip joins the
+    previous group when it starts at most ``merge_gap`` seconds after the previous clip ends (0:
+    overlapping or touching clips), else it starts a group of its own. ``whole_video_max=0`` and
+    ``merge_gap < -clip_span`` give one group per clip. Returns lists of indices into ``starts``
+    (each sorted by start), covering every clip exactly once.
+    """
+    starts = np.asarray(starts, dtype=np.float64)
+    if starts.ndim != 1:
+        raise ValueError(f"starts must be 1-D, got shape {starts.shape}")
+    if len(starts) == 0:
+        return []
+    order = [int(i) for i in np.argsort(starts, kind="stable")]
+    if whole_video_max > 0 and duration <= whole_video_max:
+        return [order]
+    groups = [[order[0]]]
+    for i in order[1:]:
+        prev = groups[-1][-1]
+        if starts[i] - (starts[prev] + clip_span) <= merge_gap:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups

@@ -296,6 +296,19 @@ def _to_float_planar(frame) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+# Margin (s) around an audio window so the resampling filter has real context at both ends.
+AUDIO_MARGIN = 0.02
+
+
+def audio_window(req: AudioRequest, rate: int) -> tuple[int, int]:
+    """Native samples read for `req` from a stream at `rate` Hz: (first sample index n0 on the media
+    timeline, count n_total), n0 = floor((start - margin) * rate), n_total = ceil((num_samples / req.rate
+    + 2 margin) * rate) + 1."""
+    n0 = int(math.floor((req.start - AUDIO_MARGIN) * rate))
+    n_total = int(math.ceil((req.num_samples / req.rate + 2 * AUDIO_MARGIN) * rate)) + 1
+    return n0, n_total
+
+
 def read_audio(path: str, req: AudioRequest, stats: C.ReadStats | None = None) -> np.ndarray:
     with av.open(path) as container:
         return read_audio_from(container, req, video_origin(container), stats)
@@ -313,14 +326,12 @@ def read_audio_from(container, req: AudioRequest, origin: float, stats: C.ReadSt
     if not container.streams.audio:
         raise NoAudioStream(container.name, "the file has no audio stream")
     ast = container.streams.audio[0]
-    ast.codec_context.thread_count = C.DECODE_THREADS
+    if not ast.codec_context.is_open:  # a second window from the same open container reuses the decoder
+        ast.codec_context.thread_count = C.DECODE_THREADS
     tb = ast.time_base
     rate = int(ast.codec_context.sample_rate or ast.rate)
     channels = int(ast.codec_context.channels or len(ast.layout.channels))
-    # Margin around the window so the resampling filter has real context at both ends.
-    margin = 0.02
-    n0 = int(math.floor((req.start - margin) * rate))
-    n_total = int(math.ceil((req.num_samples / req.rate + 2 * margin) * rate)) + 1
+    n0, n_total = audio_window(req, rate)
     buf = np.zeros((channels, n_total), dtype=np.float32)
     seek_to = n0 / rate + origin - 0.1  # a little earlier: codecs start decoding at a packet boundary
     stream_start = float(ast.start_time * tb) if ast.start_time is not None else 0.0
