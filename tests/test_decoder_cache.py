@@ -240,3 +240,15 @@ def test_read_groups_rule():
     assert read_groups(starts[::-1], span, 60.0, whole_video_max=0) == [[5, 4, 3], [2, 1], [0]]
     assert read_groups(starts, span, 5.0, whole_video_max=0, merge_gap=-1.0) == [[i] for i in range(6)]
     assert read_groups([], span, 5.0) == []
+
+
+@pytest.mark.parametrize("name", ["h264", "vfr"])
+def test_read_clips_far_apart_skip_between_and_stay_frame_accurate(files, name):
+    """Clips with gaps longer than the skip margin (non-reference frames between them are not decoded)
+    still show the frame displayed at every requested time, as per-clip reads do."""
+    media = files[name]
+    starts = [0.05, 1.6, 0.0, media.duration - 0.6]
+    together = read_clips(media.path, starts, SPEC, backend="pyav", audio=False)
+    for s, c in zip(starts, together):
+        assert [M.decode_frame(f) for f in c.video] == media.expected_index(c.frame_times.numpy()).tolist(), s
+        assert torch.equal(c.video, read_clip(media.path, s, SPEC, backend="pyav", audio=False).video)

@@ -208,17 +208,30 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool, sy
     # *packet* stamped SKIP_MARGIN s before the first needed time, decided before that packet is
     # sent: deciding on decoded frames instead came too late when the seek landed within the
     # margin (the decoder holds several packets before its first frame comes out, and a B-frame
-    # of the clip among them was dropped: frame k-1 shown at k's time).
+    # of the clip among them was dropped: frame k-1 shown at k's time). The same rule holds in the
+    # gaps between requested times (several clips from one decode, avssl.io.read_clips): a packet is
+    # fully decoded iff some requested time lies within SKIP_MARGIN of its timestamp.
     cc = vs.codec_context
-    first_needed = times[order[0]]
-    skipping = check_first and first_needed - SKIP_MARGIN > 0 and synth_step is None
-    if skipping:
-        cc.skip_frame = "NONREF"
+    sorted_t = np.asarray(times, dtype=np.float64)[order]
+    can_skip = synth_step is None
+
+    def full_decode(pkt) -> bool:
+        if pkt.pts is None:
+            return True
+        pt = float(pkt.pts * tb) - origin
+        j = int(np.searchsorted(sorted_t, pt - SKIP_MARGIN))
+        if j == 0 and not check_first:
+            return True  # before the first requested time without a seek: decoded as it comes
+        return j < len(sorted_t) and sorted_t[j] <= pt + SKIP_MARGIN
+
+    skipping = False
     for frame in _frames(container, vs):
-        if isinstance(frame, av.Packet):  # a packet about to be decoded: is full decoding due?
-            if skipping and (frame.pts is None or float(frame.pts * tb) - origin >= first_needed - SKIP_MARGIN):
-                cc.skip_frame = "DEFAULT"
-                skipping = False
+        if isinstance(frame, av.Packet):  # a packet about to be decoded: full decoding or references only?
+            if can_skip:
+                skip = not full_decode(frame)
+                if skip != skipping:
+                    cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                    skipping = skip
             continue
         if isinstance(frame, _Failed):
             errors += 1
