@@ -234,12 +234,29 @@ def test_read_clips_unsorted_and_padded_starts(files, cache):
 def test_read_groups_rule():
     span = 0.5
     starts = np.array([0.0, 0.4, 0.9, 5.0, 5.5, 9.0])
+    # no keyframe index: the whole of a short video, else clips closer than merge_gap
     assert read_groups(starts, span, 10.0, whole_video_max=20.0) == [[0, 1, 2, 3, 4, 5]]
-    assert read_groups(starts, span, 60.0, whole_video_max=20.0) == [[0, 1, 2], [3, 4], [5]]
+    assert read_groups(starts, span, 60.0, whole_video_max=20.0, merge_gap=0.0) == [[0, 1, 2], [3, 4], [5]]
     assert read_groups(starts, span, 60.0, whole_video_max=20.0, merge_gap=4.0) == [[0, 1, 2, 3, 4, 5]]
-    assert read_groups(starts[::-1], span, 60.0, whole_video_max=0) == [[5, 4, 3], [2, 1], [0]]
-    assert read_groups(starts, span, 5.0, whole_video_max=0, merge_gap=-1.0) == [[i] for i in range(6)]
+    assert read_groups(starts[::-1], span, 60.0, whole_video_max=0, merge_gap=0.0) == [[5, 4, 3], [2, 1], [0]]
+    assert read_groups(starts, span, 5.0, whole_video_max=0, merge_gap=-np.inf) == [[i] for i in range(6)]
     assert read_groups([], span, 5.0) == []
+    # keyframes: a clip joins unless a keyframe lies (more than merge_gap) after the previous clip's end
+    sparse = np.array([0.0, 8.3])  # a source: one decode for the clips up to 8.3 s
+    assert read_groups(starts, span, 60.0, keyframes=sparse, merge_gap=0.5) == [[0, 1, 2, 3, 4], [5]]
+    dense = np.arange(0.0, 10.0, 0.5)  # a training cache: a keyframe right before each distant clip
+    assert read_groups(starts, span, 10.0, keyframes=dense, merge_gap=0.5) == [[0, 1, 2], [3, 4], [5]]
+    assert read_groups(starts, span, 10.0, keyframes=dense, merge_gap=-np.inf) == [[i] for i in range(6)]
+    assert read_groups(starts, span, 10.0, keyframes=[], merge_gap=0.0) == [[0, 1, 2, 3, 4, 5]]  # empty: no index
+
+
+def test_keyframe_times_from_the_index(files):
+    from avssl.io import keyframe_times
+
+    kf = keyframe_times(files["h264"].path)  # gop=45 at 30 fps: every 1.5 s
+    assert kf is not None and len(kf) == 4
+    assert np.allclose(kf, [0.0, 1.5, 3.0, 4.5], atol=0.1)
+
 
 
 @pytest.mark.parametrize("name", ["h264", "vfr"])

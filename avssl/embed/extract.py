@@ -40,11 +40,12 @@ from . import shards as sh
 PROJ = "proj"
 MODALITIES = ("video", "audio")
 MISSING_AUDIO = ("zeros", "fail")
-# A video's clips share one decode (avssl.io.read_clips) when the video lasts at most WHOLE_VIDEO_MAX s
-# or, in a longer one, when a clip starts at most MERGE_GAP s after the previous one ends (overlapping
-# clips); other clips are read one by one (seek + decode from the keyframe). benchmarks/extract_speed.md.
+# Which of a video's clips share one decode (avssl.io.read_clips; avssl.io.sampling.read_groups): a clip
+# joins the previous one's decode when the keyframe its own read would start from lies at most MERGE_GAP s
+# after the previous clip's end (files whose index lists no keyframe: the whole video when it lasts at
+# most WHOLE_VIDEO_MAX s). Other clips are read alone. Measured in benchmarks/extract_speed.md.
 WHOLE_VIDEO_MAX = 20.0
-MERGE_GAP = 0.0
+MERGE_GAP = 0.5
 
 
 # ------------------------------------------------------------------------------ the collection
@@ -142,17 +143,23 @@ class VideoClipsDataset(Dataset):
         return eval_clip_starts(float(self.videos.duration[pos]), self.spec.video_duration, self.n)
 
     def _read(self, path, starts, audio: bool, duration: float | None = None):
-        """The clips at `starts`, in that order. Clips that share a decode (`avssl.io.sampling.read_groups`:
-        the whole of a short video, overlapping clips of a long one) come from one `read_clips` call,
+        """The clips at `starts`, in that order. Clips that share a decode (`avssl.io.sampling.read_groups`
+        on the file's keyframes: clips with no keyframe between them) come from one `read_clips` call,
         the others from one `read_clip` each; both give the same frames and samples."""
-        from avssl.io import read_clip, read_clips
+        from avssl.io import keyframe_times, read_clip, read_clips
         from avssl.io.sampling import read_groups
 
         kw = {"backend": self.backend, "video": self.want_video, "audio": audio}
         dur = float("inf") if duration is None or not np.isfinite(duration) else float(duration)
+        keyframes = None
+        if len(starts) > 1 and self.want_video and np.isfinite(self.merge_gap):
+            try:
+                keyframes = keyframe_times(path)  # the container's index: no decoding
+            except Exception:  # noqa: BLE001 - only a planning hint; the reads report real problems
+                keyframes = None
         out = [None] * len(starts)
-        for group in read_groups(starts, self.spec.video_duration, dur, whole_video_max=self.whole_video_max,
-                                 merge_gap=self.merge_gap):
+        for group in read_groups(starts, self.spec.video_duration, dur, keyframes=keyframes,
+                                 whole_video_max=self.whole_video_max, merge_gap=self.merge_gap):
             if len(group) == 1:
                 out[group[0]] = read_clip(path, starts[group[0]], self.spec, **kw)
                 continue

@@ -18,6 +18,7 @@ from .errors import (
     NoAudioStream,
     NoVideoStream,
 )
+from .backends.pyav import keyframe_times
 from .read import read_clip, read_clips
 from .types import Clip, ClipSpec, MediaInfo
 
@@ -30,7 +31,7 @@ except ModuleNotFoundError as e:  # only tolerate that module being absent, not 
 
 
 __all__ = [
-    "Clip", "ClipSpec", "MediaInfo", "read_clip", "read_clips", "available_backends", "DEFAULT_BACKEND", "probe",
+    "Clip", "ClipSpec", "MediaInfo", "read_clip", "read_clips", "keyframe_times", "available_backends", "DEFAULT_BACKEND", "probe",
     "MediaError", "MissingFile", "EmptyFile", "CorruptMedia", "NoVideoStream", "NoAudioStream",
     "BackendUnavailable", "DamagedMediaWarning",
 ]

@@ -40,6 +40,23 @@ def video_origin(container) -> float:
     return float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
 
 
+def keyframe_times(path: str) -> np.ndarray | None:
+    """Times (s, media timeline, sorted) of the video keyframes the container's index lists, read without
+    decoding; None when it lists none (no video, Matroska without cues, raw streams). The index holds
+    decode times, up to a few frames before the presentation times: a cost hint for planning reads
+    (`avssl.io.sampling.read_groups`), never used to pick frames."""
+    with av.open(path) as container:
+        if not container.streams.video:
+            return None
+        vs = container.streams.video[0]
+        tb = float(vs.time_base)
+        entries = vs.index_entries
+        ts = [e.timestamp for e in entries if e.is_keyframe]
+        if not ts:
+            return None
+        return np.sort(np.asarray(ts, dtype=np.float64) * tb - video_origin(container))
+
+
 def read(path: str, times: np.ndarray | None, frame_size, audio: AudioRequest | None, stats: C.ReadStats | None = None):
     """Decode the frames shown at `times` (media timeline) and/or the audio window, from one open.
 
