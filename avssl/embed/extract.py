@@ -45,7 +45,7 @@ MISSING_AUDIO = ("zeros", "fail")
 # after the previous clip's end (files whose index lists no keyframe: the whole video when it lasts at
 # most WHOLE_VIDEO_MAX s). Other clips are read alone. Measured in benchmarks/extract_speed.md.
 WHOLE_VIDEO_MAX = 20.0
-MERGE_GAP = 0.5
+MERGE_GAP = 0.0
 
 
 # ------------------------------------------------------------------------------ the collection
