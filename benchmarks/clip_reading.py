@@ -219,13 +219,40 @@ def time_readers(readers: dict, path: Path, starts, naive_every: int) -> dict:
 
 
 def cached_reader(backend: str, keep_open: bool):
-    from avssl.io.decoder_cache import decoder_cache
+    """read_clip with the decoder kept open between calls (the process's cache), or re-opened on every
+    call (a cache of size 0 swapped in for the call, so the kept-open reader's decoders stay open)."""
+    import avssl.io.decoder_cache as dcache
 
     def read(p, s):
-        decoder_cache().resize(16 if keep_open else 0)
-        return read_clip(p, s, SPEC, backend=backend)
+        if keep_open:
+            dcache.decoder_cache().resize(16)
+            return read_clip(p, s, SPEC, backend=backend)
+        saved = dcache.decoder_cache()
+        dcache._CACHE = dcache.DecoderCache(0)
+        try:
+            return read_clip(p, s, SPEC, backend=backend)
+        finally:
+            dcache._CACHE = saved
 
     return read
+
+
+def open_cost(path: Path, duration: float, n: int = 16) -> None:
+    """Median CPU ms per call of the video part alone (no audio), decoder kept open vs re-opened."""
+    from avssl.io.decoder_cache import decoder_cache
+
+    starts = np.random.default_rng(0).uniform(0, duration - 2, n)
+    for b in available_backends():
+        for size in ((16,) if b == "pyav" else (16, 0)):
+            decoder_cache().resize(size)
+            read_clip(path, 0.3, SPEC, backend=b, audio=False)
+            t = []
+            for s in starts:
+                t0 = cpu_clock()
+                read_clip(path, float(s), SPEC, backend=b, audio=False)
+                t.append(cpu_clock() - t0)
+            how = "" if b == "pyav" else (" kept open" if size else " re-open")
+            print(f"| {path.name} | read_clip[{b}]{how} | {1000 * float(np.median(t)):.1f} |", flush=True)
 
 
 def readers() -> dict:
@@ -245,6 +272,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--samples", type=int, default=12, help="clips timed per reader and file")
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "avssl_bench_clip_reading"))
+    ap.add_argument("--open-cost", action="store_true", help="only the video part per call, kept open vs re-opened")
     args = ap.parse_args()
     from avssl.data.prepare import transcode_video
 
@@ -262,6 +290,11 @@ def main():
             transcode_video(str(src), cache)
         files[f"source {d} s"], files[f"cache {d} s"] = (src, d), (cache, d)
     print(f"# test videos ready in {cpu_clock() - t_make:.1f} s ({wd})", flush=True)
+    if args.open_cost:
+        print("| file | reader | video part per call (CPU ms) |\n|---|---|---:|")
+        for path, d in files.values():
+            open_cost(path, d)
+        return
 
     rd = readers()
     rows = {}
