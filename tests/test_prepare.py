@@ -93,3 +93,58 @@ def test_transcode_streams_with_bounded_memory_on_a_long_clip(tmp_path):
     assert [decode_frame(f.numpy()) for f in clip.video] == [int(np.floor((55.0 + k / 16) * 30 + 1e-4)) % 1024 for k in range(4)]  # 10-bit codes wrap
     lag, corr = audio_lag(clip.audio[0].numpy(), src, clip.audio_start, 24000)
     assert abs(lag) < 0.002 and corr > 0.8, (lag, corr)
+
+
+def _outputs(out):
+    return sorted(p.name for p in out.glob("*.mp4") if not p.name.startswith("."))
+
+
+def test_prepare_resumes_after_a_kill_and_reports(tmp_path):
+    """`avssl-prepare` killed (SIGKILL) while transcoding, then run again: the finished outputs are kept
+    (not transcoded again), the killed run's half-written files are removed, every video ends up in
+    the cache, and prepare_report.json counts it all and names the source that failed."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    src = tmp_path / "src"
+    for i in range(6):
+        write_coded(src / f"v{i}.mp4", seconds=4.0, fps=30.0, size=(240, 320), audio_rate=48000)
+    (src / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    out = tmp_path / "cache"
+    out.mkdir()
+    for i in range(6):  # outputs are named by video id (0-5 here): a dead process's half file beside each
+        (out / f".{i:09d}.tmp999999999.mp4").write_bytes(b"half a file from a dead process")
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "avssl", "prepare", str(src), str(out), "--workers", "1", "--short-side", "96"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(_outputs(out)) >= 2:
+            break
+        time.sleep(0.05)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _outputs(out)
+    assert finished, "the first run wrote nothing before it was killed"
+    stamps = {n: os.stat(out / n).st_mtime_ns for n in finished}
+
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((out / "prepare_report.json").read_text())
+    assert report["cached"] == 6 and report["total"] == 6
+    assert report["already_done"] == len(finished) and report["transcoded_now"] == 6 - len(finished)
+    assert [b["path"].endswith("broken.mp4") for b in report["left_out"]] == [True]
+    assert report["output_bytes"] == sum(os.path.getsize(out / n) for n in _outputs(out))
+    assert report["transcoded_now"] == 0 or report["videos_per_hour_per_core"] > 0
+    assert {n: os.stat(out / n).st_mtime_ns for n in finished} == stamps  # not transcoded again
+    assert not list(out.glob(".*.tmp*")), "half-written files left behind"
+    cm = Manifest.load(out / "manifest.npz")
+    for i in range(len(cm)):
+        assert probe(cm.resolve(i)).num_frames > 0

@@ -4,12 +4,16 @@
         [--format auto] [--short-side 128] [--fps 16] [--gop 8] [--audio-rate 24000] [--workers 2]
 
 SOURCE is anything avssl-index takes (folder, media file, text list, Kinetics / AudioSet /
-VGGSound CSV with --media-root) or a saved manifest (.npz). Resumable: re-running skips finished
-outputs. Writes OUT_DIR/manifest.npz (with the dataset's labels when the source has them) and
-OUT_DIR/videos.txt.
+VGGSound CSV with --media-root) or a saved manifest (.npz). Resumable, also after a kill: re-running
+skips finished outputs and removes the killed run's half-written files. Writes OUT_DIR/manifest.npz
+(with the dataset's labels when the source has them), OUT_DIR/videos.txt and OUT_DIR/prepare_report.json
+(counts, every failed source with its reason, wall time, videos per hour per core, cache size).
 """
 
 import argparse
+import json
+import os
+import time
 from pathlib import Path
 
 from avssl.cli.index import print_left_out
@@ -35,6 +39,7 @@ def run(argv=None):
     ap.add_argument("--crf", type=int, default=23)
     ap.add_argument("--workers", type=int, default=2)
     a = ap.parse_args(argv)
+    index_bad = []
     if a.source.endswith(".npz"):
         manifest = Manifest.load(a.source)
     else:
@@ -42,8 +47,11 @@ def run(argv=None):
                                        split=a.split, fmt=a.fmt)
         print("source index:", report.summary())
         print_left_out(report.bad, 20)
+        index_bad = list(report.bad)
     spec = CacheSpec(short_side=a.short_side, fps=a.fps, gop=a.gop, audio_rate=a.audio_rate, crf=a.crf)
+    t0 = time.perf_counter()
     cache, report = build_training_cache(manifest, a.out_dir, spec, workers=a.workers)
+    seconds = time.perf_counter() - t0
     if manifest.label is not None:  # the dataset's labels travel to the cache's rows (same ids)
         rows = manifest.position_of(cache.id)
         cache = cache.with_labels([manifest.label_of(int(r)) for r in rows])
@@ -54,7 +62,30 @@ def run(argv=None):
           f"already done {report.cached}, failed {len(report.bad)}); fingerprint {cache.fingerprint()}")
     for b in report.bad:
         print(f"  {b.reason:16s} {b.path}  {b.detail}")
+    summary = prepare_summary(cache, report, index_bad, seconds, a.workers)
+    tmp = Path(a.out_dir) / f".prepare_report.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, Path(a.out_dir) / "prepare_report.json")
+    print(f"{summary['videos_per_hour_per_core']:.0f} videos per hour per core; cache size "
+          f"{summary['output_bytes'] / 1e6:.1f} MB; report: {Path(a.out_dir) / 'prepare_report.json'}")
     return 0 if not report.bad else 1
+
+
+def prepare_summary(cache, report, index_bad, seconds: float, workers: int) -> dict:
+    """What a run did: counts (total = transcoded_now + already_done + failed), every failed source with
+    its reason (the index's rejects under `left_out`), wall time, throughput of this run's transcodes
+    (videos per hour per worker process) and the cache's size on disk."""
+    size = sum(os.path.getsize(cache.resolve(i)) for i in range(len(cache)) if os.path.exists(cache.resolve(i)))
+    now = int(report.probed)  # files transcoded in this run
+    return {
+        "total": int(report.total), "cached": len(cache), "transcoded_now": now,
+        "already_done": max(0, int(report.total) - now - len(report.bad)), "failed": [
+            {"path": b.path, "reason": b.reason, "detail": b.detail} for b in report.bad],
+        "left_out": [{"path": b.path, "reason": b.reason, "detail": b.detail} for b in index_bad],
+        "seconds": round(seconds, 3), "workers": int(workers),
+        "videos_per_hour_per_core": (now / (seconds / 3600.0) / max(1, workers)) if seconds > 0 and now else 0.0,
+        "output_bytes": int(size),
+    }
 
 
 def main() -> None:

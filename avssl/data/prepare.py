@@ -5,7 +5,8 @@ second, a keyframe every `gop` frames (so a clip read seeks to a keyframe at mos
 back), and mono audio at `audio_rate`. Rotation metadata is applied to the pixels, so cached
 files are upright with no rotation tag. The cache's manifest keeps the source manifest's ids.
 
-Resumable: finished outputs (written atomically, temp file + rename) are skipped.
+Resumable: finished outputs (written atomically, temp file + rename) are skipped, and the temporary
+files a killed run left behind are removed on the next run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from avssl.io.errors import MediaError
 from avssl.io.probe import probe
 from avssl.utils.pools import clean_process_pool
 
-__all__ = ["CacheSpec", "build_training_cache", "transcode_video"]
+__all__ = ["CacheSpec", "build_training_cache", "transcode_video", "remove_stale_temps"]
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,32 @@ def _cache_name(manifest: Manifest, i: int) -> str:
     return str(Path(p).with_suffix(".mp4"))
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(dsts) -> int:
+    """Delete the temporary files (``.<stem>.tmp<pid><suffix>``, see `transcode_video`) that a killed run
+    left beside the outputs `dsts`; files of a process still running are kept. Returns how many went."""
+    removed = 0
+    for dst in dsts:
+        dst = Path(dst)
+        if not dst.parent.is_dir():
+            continue
+        for tmp in dst.parent.glob(f".{dst.stem}.tmp*{dst.suffix}"):
+            pid = tmp.name[len(f".{dst.stem}.tmp"): len(tmp.name) - len(dst.suffix)]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def build_training_cache(manifest: Manifest, out_dir: str | os.PathLike, spec: CacheSpec = CacheSpec(),
                          workers: int = 2, progress: bool = True) -> tuple[Manifest, IndexReport]:
     """Transcode every manifest row into `out_dir`; return the cache's manifest (same ids) and a report.
@@ -228,6 +255,7 @@ def build_training_cache(manifest: Manifest, out_dir: str | os.PathLike, spec: C
     if len(set(names)) != len(names):
         names = [f"{int(i):09d}.mp4" for i in manifest.id]
     jobs = [(manifest.resolve(i), str(out_dir / names[i]), spec) for i in range(len(manifest))]
+    remove_stale_temps(j[1] for j in jobs)  # a killed run's half-written files (never counted as done)
     report = IndexReport(total=len(jobs))
     results = {}
     bar = tqdm(total=len(jobs), desc="training cache", unit="video", disable=not progress)

@@ -46,6 +46,12 @@ from .agreement import RMS_LAYER, pool_rms_db, rms_db
 PROJ = "proj"
 MODALITIES = ("video", "audio")
 MISSING_AUDIO = ("zeros", "fail")
+# Which of a video's clips share one decode (avssl.io.read_clips; avssl.io.sampling.read_groups): a clip
+# joins the previous one's decode when the keyframe its own read would start from lies at most MERGE_GAP s
+# after the previous clip's end (files whose index lists no keyframe: the whole video when it lasts at
+# most WHOLE_VIDEO_MAX s). Other clips are read alone. Measured in benchmarks/extract_speed.md.
+WHOLE_VIDEO_MAX = 20.0
+MERGE_GAP = 0.0
 
 
 # ------------------------------------------------------------------------------ the collection
@@ -122,7 +128,9 @@ class VideoClipsDataset(Dataset):
     """
 
     def __init__(self, videos: VideoList, spec: ClipSpec, clips_per_video: int, modalities, backend=None,
-                 missing_audio: str = "zeros", spatial: SpatialPolicy | None = None):
+                 missing_audio: str = "zeros", spatial: SpatialPolicy | None = None,
+                 whole_video_max: float = WHOLE_VIDEO_MAX, merge_gap: float = MERGE_GAP):
+        self.whole_video_max, self.merge_gap = float(whole_video_max), float(merge_gap)
         if missing_audio not in MISSING_AUDIO:
             raise ValueError(f"missing_audio must be one of {MISSING_AUDIO}, got {missing_audio!r}")
         self.spatial = spatial if spatial is not None else SpatialPolicy("none")
@@ -140,10 +148,30 @@ class VideoClipsDataset(Dataset):
 
         return eval_clip_starts(float(self.videos.duration[pos]), self.spec.video_duration, self.n)
 
-    def _read(self, path, starts, audio: bool):
-        from avssl.io import read_clip
+    def _read(self, path, starts, audio: bool, duration: float | None = None):
+        """The clips at `starts`, in that order. Clips that share a decode (`avssl.io.sampling.read_groups`
+        on the file's keyframes: clips with no keyframe between them) come from one `read_clips` call,
+        the others from one `read_clip` each; both give the same frames and samples."""
+        from avssl.io import keyframe_times, read_clip, read_clips
+        from avssl.io.sampling import read_groups
 
-        return [read_clip(path, s, self.spec, backend=self.backend, video=self.want_video, audio=audio) for s in starts]
+        kw = {"backend": self.backend, "video": self.want_video, "audio": audio}
+        dur = float("inf") if duration is None or not np.isfinite(duration) else float(duration)
+        keyframes = None
+        if len(starts) > 1 and self.want_video and np.isfinite(self.merge_gap):
+            try:
+                keyframes = keyframe_times(path)  # the container's index: no decoding
+            except Exception:  # noqa: BLE001 - only a planning hint; the reads report real problems
+                keyframes = None
+        out = [None] * len(starts)
+        for group in read_groups(starts, self.spec.video_duration, dur, keyframes=keyframes,
+                                 whole_video_max=self.whole_video_max, merge_gap=self.merge_gap):
+            if len(group) == 1:
+                out[group[0]] = read_clip(path, starts[group[0]], self.spec, **kw)
+                continue
+            for i, clip in zip(group, read_clips(path, [starts[i] for i in group], self.spec, **kw)):
+                out[i] = clip
+        return out
 
     def __getitem__(self, pos: int) -> dict:
         from avssl.io.errors import NoAudioStream
@@ -156,12 +184,12 @@ class VideoClipsDataset(Dataset):
                 if self.want_audio and self.videos.has_audio is not None and not self.videos.has_audio[pos]:
                     # the index found no decodable audio (none, or a track no decoder reads): not worth a read
                     raise NoAudioStream(path, "the index found no decodable audio")
-                clips = self._read(path, starts, self.want_audio)
+                clips = self._read(path, starts, self.want_audio, float(self.videos.duration[pos]))
             except NoAudioStream:
                 if self.missing_audio != "zeros" or not self.want_video:
                     raise
                 has_audio = False  # silence, as the index's 'zeros' policy does; flagged in the tables
-                clips = self._read(path, starts, False)
+                clips = self._read(path, starts, False, float(self.videos.duration[pos]))
         except MediaError as e:
             return {"pos": pos, "error": (e.reason, e.detail or str(e))}
         except Exception as e:  # noqa: BLE001 - a bad file must be listed, never stop the run
@@ -379,6 +407,8 @@ def extract(
     missing_audio: str = "zeros",
     spatial: SpatialPolicy | None = None,
     agreement_scores: bool = True,
+    whole_video_max: float = WHOLE_VIDEO_MAX,
+    merge_gap: float = MERGE_GAP,
 ) -> ExtractReport:
     """Embed every video of ``collection`` into ``out_dir`` (resumable; see module doc).
 
@@ -394,9 +424,11 @@ def extract(
     ``has_audio=0`` in the tables (``missing_audio="zeros"``, the index's default policy) or
     listed as failed (``"fail"``). ``spatial``: each clip's resize/crop before batching
     (default: what the video transform declares, ``input_policy_of``; the default transforms'
-    is the eval resize + centre crop). ``agreement_scores``: once the collection is complete, rank 0
-    writes `avssl.embed.agreement` scores (needs both modalities' ``proj``). Returns this rank's
-    `ExtractReport`.
+    is the eval resize + centre crop). ``whole_video_max`` / ``merge_gap`` (s): which of a video's clips
+    share one decode (`avssl.io.sampling.read_groups`; ``whole_video_max=0, merge_gap=-inf``: every clip
+    read alone); the embeddings are the same either way. ``agreement_scores``: once the collection is
+    complete, rank 0 writes `avssl.embed.agreement` scores (needs both modalities' ``proj``). Returns this
+    rank's `ExtractReport`.
     """
     t0 = time.perf_counter()
     spec = spec or ClipSpec()
@@ -459,7 +491,8 @@ def extract(
     if pending and n_videos:
         model = model.to(device).eval()
         ranges = [(k, k * shard_size, min((k + 1) * shard_size, n_videos)) for k in pending]
-        dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend, missing_audio, spatial)
+        dataset = VideoClipsDataset(videos, spec, clips_per_video, modalities, backend, missing_audio, spatial,
+                                    whole_video_max=whole_video_max, merge_gap=merge_gap)
         loader = DataLoader(
             dataset, batch_sampler=ShardBatches(ranges, max(1, batch_size // clips_per_video)),
             num_workers=num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",

@@ -103,6 +103,7 @@ def run_extraction(cfg: DictConfig) -> dict:
         device=device, amp=cfg.amp, shard_size=cfg.shard_size, dtype=cfg.dtype, backend=cfg.backend,
         transforms_config=transforms, model_info=info, config=_container(cfg), overwrite=cfg.overwrite,
         max_shards=cfg.max_shards, progress=cfg.progress, index_failures=index_report,
+        whole_video_max=cfg.read.whole_video_max, merge_gap=cfg.read.merge_gap,
     )
     summary = {k: v for k, v in vars(report).items()}
     summary["videos_per_s"] = report.videos_per_s

@@ -15,6 +15,7 @@ import torch
 
 from .backends import get_backend
 from .backends._common import NoDecodableData, ReadStats
+from .backends import pyav
 from .backends.pyav import AudioRequest
 from .errors import CorruptMedia, DamagedMediaWarning, EmptyFile, MediaError, MissingFile, NoAudioStream, NoVideoStream
 from .types import Clip, ClipSpec
@@ -98,6 +99,70 @@ def read_clip(
                       stacklevel=2)
     return Clip(video=vid, audio=wav, frame_times=torch.from_numpy(times), audio_start=audio_start, start=start,
                 decode_errors=errors, read_info=stats.as_dict())
+
+
+def read_clips(
+    path: str | os.PathLike,
+    starts,
+    spec: ClipSpec,
+    *,
+    backend: str | None = None,
+    video: bool = True,
+    audio: bool = True,
+) -> list[Clip]:
+    """Several clips of one file from ONE decode: the same `Clip`s as ``[read_clip(path, s, spec, ...)
+    for s in starts]`` (same frames, same audio samples), at the cost of one open and one forward
+    video decode from the keyframe before the earliest clip to the end of the latest.
+
+    Worth it when the clips overlap or lie close together (a short video's eval clips:
+    `avssl.io.sampling.read_groups` decides); for clips far apart in a long video, separate reads
+    seek past the frames between them. Video: the backend answers every clip's frame times in one
+    pass. Audio: each clip's window as `read_clip` reads it (PyAV, a fresh decoder per window), so the
+    samples are the per-clip read's. `decode_errors` / `read_info` of each clip are those of the whole
+    call. Errors: as `read_clip`.
+    """
+    starts = [float(s) for s in np.asarray(starts, dtype=np.float64).reshape(-1)]
+    if not starts:
+        return []
+    path = str(Path(path))
+    if not os.path.exists(path):
+        raise MissingFile(path, "no such file")
+    if os.path.getsize(path) == 0:
+        raise EmptyFile(path, "file is empty")
+    if not (video or audio):
+        raise ValueError("read_clips: ask for video, audio or both")
+    be = get_backend(backend)
+    T = spec.num_frames
+    per_clip = [s + np.arange(T, dtype=np.float64) / float(spec.fps) for s in starts]
+    reqs = [AudioRequest(s + spec.video_duration / 2.0 - spec.audio_duration / 2.0, spec.audio_samples,
+                         int(spec.audio_rate), int(spec.audio_channels)) for s in starts] if audio else []
+    stats = ReadStats()
+    try:
+        frames = be.read(path, np.concatenate(per_clip), spec.frame_size, None, stats)[0] if video else None
+        # Each window with a fresh audio decoder, as read_clip decodes it: decoders keep state across a
+        # seek (AAC's noise substitution draws from a generator), so one long decode would give other
+        # samples in noise-substituted bands. Audio decoding is a small part of a read.
+        raws = [pyav.read_audio(path, r, stats) for r in reqs]
+    except NoDecodableData as e:
+        raise CorruptMedia(path, f"no decodable data in the requested windows: {e}") from e
+    except MediaError as e:
+        if e.path != path:
+            raise type(e)(path, e.detail) from e
+        raise
+    except Exception as e:  # any decoder failure: find out what is wrong with the file
+        raise _diagnose(path, video, audio, e) from e
+    errors = stats.video_errors + stats.audio_errors
+    if errors:
+        warnings.warn(DamagedMediaWarning(f"{path}: damaged packets skipped while reading (counted in Clip.decode_errors)"),
+                      stacklevel=2)
+    out = []
+    for k, s in enumerate(starts):
+        vid = torch.from_numpy(np.ascontiguousarray(frames[k * T : (k + 1) * T])) if video else None
+        wav = _finish_audio(raws[k], reqs[k]) if audio else None
+        out.append(Clip(video=vid, audio=wav, frame_times=torch.from_numpy(per_clip[k]), audio_start=reqs[k].start
+                        if audio else s + spec.video_duration / 2.0 - spec.audio_duration / 2.0, start=s,
+                        decode_errors=errors, read_info=stats.as_dict()))
+    return out
 
 
 def _finish_audio(raw, req: AudioRequest) -> torch.Tensor:

@@ -45,3 +45,46 @@ def eval_clip_starts(duration: float, clip_duration: float, n: int) -> np.ndarra
         # One clip: the centre one (the usual single-clip evaluation).
         return np.array([latest / 2.0])
     return np.linspace(0.0, latest, int(n))
+
+
+def read_groups(starts, clip_span: float, duration: float, *, keyframes=None, whole_video_max: float = 20.0,
+                merge_gap: float = 0.5) -> list[list[int]]:
+    """Which clips to decode together (`avssl.io.read_clips`: one forward decode per group).
+
+    Clip k covers ``[starts[k], starts[k] + clip_span)``; clips are taken in start order. With the
+    file's ``keyframes`` (s, `avssl.io.keyframe_times`), a clip joins the previous group when the
+    keyframe a read of its own would start from (the last one at or before its start) lies at most
+    ``merge_gap`` s after the previous clip's end: the group's decode has then reached that keyframe
+    anyway (or nearly), so continuing costs less than a new open, seek and decode from the keyframe;
+    otherwise it starts a group. Dense keyframes (a training cache: every 0.5 s) thus give separate
+    reads, sparse ones (sources: every 8 s) one decode for the clips between two keyframes.
+    Without keyframes (None / empty: the container lists none): one group when the video is short
+    (``duration <= whole_video_max``), else a clip joins when it starts at most ``merge_gap`` s after
+    the previous one ends. ``merge_gap=-inf`` and ``whole_video_max=0`` read every clip alone.
+    Returns lists of indices into ``starts`` (each in start order), covering every clip once.
+    """
+    starts = np.asarray(starts, dtype=np.float64)
+    if starts.ndim != 1:
+        raise ValueError(f"starts must be 1-D, got shape {starts.shape}")
+    if len(starts) == 0:
+        return []
+    order = [int(i) for i in np.argsort(starts, kind="stable")]
+    kf = None if keyframes is None else np.sort(np.asarray(keyframes, dtype=np.float64))
+    if kf is not None and len(kf) == 0:
+        kf = None
+    if kf is None and whole_video_max > 0 and duration <= whole_video_max:
+        return [order]
+    groups = [[order[0]]]
+    for i in order[1:]:
+        end_prev = starts[groups[-1][-1]] + clip_span
+        if kf is not None:
+            j = int(np.searchsorted(kf, starts[i], side="right")) - 1
+            seek_from = kf[j] if j >= 0 else -np.inf
+            join = seek_from <= end_prev + merge_gap
+        else:
+            join = starts[i] - end_prev <= merge_gap
+        if join:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups

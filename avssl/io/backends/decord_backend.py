@@ -1,4 +1,5 @@
-"""decord backend: one VideoReader per call (nothing kept between calls), decoding scaled frames
+"""decord backend: VideoReaders kept open per process (avssl.io.decoder_cache: decord indexes the whole
+file on every open), decoding scaled frames
 (width/height) of the indices computed from the real frame timestamps; audio through PyAV
 (decord's AudioReader decodes the whole track, too slow for long files).
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from avssl.io.decoder_cache import decoder_cache, file_key
 from avssl.io.timestamps import cached_verdict, check_container, remember
 
 from . import _common as C
@@ -72,18 +74,32 @@ def _has_empty_samples(vs) -> bool:
     return n > 1 and any(entries[i].size == 0 for i in range(n))
 
 
-def _read_video(path: str, times: np.ndarray, frame_size, stats: C.ReadStats) -> np.ndarray:
+class _Opened:
+    """One file opened for reading at one output size: the VideoReader (None when the file goes to
+    PyAV) with its frame order and times, or the reason the file is handed to PyAV."""
+
+    __slots__ = ("vr", "order", "rel", "fallback")
+
+    def __init__(self, vr=None, order=None, rel=None, fallback: str = ""):
+        self.vr, self.order, self.rel, self.fallback = vr, order, rel, fallback
+
+    def close(self) -> None:
+        self.vr = None  # decord has no close(): its file and decoder go with the last reference
+
+
+def _open(path: str, frame_size) -> _Opened:
+    """Probe the geometry, open the VideoReader (decord demuxes the whole file to index it) and check
+    its timestamps: the per-open cost that the decoder cache pays once per file."""
     import decord
 
     geom = _stream_geometry(path)
     if geom is not None and not geom[4].trusted:
-        return _pyav_instead(path, times, frame_size, stats, f"file timestamps: {geom[4].reason}")
+        return _Opened(fallback=f"file timestamps: {geom[4].reason}")
     if geom is not None and (geom[2] != 0 or geom[3]):
         # decord 0.6 returns a mis-shaped buffer (4 "channels") for display-matrix-rotated
         # streams, and fails on indexed-but-empty samples (over-reported frame count), so those
         # files are decoded by PyAV (real packet timestamps) instead of returning garbage/hanging.
-        return _pyav_instead(path, times, frame_size, stats, "rotation" if geom[2] else "empty index entries")
-    stats.decoder = NAME
+        return _Opened(fallback="rotation" if geom[2] else "empty index entries")
     h0, w0 = (geom[0], geom[1]) if geom is not None else (None, None)
     kw = {}
     if frame_size is not None and h0:
@@ -92,29 +108,41 @@ def _read_video(path: str, times: np.ndarray, frame_size, stats: C.ReadStats) ->
             kw = {"width": ow, "height": oh}
     try:
         vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=C.DECODE_THREADS, **kw)
-    except decord.DECORDError as e:
-        return _pyav_instead(path, times, frame_size, stats, f"decord: {e}")
-    try:
         n = len(vr)
         # Real presentation times (VFR, B-frames); the container's frame count can be over-reported,
         # so only frames with a timestamp are used.
         ts = np.asarray(vr.get_frame_timestamp(list(range(n))))[:, 0].astype(np.float64)
         fps = float(vr.get_avg_fps() or 0.0)
-        bad = _implausible(ts, fps)
-        if bad:
-            return _pyav_instead(path, times, frame_size, stats, f"decord timestamps: {bad}")
-        order = np.argsort(ts, kind="stable")
-        rel = ts[order] - ts[order[0]]
-        idx = order[C.frame_indices(rel, times)]
+    except decord.DECORDError as e:
+        return _Opened(fallback=f"decord: {e}")
+    bad = _implausible(ts, fps)
+    if bad:
+        return _Opened(fallback=f"decord timestamps: {bad}")
+    order = np.argsort(ts, kind="stable")
+    return _Opened(vr, order, ts[order] - ts[order[0]])
+
+
+def _read_video(path: str, times: np.ndarray, frame_size, stats: C.ReadStats) -> np.ndarray:
+    import decord
+
+    fs = tuple(frame_size) if isinstance(frame_size, (tuple, list)) else frame_size
+    key = (NAME, file_key(path), fs)
+    cache = decoder_cache()
+    opened = cache.get(key, lambda: _open(path, frame_size))
+    if opened.vr is None:
+        return _pyav_instead(path, times, frame_size, stats, opened.fallback)
+    stats.decoder = NAME
+    try:
+        idx = opened.order[C.frame_indices(opened.rel, times)]
         uniq, inverse = np.unique(idx, return_inverse=True)
-        batch = vr.get_batch(uniq.tolist()).asnumpy()
+        batch = opened.vr.get_batch(uniq.tolist()).asnumpy()
     except decord.DECORDError as e:
         # decord's decoder thread runs ahead of the requested frames; on a file with damaged
         # packets after them it fails the whole read, or not, depending on thread timing (a
-        # test failed under load only). PyAV decodes just up to the frames asked for.
+        # test failed under load only). PyAV decodes just up to the frames asked for. The reader
+        # is dropped: its state after a failure is not trusted for the next read.
+        cache.discard(key)
         return _pyav_instead(path, times, frame_size, stats, f"decord: {e}")
-    finally:
-        del vr
     return np.ascontiguousarray(batch[inverse])
 
 

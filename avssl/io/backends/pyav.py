@@ -40,6 +40,23 @@ def video_origin(container) -> float:
     return float(vs.start_time * vs.time_base) if vs.start_time is not None else 0.0
 
 
+def keyframe_times(path: str) -> np.ndarray | None:
+    """Times (s, media timeline, sorted) of the video keyframes the container's index lists, read without
+    decoding; None when it lists none (no video, Matroska without cues, raw streams). The index holds
+    decode times, up to a few frames before the presentation times: a cost hint for planning reads
+    (`avssl.io.sampling.read_groups`), never used to pick frames."""
+    with av.open(path) as container:
+        if not container.streams.video:
+            return None
+        vs = container.streams.video[0]
+        tb = float(vs.time_base)
+        entries = vs.index_entries
+        ts = [e.timestamp for e in entries if e.is_keyframe]
+        if not ts:
+            return None
+        return np.sort(np.asarray(ts, dtype=np.float64) * tb - video_origin(container))
+
+
 def read(path: str, times: np.ndarray | None, frame_size, audio: AudioRequest | None, stats: C.ReadStats | None = None):
     """Decode the frames shown at `times` (media timeline) and/or the audio window, from one open.
 
@@ -208,17 +225,30 @@ def _decode_forward(container, vs, times, origin, convert, check_first: bool, sy
     # *packet* stamped SKIP_MARGIN s before the first needed time, decided before that packet is
     # sent: deciding on decoded frames instead came too late when the seek landed within the
     # margin (the decoder holds several packets before its first frame comes out, and a B-frame
-    # of the clip among them was dropped: frame k-1 shown at k's time).
+    # of the clip among them was dropped: frame k-1 shown at k's time). The same rule holds in the
+    # gaps between requested times (several clips from one decode, avssl.io.read_clips): a packet is
+    # fully decoded iff some requested time lies within SKIP_MARGIN of its timestamp.
     cc = vs.codec_context
-    first_needed = times[order[0]]
-    skipping = check_first and first_needed - SKIP_MARGIN > 0 and synth_step is None
-    if skipping:
-        cc.skip_frame = "NONREF"
+    sorted_t = np.asarray(times, dtype=np.float64)[order]
+    can_skip = synth_step is None
+
+    def full_decode(pkt) -> bool:
+        if pkt.pts is None:
+            return True
+        pt = float(pkt.pts * tb) - origin
+        j = int(np.searchsorted(sorted_t, pt - SKIP_MARGIN))
+        if j == 0 and not check_first:
+            return True  # before the first requested time without a seek: decoded as it comes
+        return j < len(sorted_t) and sorted_t[j] <= pt + SKIP_MARGIN
+
+    skipping = False
     for frame in _frames(container, vs):
-        if isinstance(frame, av.Packet):  # a packet about to be decoded: is full decoding due?
-            if skipping and (frame.pts is None or float(frame.pts * tb) - origin >= first_needed - SKIP_MARGIN):
-                cc.skip_frame = "DEFAULT"
-                skipping = False
+        if isinstance(frame, av.Packet):  # a packet about to be decoded: full decoding or references only?
+            if can_skip:
+                skip = not full_decode(frame)
+                if skip != skipping:
+                    cc.skip_frame = "NONREF" if skip else "DEFAULT"
+                    skipping = skip
             continue
         if isinstance(frame, _Failed):
             errors += 1
@@ -296,6 +326,19 @@ def _to_float_planar(frame) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+# Margin (s) around an audio window so the resampling filter has real context at both ends.
+AUDIO_MARGIN = 0.02
+
+
+def audio_window(req: AudioRequest, rate: int) -> tuple[int, int]:
+    """Native samples read for `req` from a stream at `rate` Hz: (first sample index n0 on the media
+    timeline, count n_total), n0 = floor((start - margin) * rate), n_total = ceil((num_samples / req.rate
+    + 2 margin) * rate) + 1."""
+    n0 = int(math.floor((req.start - AUDIO_MARGIN) * rate))
+    n_total = int(math.ceil((req.num_samples / req.rate + 2 * AUDIO_MARGIN) * rate)) + 1
+    return n0, n_total
+
+
 def read_audio(path: str, req: AudioRequest, stats: C.ReadStats | None = None) -> np.ndarray:
     with av.open(path) as container:
         return read_audio_from(container, req, video_origin(container), stats)
@@ -313,14 +356,12 @@ def read_audio_from(container, req: AudioRequest, origin: float, stats: C.ReadSt
     if not container.streams.audio:
         raise NoAudioStream(container.name, "the file has no audio stream")
     ast = container.streams.audio[0]
-    ast.codec_context.thread_count = C.DECODE_THREADS
+    if not ast.codec_context.is_open:  # a second window from the same open container reuses the decoder
+        ast.codec_context.thread_count = C.DECODE_THREADS
     tb = ast.time_base
     rate = int(ast.codec_context.sample_rate or ast.rate)
     channels = int(ast.codec_context.channels or len(ast.layout.channels))
-    # Margin around the window so the resampling filter has real context at both ends.
-    margin = 0.02
-    n0 = int(math.floor((req.start - margin) * rate))
-    n_total = int(math.ceil((req.num_samples / req.rate + 2 * margin) * rate)) + 1
+    n0, n_total = audio_window(req, rate)
     buf = np.zeros((channels, n_total), dtype=np.float32)
     seek_to = n0 / rate + origin - 0.1  # a little earlier: codecs start decoding at a packet boundary
     stream_start = float(ast.start_time * tb) if ast.start_time is not None else 0.0

@@ -1,5 +1,7 @@
 """torchcodec backend (only when torchcodec imports against the system FFmpeg): frames played at
-the requested times, resized inside the decoder; audio through PyAV like every backend.
+the requested times, resized inside the decoder; decoders kept open per process
+(avssl.io.decoder_cache: torchcodec's exact mode scans every packet on each open); audio through PyAV
+like every backend.
 
 Files torchcodec cannot be trusted on are handed to the PyAV backend (`stats.fallback` says why):
 untrusted file timestamps (avssl.io.timestamps: AVI with B-frames, where torchcodec trusts FFmpeg's
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from avssl.io.decoder_cache import decoder_cache, file_key
 from avssl.io.timestamps import file_verdict
 
 from . import _common as C
@@ -45,12 +48,17 @@ def _read_video(path: str, times: np.ndarray, frame_size, stats: C.ReadStats) ->
     verdict = file_verdict(path)
     if not verdict.trusted:
         return _pyav_instead(path, times, frame_size, stats, f"file timestamps: {verdict.reason}")
+    fs = tuple(frame_size) if isinstance(frame_size, (tuple, list)) else frame_size
+    key = (NAME, file_key(path), fs)
+    cache = decoder_cache()
     try:
-        frames, bad = _decode(path, times, frame_size)
+        opened = cache.get(key, lambda: _open(path, frame_size))
+        if opened.bad:
+            return _pyav_instead(path, times, frame_size, stats, f"torchcodec stream range: {opened.bad}")
+        frames = _decode(opened, times)
     except Exception as e:  # torchcodec raises RuntimeError/ValueError/IndexError on damaged or odd files
+        cache.discard(key)  # its state after a failure is not trusted for the next read
         return _pyav_instead(path, times, frame_size, stats, f"torchcodec: {type(e).__name__}: {e}")
-    if bad:
-        return _pyav_instead(path, times, frame_size, stats, f"torchcodec stream range: {bad}")
     stats.decoder = NAME
     return frames
 
@@ -75,7 +83,22 @@ def _implausible(begin, end, num_frames, fps) -> str:
     return ""
 
 
-def _decode(path: str, times: np.ndarray, frame_size):
+class _Opened:
+    """One file opened at one output size: the "exact" decoder and its stream range, or why its range
+    cannot be used (`bad`)."""
+
+    __slots__ = ("dec", "begin", "end", "bad")
+
+    def __init__(self, dec=None, begin=0.0, end=None, bad: str = ""):
+        self.dec, self.begin, self.end, self.bad = dec, begin, end, bad
+
+    def close(self) -> None:
+        self.dec = None  # torchcodec has no close(): the decoder goes with its last reference
+
+
+def _open(path: str, frame_size) -> _Opened:
+    """The per-open cost the decoder cache pays once per file: a header-only open for the displayed
+    size, then the decoding open, which scans every packet to index the file."""
     from torchcodec.decoders import VideoDecoder
 
     # Header-only open for the displayed size; the decoding open below uses "exact", which indexes
@@ -94,13 +117,16 @@ def _decode(path: str, times: np.ndarray, frame_size):
     md = dec.metadata
     bad = _implausible(md.begin_stream_seconds, md.end_stream_seconds, md.num_frames, md.average_fps)
     if bad:
-        return None, bad
-    begin = float(md.begin_stream_seconds or 0.0)
+        return _Opened(bad=bad)
     end = md.end_stream_seconds
-    abs_t = np.asarray(times, dtype=np.float64) + begin
-    abs_t = np.maximum(abs_t, begin)
-    if end is not None:  # past the last frame: the last frame (padding rule)
-        abs_t = np.minimum(abs_t, float(end) - 1e-6)
+    return _Opened(dec, float(md.begin_stream_seconds or 0.0), None if end is None else float(end))
+
+
+def _decode(opened: _Opened, times: np.ndarray) -> np.ndarray:
+    abs_t = np.asarray(times, dtype=np.float64) + opened.begin
+    abs_t = np.maximum(abs_t, opened.begin)
+    if opened.end is not None:  # past the last frame: the last frame (padding rule)
+        abs_t = np.minimum(abs_t, opened.end - 1e-6)
     uniq, inverse = np.unique(abs_t, return_inverse=True)
-    batch = dec.get_frames_played_at(uniq.tolist()).data.numpy()
-    return np.ascontiguousarray(batch[inverse]), ""
+    batch = opened.dec.get_frames_played_at(uniq.tolist()).data.numpy()
+    return np.ascontiguousarray(batch[inverse])
