@@ -104,14 +104,21 @@ def _loc_rows(rows):
 
 
 def export_vggss(root: Path, rows: list[dict]) -> Path:
-    """vggss/vggss.json (test split, visible sounding object, middle-frame box normalised) + frames/ + audio/."""
+    """vggss/vggss.json (test split, visible sounding object, middle-frame box normalised) + frames/ + audio/.
+    A clip with a silent same-class twin (generator v3) also carries ``twin_bbox``, the twin's box (an
+    extra key: VGG-SS readers that do not know it ignore it)."""
     out = root / "vggss"
     items = []
     for r in _loc_rows(rows):
         w, h = float(r["width"]), float(r["height"])
         box = [int(r[f"mid_box_{k}"]) for k in ("x0", "y0", "x1", "y1")]
-        items.append({"file": r["clip_id"], "class": r["source_class"],
-                      "bbox": [[round(box[0] / w, 5), round(box[1] / h, 5), round(box[2] / w, 5), round(box[3] / h, 5)]]})
+        item = {"file": r["clip_id"], "class": r["source_class"],
+                "bbox": [[round(box[0] / w, 5), round(box[1] / h, 5), round(box[2] / w, 5), round(box[3] / h, 5)]]}
+        tbox = [int(r.get(f"mid_twin_{k}", -1)) for k in ("x0", "y0", "x1", "y1")]
+        if int(r.get("twin", 0)) and tbox[0] >= 0:
+            item["twin_bbox"] = [[round(tbox[0] / w, 5), round(tbox[1] / h, 5), round(tbox[2] / w, 5),
+                                  round(tbox[3] / h, 5)]]
+        items.append(item)
         _link(root / "keyframes" / f"{r['clip_id']}.jpg", out / "frames" / f"{r['clip_id']}.jpg")
         _link(root / "wav" / f"{r['clip_id']}.wav", out / "audio" / f"{r['clip_id']}.wav")
     out.mkdir(parents=True, exist_ok=True)
