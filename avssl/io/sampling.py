@@ -45,3 +45,38 @@ def eval_clip_starts(duration: float, clip_duration: float, n: int) -> np.ndarra
         # One clip: the centre one (the usual single-clip evaluation).
         return np.array([latest / 2.0])
     return np.linspace(0.0, latest, int(n))
+
+
+def audio_room(duration: float, start: float, video_duration: float, audio_duration: float,
+               av_offset: float = 0.0) -> tuple[float, float]:
+    """How far (s) the audio window of the clip at ``start`` (centred on the video clip's centre,
+    moved by ``av_offset``) can move earlier and later and stay inside ``[0, duration]``:
+    ``(earlier, later)``, each >= 0 (0 when it already reaches past that end)."""
+    _check(duration, video_duration)
+    lo = start + video_duration / 2.0 + av_offset - audio_duration / 2.0
+    return max(lo, 0.0), max(duration - (lo + audio_duration), 0.0)
+
+
+def sync_anchor_starts(duration: float, video_duration: float, audio_duration: float
+                       ) -> tuple[tuple[float, int], tuple[float, int]] | None:
+    """The two video clips of a synchronization test: ``((early_start, +1), (late_start, -1))``.
+
+    The early clip starts where its own audio window begins at the file's start (or at 0), and is
+    compared with audio shifted LATER (+1); the late clip ends its own audio window (or itself) at
+    the file's end and is compared with audio shifted EARLIER (-1). So every shift up to
+    ``duration - audio_duration`` stays inside the file, where a shifted window differs from the own
+    one only by its timing, never by zero-filled silence. None when the own audio cannot fit
+    (``audio_duration > duration``)."""
+    _check(duration, video_duration)
+    if audio_duration > duration + 1e-9:
+        return None
+    early = max(0.0, (audio_duration - video_duration) / 2.0)
+    late = max(min(duration - video_duration, duration - (video_duration + audio_duration) / 2.0), early)
+    return (early, 1), (late, -1)
+
+
+def shift_feasible(duration: float, start: float, video_duration: float, audio_duration: float, shift: float,
+                   tol: float = 1e-6) -> bool:
+    """Whether the audio window of the clip at ``start`` moved by ``shift`` s (signed) stays inside the file."""
+    earlier, later = audio_room(duration, start, video_duration, audio_duration)
+    return (shift <= later + tol) if shift >= 0 else (-shift <= earlier + tol)
