@@ -10,6 +10,7 @@ from avssl.metrics.instance import (
     class_level_metrics,
     instance_report,
     pair_scores,
+    shifted_clip_pairs,
     sync_metrics,
     within_class_retrieval,
 )
@@ -25,4 +26,4 @@ from avssl.metrics.retrieval import (
 
 __all__ = ["TIES", "RankCounts", "nearest", "positive_rank_counts", "rank_metrics", "cross_modal_retrieval",
            "retrieval_metrics", "class_level_metrics", "within_class_retrieval", "pair_scores", "sync_metrics",
-           "instance_report"]
+           "instance_report", "shifted_clip_pairs"]

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from avssl.metrics.retrieval import RankCounts, nearest, positive_rank_counts
 
-__all__ = ["class_level_metrics", "within_class_retrieval", "pair_scores", "sync_metrics", "instance_report"]
+__all__ = ["class_level_metrics", "within_class_retrieval", "pair_scores", "sync_metrics", "instance_report",
+           "shifted_clip_pairs"]
 
 
 def _t(x) -> torch.Tensor:
@@ -149,3 +150,29 @@ def instance_report(video_emb, audio_emb, labels, *, ties: str = "pessimistic", 
         out["within_chance_median_rank"] = wc["within_chance_median_rank"]
         out["mean_class_size"] = wc["mean_class_size"]
     return out
+
+
+def shifted_clip_pairs(video_ids, starts, shift: float, valid=None) -> tuple[np.ndarray, np.ndarray]:
+    """Trials of a synchronization test from clip-level rows of a collection: ``(i, j)`` index arrays of
+    every ordered pair of clips of the SAME video whose starts differ by at least ``shift`` s (both
+    ``valid``: e.g. their audio windows inside the file). Trial (i, j) scores clip i's video with its own
+    audio against clip j's audio, the same video's sound shifted by ``start_j - start_i``."""
+    vid = np.asarray(video_ids).reshape(-1)
+    st = np.asarray(starts, dtype=np.float64).reshape(-1)
+    ok = np.ones(len(vid), bool) if valid is None else np.asarray(valid, bool).reshape(-1)
+    if not len(vid) == len(st) == len(ok):
+        raise ValueError(f"video_ids, starts and valid differ in length: {len(vid)}, {len(st)}, {len(ok)}")
+    ii, jj = [], []
+    order = np.argsort(vid, kind="stable")
+    bounds = np.flatnonzero(np.diff(vid[order])) + 1
+    for group in np.split(order, bounds):
+        g = group[ok[group]]
+        if len(g) < 2:
+            continue
+        d = np.abs(st[g][:, None] - st[g][None, :]) >= shift - 1e-6
+        a, b = np.nonzero(d)
+        ii.append(g[a])
+        jj.append(g[b])
+    if not ii:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(ii).astype(np.int64), np.concatenate(jj).astype(np.int64)
