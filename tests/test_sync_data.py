@@ -11,7 +11,7 @@ from avssl.data import AVClipDataset, build_index
 from avssl.data.decoded import DecodedClipDataset
 from avssl.data.sync import SyncTrialDataset
 from avssl.io.read import read_clip
-from avssl.io.sampling import audio_room, shift_feasible, sync_anchor_starts
+from avssl.io.sampling import audio_room, shift_feasible, sync_trial_starts
 from avssl.io.types import ClipSpec
 from media import write_coded
 
@@ -19,15 +19,16 @@ SPEC = ClipSpec(num_frames=4, fps=8.0, frame_size=(48, 80), audio_rate=16000, au
 
 
 def test_anchor_and_room_geometry():
-    # the CPU preset's geometry: 3 s files, 2 s video and audio windows
-    assert sync_anchor_starts(3.0, 2.0, 2.0) == ((0.0, 1), (1.0, -1))
+    # the CPU preset's geometry: 3 s files, 2 s video and audio windows: windows [0, 2) and [1, 3)
+    assert sync_trial_starts(3.0, 2.0, 2.0, 1.0) == [(0.0, 1.0), (1.0, -1.0)]
+    # 0.5 s: windows [0.25, 2.25) and [0.75, 2.75), equally far from the file's ends
+    assert sync_trial_starts(3.0, 2.0, 2.0, 0.5) == [(0.25, 0.5), (0.75, -0.5)]
+    assert sync_trial_starts(3.0, 2.0, 2.0, 1.01) == []  # two 2 s windows 1.01 s apart do not fit in 3 s
+    # a 0.5 s video with a 1 s audio window (the tiny preset): the video sits in its window's middle
+    assert sync_trial_starts(2.0, 0.5, 1.0, 1.0) == [(0.25, 1.0), (1.25, -1.0)]
     assert audio_room(3.0, 0.0, 2.0, 2.0) == (0.0, 1.0)
     assert shift_feasible(3.0, 0.0, 2.0, 2.0, 1.0) and not shift_feasible(3.0, 0.0, 2.0, 2.0, 1.01)
     assert shift_feasible(3.0, 1.0, 2.0, 2.0, -1.0) and not shift_feasible(3.0, 1.0, 2.0, 2.0, 0.5)
-    # a 0.5 s video with a 1 s audio window: the early clip starts 0.25 s in, so its audio starts at 0
-    (e, _), (l, _) = sync_anchor_starts(2.0, 0.5, 1.0)
-    assert (e, l) == (0.25, 1.25)
-    assert sync_anchor_starts(0.8, 0.5, 1.0) is None  # the own window does not fit
 
 
 @pytest.fixture(scope="module")
@@ -81,27 +82,25 @@ def test_sync_trials_are_own_and_shifted_windows_of_one_clip(collection, decoded
     base = AVClipDataset(collection, SPEC, mode="eval")
     ds = SyncTrialDataset(DecodedClipDataset(base, progress=False) if decoded else base, shifts=[1.0, 0.5, 1.4])
     short_id = int(collection.id[np.flatnonzero(collection.duration < 1.5)[0]])
-    assert ds.untestable == []  # the 1 s file still holds its own 1 s window
-    assert len(ds) == 2 * len(collection)
-    seen = set()
+    # the 1 s file holds two 1 s windows at most 0 s apart: no shift fits; the 2.5 s files hold all three
+    assert ds.untested == {1.0: [short_id], 0.5: [short_id], 1.4: [short_id]}
+    assert len(ds) == 2 * 3 * (len(collection) - 1)
+    pairs = {}
     for i in range(len(ds)):
         item = ds[i]
         row = int(np.flatnonzero(collection.id == item["index"])[0])
         dur = float(collection.duration[row])
-        sign = 1 if item["anchor"] == 0 else -1
-        assert item["audio"].shape == (4, 1, SPEC.audio_samples)
-        want_valid = [shift_feasible(dur, item["start"], SPEC.video_duration, SPEC.audio_duration, sign * s)
-                      for s in (1.0, 0.5, 1.4)]
-        assert item["valid"].tolist() == want_valid
+        shift = item["shift"]
+        assert abs(shift) == (1.0, 0.5, 1.4)[item["shift_index"]]
+        assert item["audio"].shape == (2, 1, SPEC.audio_samples)
         ref = read_clip(base._path(row), item["start"], SPEC)
         assert torch.equal(item["video"], ref.video)
         assert torch.allclose(item["audio"][0], ref.audio, atol=1e-4)
-        for k, s in enumerate((1.0, 0.5, 1.4)):
-            if want_valid[k]:
-                assert torch.allclose(item["audio"][k + 1], _ref(base, row, item["start"], sign * s), atol=1e-4)
-            else:
-                assert item["audio"][k + 1].abs().max() == 0
-        seen.add((item["index"], tuple(want_valid)))
-    # 2.5 s files: shifts 1.0 and 0.5 fit (1.5 s of room), 1.4 fits too; the 1 s file fits none
-    assert (short_id, (False, False, False)) in seen
-    assert any(v == (True, True, True) for _, v in seen)
+        assert torch.allclose(item["audio"][1], _ref(base, row, item["start"], shift), atol=1e-4)
+        # both windows inside the file, mirror images of each other about its middle
+        centre = item["start"] + SPEC.video_duration / 2
+        assert shift_feasible(dur, item["start"], SPEC.video_duration, SPEC.audio_duration, shift)
+        assert abs(item["start"] * SPEC.fps - round(item["start"] * SPEC.fps)) < 1e-9  # on the frame grid
+        assert (centre + shift / 2) == pytest.approx(dur / 2, abs=0.5 / SPEC.fps + 1e-9)
+        pairs.setdefault((item["index"], abs(shift)), []).append(shift)
+    assert all(sorted(v) == [-k[1], k[1]] for k, v in pairs.items())  # the two trials: +s and -s

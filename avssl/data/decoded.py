@@ -165,13 +165,14 @@ class DecodedClipDataset(Dataset):
     def read_at(self, idx: int, pos: int, start: float, offsets, video: bool = True):
         """`AVClipDataset.read_at` from RAM: the clip at `start` (on the frame grid) of the video at
         position `pos` of ``base.rows`` with its audio at each of `offsets` (s). None if that video
-        failed to decode."""
+        failed to decode. `start` is rounded to the frame grid (frames and audio alike)."""
         if not bool(self.ok[pos]):
             return None
         spec = self.base.spec
+        k0 = int(round(start * spec.fps))
+        start = k0 / spec.fps
         frames = placement = None
         if video:
-            k0 = int(round(start * spec.fps))
             n_frames = int(self.frame_offsets[pos + 1] - self.frame_offsets[pos])
             h, w = (int(v) for v in self.frame_sizes[pos])
             b0 = int(self.frame_starts[pos])

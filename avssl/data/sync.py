@@ -1,10 +1,11 @@
 """`SyncTrialDataset`: the items of a synchronization test on a held-out dataset.
 
-For each video, the two anchor clips of `avssl.io.sampling.sync_anchor_starts` (early: its own audio
-starts at the file's start, compared with audio shifted later; late: its own audio ends at the
-file's end, compared with audio shifted earlier), each with its own audio window and the same
-video's window shifted by every |shift| asked for. A shifted window lies inside the file, so it
-differs from the own one by its timing only. The scoring is `avssl.metrics.sync_metrics`.
+For each video and each shift s, the two trials of `avssl.io.sampling.sync_trial_starts`: two audio
+windows s apart, centred in the file; the video clip synchronized with one of them is scored with its
+own window and with the other (its audio shifted by +s or -s). Own and shifted windows are the same
+pair, equally far from the file's ends (to within half a frame: starts are put on the clip's frame
+grid), so only their timing tells them apart. The scoring is
+`avssl.metrics.sync_metrics`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from avssl.io.errors import MediaError
-from avssl.io.sampling import shift_feasible, sync_anchor_starts
+from avssl.io.sampling import sync_trial_starts
 
 log = logging.getLogger(__name__)
 
@@ -23,14 +24,12 @@ __all__ = ["SyncTrialDataset"]
 
 
 class SyncTrialDataset(Dataset):
-    """Items ``{"video": uint8 [T,H,W,3], "audio": float32 [1+K,C,S] (own window, then shifted by
-    sign x shifts[k]), "valid": bool [K] (shift k fits inside the file; else that audio is silence and
-    the trial does not count), "index": video id, "anchor": 0 (early, shifts later) | 1 (late, earlier),
-    "start": float}``.
+    """Items ``{"video": uint8 [T,H,W,3], "audio": float32 [2,C,S] (own window, then the same video's
+    window shifted by ``shift``), "shift": float (signed, s), "shift_index": int (position in ``shifts``),
+    "index": video id, "start": float}``.
 
     ``base``: an eval-mode `AVClipDataset` or `DecodedClipDataset` (its ``read_at``, spatial policy,
-    manifest and spec are used). Videos too short for their own audio window give no item
-    (``untestable`` lists their ids)."""
+    manifest and spec are used). ``untested[shift]``: ids of the videos too short for that shift."""
 
     def __init__(self, base, shifts):
         shifts = [float(s) for s in shifts]
@@ -39,40 +38,31 @@ class SyncTrialDataset(Dataset):
         self.base = base
         self.shifts = shifts
         spec = base.spec
-        self.plan: list[tuple[int, int, float, int]] = []  # (pos in base.rows, anchor, start, sign)
-        self.untestable: list[int] = []
+        self.plan: list[tuple[int, int, float, float]] = []  # (pos in base.rows, shift index, start, signed shift)
+        self.untested: dict[float, list[int]] = {s: [] for s in shifts}
         for pos, row in enumerate(base.rows):
             duration = float(base.manifest.duration[int(row)])
-            anchors = sync_anchor_starts(duration, spec.video_duration, spec.audio_duration)
-            if anchors is None:
-                self.untestable.append(int(base.manifest.id[int(row)]))
-                continue
-            for a, (start, sign) in enumerate(anchors):
-                self.plan.append((pos, a, start, sign))
+            for k, s in enumerate(shifts):
+                trials = sync_trial_starts(duration, spec.video_duration, spec.audio_duration, s)
+                if not trials:
+                    self.untested[s].append(int(base.manifest.id[int(row)]))
+                for start, signed in trials:
+                    # on the frame grid (as `DecodedClipDataset` cuts clips): the own window stays the video's
+                    start = round(start * spec.fps) / spec.fps
+                    self.plan.append((pos, k, start, signed))
 
     def __len__(self) -> int:
         return len(self.plan)
 
-    def valid(self, i: int) -> list[bool]:
-        pos, _, start, sign = self.plan[i]
-        spec = self.base.spec
-        duration = float(self.base.manifest.duration[int(self.base.rows[pos])])
-        return [shift_feasible(duration, start, spec.video_duration, spec.audio_duration, sign * s) for s in self.shifts]
-
     def __getitem__(self, i: int):
-        pos, anchor, start, sign = self.plan[i]
-        valid = self.valid(i)
-        offsets = [0.0] + [sign * s if ok else 0.0 for s, ok in zip(self.shifts, valid)]
+        pos, k, start, signed = self.plan[i]
         try:
-            got = self.base.read_at(i, pos, start, offsets)
+            got = self.base.read_at(i, pos, start, [0.0, signed])
         except MediaError as e:
             log.warning("SyncTrialDataset: skipping trial %d: %s", i, e)
             return None
         if got is None:
             return None
         video, _, audio, _ = got
-        for k, ok in enumerate(valid):
-            if not ok:
-                audio[k + 1].zero_()
-        return {"video": video, "audio": audio, "valid": torch.tensor(valid),
-                "index": int(self.base.manifest.id[int(self.base.rows[pos])]), "anchor": anchor, "start": float(start)}
+        return {"video": video, "audio": audio, "shift": signed, "shift_index": k,
+                "index": int(self.base.manifest.id[int(self.base.rows[pos])]), "start": float(start)}

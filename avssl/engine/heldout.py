@@ -5,7 +5,8 @@ the model hear synchronization?
                                                with its chance level (`avssl.metrics.instance`)
     evaluate_sync(model, transforms, dataset, shifts, ...)
                                                own audio vs the same video's audio shifted by each shift
-                                               (`avssl.data.sync.SyncTrialDataset`), accuracy and AUC
+                                               (`avssl.data.sync.SyncTrialDataset`: two windows centred in
+                                               the file, each clip's video scored with both), accuracy, AUC
     heldout_labels(manifest, world_rows)       class labels and "has a visible sounding object" flags of
                                                held-out videos (the generated world's ground truth, or the
                                                manifest's label column)
@@ -14,7 +15,8 @@ Keys added to the trainer's held-out metrics (``summary["retrieval"]``):
 ``a2v_class_top1``, ``v2a_class_top1``, ``chance_class_top1``, ``a2v_within_R@1``, ``v2a_within_R@1``,
 ``within_chance_R@1``, ``a2v_within_median_rank``, ``v2a_within_median_rank``,
 ``within_chance_median_rank``, ``mean_class_size``; per shift s (seconds, ``f"{s:g}"``):
-``sync@{s}s_acc``, ``sync@{s}s_auc``, ``sync@{s}s_trials`` over every testable trial and the same with
+``sync@{s}s_acc``, ``sync@{s}s_auc``, ``sync@{s}s_trials`` (2 per video), ``sync@{s}s_untested_videos``
+(too short for the shift) over every testable trial and the same with
 ``_sounding`` over the clips with a visible sounding object (when the source says which: the world's
 silent and off-screen clips have no synchronization to find; chance 0.5).
 """
@@ -77,33 +79,32 @@ def sync_keys(shifts) -> list[str]:
 
 @torch.no_grad()
 def embed_sync_trials(model, transforms, trials, batch_size: int, num_workers: int, device, amp_dtype=None):
-    """``(own [N], shifted [N, K], valid [N, K], ids [N])`` over every rank's share of ``trials`` (a
-    `SyncTrialDataset`): scores <v, a> of each trial's video with its own and its shifted audios."""
+    """``(own [N], shifted [N], shift_index [N], ids [N])`` over every rank's share of ``trials`` (a
+    `SyncTrialDataset`): scores <v, a> of each trial's video with its own and its shifted audio."""
     from avssl.data.collate import collate_skip_bad
 
     sampler = EvalShardSampler(len(trials), num_replicas=du.world_size(), rank=du.rank())
     loader = DataLoader(trials, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                         collate_fn=collate_skip_bad)
     model.eval()
-    k = len(trials.shifts)
-    own, shifted, valid, ids = [], [], [], []
+    own, shifted, which, ids = [], [], [], []
     for batch in loader:
         if batch is None:
             continue
         b = batch["video"].shape[0]
-        audio = batch["audio"].flatten(0, 1).to(device)  # [B(1+K), C, S]
+        audio = batch["audio"].flatten(0, 1).to(device)  # [2B, C, S]: own, shifted per trial
         video, spec = transforms(batch["video"].to(device), audio)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             v, a = model(video, spec)
         v = F.normalize(v.float(), dim=1)
-        a = F.normalize(a.float(), dim=1).view(b, 1 + k, -1)
+        a = F.normalize(a.float(), dim=1).view(b, 2, -1)
         s = torch.einsum("bd,bkd->bk", v, a).cpu()
         own.append(s[:, 0])
-        shifted.append(s[:, 1:])
-        valid.append(batch["valid"].bool())
+        shifted.append(s[:, 1])
+        which.append(batch["shift_index"].long())
         ids.append(batch["index"].long())
-    cat = (lambda xs, shape: torch.cat(xs) if xs else torch.zeros(shape))
-    out = (cat(own, (0,)), cat(shifted, (0, k)), cat(valid, (0, k)).bool(), cat(ids, (0,)).long())
+    cat = (lambda xs, dtype: torch.cat(xs) if xs else torch.zeros(0, dtype=dtype))
+    out = (cat(own, torch.float32), cat(shifted, torch.float32), cat(which, torch.long), cat(ids, torch.long))
     return tuple(du.all_gather_varlen(x) for x in out)
 
 
@@ -116,18 +117,20 @@ def evaluate_sync(model, transforms, dataset, shifts, *, batch_size: int = 32, n
     if not shifts:
         return {}
     trials = SyncTrialDataset(dataset, shifts)
-    own, shifted, valid, ids = embed_sync_trials(model, transforms, trials, batch_size, num_workers, device, amp_dtype)
-    out: dict[str, float] = {"sync_untestable_videos": len(trials.untestable)}
+    own, shifted, which, ids = embed_sync_trials(model, transforms, trials, batch_size, num_workers, device,
+                                                 amp_dtype)
+    out: dict[str, float] = {}
     src = None
     if sounding:
         src = torch.tensor([bool(sounding.get(int(i), False)) for i in ids.tolist()], dtype=torch.bool)
     for j, s in enumerate(trials.shifts):
         key = f"sync@{s:g}s"
-        m = valid[:, j]
-        r = sync_metrics(own[m], shifted[m, j])
-        out.update({f"{key}_acc": r["acc"], f"{key}_auc": r["auc"], f"{key}_trials": r["num_trials"]})
+        m = which == j
+        r = sync_metrics(own[m], shifted[m])
+        out.update({f"{key}_acc": r["acc"], f"{key}_auc": r["auc"], f"{key}_trials": r["num_trials"],
+                    f"{key}_untested_videos": len(trials.untested[s])})
         if src is not None:
-            r = sync_metrics(own[m & src], shifted[m & src, j])
+            r = sync_metrics(own[m & src], shifted[m & src])
             out.update({f"{key}_acc_sounding": r["acc"], f"{key}_auc_sounding": r["auc"],
                         f"{key}_trials_sounding": r["num_trials"]})
     return out

@@ -57,22 +57,29 @@ def audio_room(duration: float, start: float, video_duration: float, audio_durat
     return max(lo, 0.0), max(duration - (lo + audio_duration), 0.0)
 
 
-def sync_anchor_starts(duration: float, video_duration: float, audio_duration: float
-                       ) -> tuple[tuple[float, int], tuple[float, int]] | None:
-    """The two video clips of a synchronization test: ``((early_start, +1), (late_start, -1))``.
+def sync_trial_starts(duration: float, video_duration: float, audio_duration: float, shift: float
+                      ) -> list[tuple[float, float]]:
+    """The two trials of a synchronization test at ``shift`` s: ``[(start, +shift), (start', -shift)]``.
 
-    The early clip starts where its own audio window begins at the file's start (or at 0), and is
-    compared with audio shifted LATER (+1); the late clip ends its own audio window (or itself) at
-    the file's end and is compared with audio shifted EARLIER (-1). So every shift up to
-    ``duration - audio_duration`` stays inside the file, where a shifted window differs from the own
-    one only by its timing, never by zero-filled silence. None when the own audio cannot fit
-    (``audio_duration > duration``)."""
+    Two audio windows ``shift`` apart are centred in the file (centres ``D/2 -+ shift/2``); the first
+    trial is the video clip synchronized with the earlier window, compared with the later one (its
+    audio shifted by +shift); the second the video of the later window against the earlier one. Own and
+    shifted windows are then the same two windows, equally far from the file's ends, so nothing but
+    their timing tells them apart (not zero-filled silence, not the encoder's start- or end-of-file
+    artefacts). ``[]`` when they do not fit (``shift > duration - audio_duration``) or the video clip
+    would have to leave the file."""
     _check(duration, video_duration)
-    if audio_duration > duration + 1e-9:
-        return None
-    early = max(0.0, (audio_duration - video_duration) / 2.0)
-    late = max(min(duration - video_duration, duration - (video_duration + audio_duration) / 2.0), early)
-    return (early, 1), (late, -1)
+    if shift <= 0:
+        raise ValueError(f"shift must be > 0, got {shift}")
+    if shift > duration - audio_duration + 1e-9:
+        return []
+    out = []
+    for centre, sign in ((duration / 2.0 - shift / 2.0, 1.0), (duration / 2.0 + shift / 2.0, -1.0)):
+        start = centre - video_duration / 2.0
+        if start < -1e-9 or start + video_duration > max(duration, video_duration) + 1e-9:
+            return []
+        out.append((max(start, 0.0), sign * shift))
+    return out
 
 
 def shift_feasible(duration: float, start: float, video_duration: float, audio_duration: float, shift: float,

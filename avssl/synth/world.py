@@ -331,6 +331,11 @@ def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> C
         tm = _motion(trng, int(trng.integers(0, len(ACTIONS))), main.motion.radius, preset, preset.duration)
         _wobble(tm, trng, wobble)
         tm.anchor = _apart(tm, main.motion, trng, preset.duration)
+        if trng.random() < 0.5:
+            # which of the two places the sounding twin gets is a coin flip: the twin is placed away from
+            # the sounding object, i.e. often nearer the edges, and a centre-biased map would otherwise
+            # "prefer" the sounding twin without listening (measured: the centre prior at 0.82 before)
+            tm.anchor, main.motion.anchor = main.motion.anchor, tm.anchor
         twin = ObjectPlan(src, tm, float(trng.uniform(0, 1)), False, twin=True)
         distractors = [twin] + distractors[: max(preset.max_distractors - 1, 0)]
     objects = distractors + ([] if offscreen else [main])
