@@ -1,11 +1,11 @@
 """The main job: generated world -> AVID -> CMA -> fine-tuning -> localization -> embeddings.
 
-Each stage is one of the repository's commands (``tools/*.py`` with Hydra overrides). The job
-composes that command's Hydra config with exactly the overrides it prints, then calls the same
-library function the command calls, so the printed line re-runs the stage on its own:
+Each stage is one of the console commands (``avssl-<command>`` with Hydra overrides). The job
+composes that command's config (the packaged configs) with exactly the overrides it prints, then
+calls the same library function the command calls, so the printed line re-runs the stage alone:
 
     >>> from avssl.pipeline import run_main_job, demo_config
-    >>> results = run_main_job(demo_config("tiny", out_dir="/tmp/demo"))   # or: python tools/demo.py demo=tiny
+    >>> results = run_main_job(demo_config("tiny", out_dir="/tmp/demo"))   # or: avssl-demo demo=tiny
 
 A finished stage leaves ``<out_dir>/stages/<stage>.json`` (its command, summary and outputs);
 a re-run skips it while that record, its outputs and the records of the stages it depends on are
@@ -16,11 +16,9 @@ Every measured figure has the random-init figure of the same protocol beside it.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import math
-import re
 import shlex
 import shutil
 import time
@@ -28,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from avssl.utils.configs import compose_config, hydra_value
+
 log = logging.getLogger("avssl.demo")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = REPO_ROOT / "configs"
 STAGES = ("world", "avid", "cma", "finetune", "localize", "extract")
 DEPENDS = {"world": (), "avid": ("world",), "cma": ("avid",), "finetune": ("cma",), "localize": ("cma",),
            "extract": ("cma",)}
@@ -43,36 +41,8 @@ DEPENDS = {"world": (), "avid": ("world",), "cma": ("avid",), "finetune": ("cma"
 
 
 def compose(config_name: str, overrides: list[str]):
-    """The `DictConfig` that ``tools/<x>.py <overrides>`` would see (configs/ of this checkout)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():  # inside tools/demo.py's @hydra.main: same configs/ folder
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
-
-
-_BARE = re.compile(r"^[A-Za-z_/.][\w./:+-]*$")
-
-
-def hydra_value(v: Any) -> str:
-    """A Python value written in Hydra's override grammar (``{a: 1, b: [x, y]}``, ``null``)."""
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(hydra_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {hydra_value(x)}" for k, x in v.items()) + "}"
-    s = str(v)
-    if _BARE.match(s) and s.lower() not in ("null", "true", "false", "nan", "inf"):
-        return s
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """The `DictConfig` that ``avssl-<config_name> <overrides>`` would see (the packaged configs)."""
+    return compose_config(config_name, overrides)
 
 
 def _plain(x):
@@ -128,16 +98,9 @@ def _dict_diff(key: str, now: Any, value: Any) -> list[str]:
     return [] if _same(now, value) else [f"{key}={hydra_value(value)}"]
 
 
-def command_line(tool: str, args: list[str], python: str = "python") -> str:
-    return " ".join([python, f"tools/{tool}.py"] + [shlex.quote(a) for a in args])
-
-
-def load_tool(name: str):
-    """``tools/<name>.py`` as a module (its ``main_impl(cfg)`` is what the command runs)."""
-    spec = importlib.util.spec_from_file_location(f"avssl_tool_{name}", REPO_ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def command_line(command: str, args: list[str]) -> str:
+    """The shell line running console command ``avssl-<command>`` with ``args`` (quoted for a POSIX shell)."""
+    return " ".join([f"avssl-{command.replace('_', '-')}"] + [shlex.quote(a) for a in args])
 
 
 # ============================================================================================
@@ -200,7 +163,6 @@ class MainJob:
         self.cfg = _plain(cfg)
         self.out = Path(self.cfg["out_dir"])
         self.world_dir = Path(self.cfg["world"]["dir"])
-        self.python = self.cfg.get("python", "python")
         self.progress = bool(self.cfg.get("progress", True))
         self.echo = echo or (lambda s: print(s, flush=True))
         self.records: dict[str, StageRecord] = {}
@@ -252,7 +214,7 @@ class MainJob:
         return StageRecord(d["name"], d["commands"], d["summary"], d["outputs"], d["seconds"], d["key"], skipped=True)
 
     def _stage_key(self, name: str, plan: list[tuple[str, str, list[str]]]) -> str:
-        """Digest of what the stage would run: its settings, the tools' fully composed configs (so an
+        """Digest of what the stage would run: its settings, the commands' fully composed configs (so an
         edited preset such as configs/experiment/avid_embedded_cpu.yaml re-runs the stage) and the
         records of the stages it builds on."""
         upstream = {d: (self.records[d].key if d in self.records else None) for d in DEPENDS[name]}
@@ -283,8 +245,8 @@ class MainJob:
         self.records[name] = rec
         self.echo(f"== stage {name} finished in {rec.seconds:.0f}s")
 
-    def _announce(self, commands: list[str], tool: str, args: list[str], what: str = "") -> str:
-        line = command_line(tool, args, self.python)
+    def _announce(self, commands: list[str], command: str, args: list[str], what: str = "") -> str:
+        line = command_line(command, args)
         commands.append(line)
         self.echo(f"   {what + ': ' if what else ''}same as\n   $ {line}")
         return line
@@ -299,8 +261,7 @@ class MainJob:
         w = self.cfg["world"]
         args = ["--preset", str(w["preset"]), "--out", str(self.world_dir), "--seed", str(w.get("seed", 0)),
                 "--workers", str(w.get("workers", 2))]
-        commands.append(" ".join([self.python, "tools/make_data.py"] + [shlex.quote(a) for a in args]))
-        self.echo(f"   same as\n   $ {commands[-1]}")
+        self._announce(commands, "make-data", args)
         info = generate_world(self.world_dir, preset=w["preset"], seed=int(w.get("seed", 0)),
                               workers=int(w.get("workers", 2)), progress=self.progress)
         meta = json.loads((self.world_dir / "world.json").read_text())
@@ -472,13 +433,14 @@ class MainJob:
 
     def stage_localize(self, commands, plan):
         c = self.cfg["localize"]
-        tool = load_tool("localize")
+        from avssl.localization.job import run_localization
+
         self._overlay_inputs(self.out / "localize" / "inputs", int(c.get("overlay_videos", 3)))
         summary, outputs = {}, {}
         for label, config, over in plan:
             out_dir = self.out / "localize" / label
             self._announce(commands, "localize", over, f"localization ({label.replace('_', ' ')})")
-            report = tool.main_impl(compose(config, over))
+            report = run_localization(compose(config, over))
             sums = report["eval"]["summaries"]
             by = report["eval"].get("by_fraction", {})
             summary[label] = {"model": sums["model"], "settings_fraction": float(c.get("fraction", 0.5)),
@@ -521,24 +483,22 @@ class MainJob:
 
     def stage_extract(self, commands, plan):
         from avssl.embed.api import collection_retrieval
+        from avssl.embed.job import run_extraction
 
         c = self.cfg["extract"]
-        tool = load_tool("extract")
         summary, outputs, dirs = {}, {}, {}
         for label, config, over in plan:
             out_dir = self.out / "embeddings" / label
             dirs[label] = out_dir
             self._announce(commands, "extract", over, f"embeddings ({label.replace('_', ' ')})")
-            rep = tool.main_impl(compose(config, over))
+            rep = run_extraction(compose(config, over))
             if not rep.get("complete"):
                 raise RuntimeError(f"extraction into {out_dir} did not complete: {rep}")
             outputs[f"embeddings_{label}"] = out_dir / "meta.json"
         table_json = self.out / "embeddings" / "retrieval.json"
         args = ["table", *[str(d) for d in dirs.values()], "--names", *dirs.keys(), "--json", str(table_json),
                 "--labels", str(self.world_dir), "--sync-shifts", "1"]
-        line = " ".join([self.python, "tools/retrieve.py"] + [shlex.quote(a) for a in args])
-        commands.append(line)
-        self.echo(f"   retrieval table: same as\n   $ {line}")
+        self._announce(commands, "retrieve", args, "retrieval table")
         from avssl.embed.api import load_labels
 
         labels = load_labels(self.world_dir)  # the world's source classes: the instance-level reading
@@ -748,7 +708,7 @@ def results_markdown(rows: list[dict], records: dict[str, StageRecord], cfg: dic
 
 
 def demo_config(preset: str = "default", *overrides: str, out_dir: str | None = None, world_dir: str | None = None):
-    """The demo config of ``preset`` (configs/demo/<preset>.yaml) with Hydra overrides."""
+    """The demo config of ``preset`` (configs/demo/<preset>.yaml) with Hydra overrides (`avssl-demo`'s)."""
     extra = list(overrides)
     if out_dir is not None:
         extra.append(f"out_dir={hydra_value(str(out_dir))}")

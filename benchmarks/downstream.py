@@ -6,7 +6,7 @@ probe and a k-NN probe of the frozen video encoder (pooled `--layer` features, o
 list -> test list, same folds), and the ESC-50-style 5-fold audio probe of the frozen audio
 encoder. Writes a JSON of every number and a markdown table.
 
-    # checkpoints from tools/pretrain.py experiment=avid_embedded_cpu / cma_embedded_cpu
+    # checkpoints from avssl-pretrain experiment=avid_embedded_cpu / cma_embedded_cpu
     python benchmarks/downstream.py --avid runs/avid_embedded_cpu --cma runs/cma_embedded_cpu \
         --world-dir data/world/default --folds 1 2 3 --seeds 0 --md benchmarks/downstream_table.md
     # smoke run on the tiny world (a tiny pretraining run as the "pretrained" init)

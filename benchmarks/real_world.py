@@ -3,9 +3,9 @@
 
 For a random-init model and every given checkpoint, on the real world's TEST split (sounding
 sources are recording+picture instances never shown in pretraining):
-  * localization cIoU@0.5 / AUC (tools/localize.py on the world's GT), with the centre-prior and
+  * localization cIoU@0.5 / AUC (avssl-localize on the world's GT), with the centre-prior and
     whole-image baselines that the same run scores;
-  * audio->video retrieval R@1/5/10 (tools/extract.py over test.txt, avssl.embed.collection_retrieval);
+  * audio->video retrieval R@1/5/10 (avssl-extract over test.txt, avssl.embed.collection_retrieval);
   * ESC-50-style 5-fold audio probe on the world's esc50/ export (folds by recording instance).
 
     python benchmarks/real_world.py --world data/real_world_default \\
@@ -62,7 +62,7 @@ def run(cmd: list[str], log: Path) -> float:
 
 
 def localization(world: Path, ckpt: str | None, out: Path) -> dict:
-    cmd = [sys.executable, "tools/localize.py", f"annotations={world}", "annotation_format=world", "split=test",
+    cmd = [sys.executable, "-m", "avssl", "localize", f"annotations={world}", "annotation_format=world", "split=test",
            f"out_dir={out}", "progress=false", "mp4=false"]
     cmd += [f"checkpoint={ckpt}"] if ckpt else [f"++model={_preset('model')}", f"clip={_preset('data.spec')}",
                                                   f"transforms={_preset('transforms')}"]
@@ -75,7 +75,7 @@ def localization(world: Path, ckpt: str | None, out: Path) -> dict:
 def retrieval(world: Path, ckpt: str | None, out: Path, clips_per_video: int) -> dict:
     from avssl.embed.api import collection_retrieval
 
-    cmd = [sys.executable, "tools/extract.py", f"input={(world / 'test.txt').resolve()}", f"out_dir={out}",
+    cmd = [sys.executable, "-m", "avssl", "extract", f"input={(world / 'test.txt').resolve()}", f"out_dir={out}",
            "overwrite=true", f"clips_per_video={clips_per_video}", "progress=false", "num_workers=0", "device=cpu"]
     cmd += [f"checkpoint={ckpt}"] if ckpt else [f"+model={_preset('model')}", f"spec={_preset('data.spec')}"]
     run(cmd, out / "log.txt")
@@ -84,7 +84,7 @@ def retrieval(world: Path, ckpt: str | None, out: Path, clips_per_video: int) ->
 
 
 def audio_probe(world: Path, ckpt: str | None, out: Path) -> dict:
-    cmd = [sys.executable, "tools/probe_audio.py", "--esc50", str(world / "esc50"), "--out", str(out / "probe.json"),
+    cmd = [sys.executable, "-m", "avssl", "probe-audio", "--esc50", str(world / "esc50"), "--out", str(out / "probe.json"),
            "--device", "cpu"]
     cmd += ["--init", "avssl", "--checkpoint", ckpt] if ckpt else ["--init", "scratch", "--audio", "tiny"]
     run(cmd, out / "log.txt")

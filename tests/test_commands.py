@@ -1,4 +1,5 @@
-"""Every command run once as a user runs it: a subprocess of tools/<name>.py with its real CLI, on the
+"""Every command run once as a user runs it: a subprocess ``python -m avssl <command>`` (what the
+console script ``avssl-<command>`` runs; the installed scripts themselves: tests/test_wheel.py), on the
 tiny generated world (24 clips; 17 train / 7 held-out) and the tiny presets, a few steps each.
 Each test asserts exit code 0 and that the outputs the command promises exist and are sane (counts,
 shapes, ranges); a crash, a renamed option, a missing output or a wrong count fails it.
@@ -25,10 +26,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("commands")]
 
 
 def run_tool(tool: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``python tools/<tool> args`` from ``cwd``; fails the test (with the output's tail) unless it exits 0."""
+    """``avssl-<tool> args`` (as ``python -m avssl <tool> args``) from ``cwd``; fails the test (with the
+    output's tail) unless it exits 0. ``tool``: the command (``make-data``, ``pretrain``, ...)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / tool), *map(str, args)], cwd=cwd, env=env,
+    done = subprocess.run([sys.executable, "-m", "avssl", tool, *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{tool} {' '.join(map(str, args))} exited {done.returncode}:\n" \
                                  f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -49,7 +51,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def world(work):
-    done = run_tool("make_data.py", "--preset", "tiny", "--out", work / "world", "--seed", "0", "--workers", "1",
+    done = run_tool("make-data", "--preset", "tiny", "--out", work / "world", "--seed", "0", "--workers", "1",
                     cwd=work)
     return work / "world", last_json(done.stdout)
 
@@ -57,7 +59,7 @@ def world(work):
 @pytest.fixture(scope="module")
 def pretrained(work, world):
     root, _ = world
-    done = run_tool("pretrain.py", "experiment=tiny", f"run_dir={work / 'run'}", f"data.world_dir={root}",
+    done = run_tool("pretrain", "experiment=tiny", f"run_dir={work / 'run'}", f"data.world_dir={root}",
                     "trainer.epochs=1", cwd=work)
     return work / "run", last_json(done.stdout)
 
@@ -68,8 +70,8 @@ def collections(work, world, pretrained):
     root, _ = world
     common = ["input=world", f"world.dir={root}", "world.split=test", "num_workers=0", "batch_size=8",
               "clips_per_video=2", "progress=false"]
-    run_tool("extract.py", *common, f"checkpoint={pretrained[0]}", f"out_dir={work / 'emb_pretrained'}", cwd=work)
-    run_tool("extract.py", *common, "model=tiny", f"out_dir={work / 'emb_random'}", cwd=work)
+    run_tool("extract", *common, f"checkpoint={pretrained[0]}", f"out_dir={work / 'emb_pretrained'}", cwd=work)
+    run_tool("extract", *common, "model=tiny", f"out_dir={work / 'emb_random'}", cwd=work)
     return work / "emb_pretrained", work / "emb_random"
 
 
@@ -105,7 +107,7 @@ def folder(work, world):
 def test_index_keeps_the_videos_and_reports_the_bad_file(work, folder):
     from avssl.data.index import Manifest
 
-    done = run_tool("index.py", folder, "--out", work / "m.npz", "--report", work / "bad.csv", "--workers", "1",
+    done = run_tool("index", folder, "--out", work / "m.npz", "--report", work / "bad.csv", "--workers", "1",
                     cwd=work)
     manifest = Manifest.load(work / "m.npz")
     assert len(manifest) == 4 and sorted(Path(manifest.path(i)).name for i in range(4)) == sorted(
@@ -121,14 +123,14 @@ def test_prepare_builds_a_resumable_training_cache(work, folder):
     from avssl.io import probe
 
     out = work / "cache"
-    done = run_tool("prepare.py", folder, out, "--short-side", "32", "--fps", "8", "--workers", "1", cwd=work)
+    done = run_tool("prepare", folder, out, "--short-side", "32", "--fps", "8", "--workers", "1", cwd=work)
     listed = (out / "videos.txt").read_text().split()
     cache = Manifest.load(out / "manifest.npz")
     assert len(listed) == len(cache) == 4 and "failed 0" in done.stdout
     for path in listed:
         info = probe((work / path) if not Path(path).is_absolute() else path)
         assert min(info.width, info.height) == 32 and info.fps == pytest.approx(8.0) and info.has_audio
-    again = run_tool("prepare.py", folder, out, "--short-side", "32", "--fps", "8", "--workers", "1", cwd=work)
+    again = run_tool("prepare", folder, out, "--short-side", "32", "--fps", "8", "--workers", "1", cwd=work)
     assert "transcoded now 0, already done 4" in again.stdout
 
 
@@ -155,7 +157,7 @@ def test_pretrain_runs_an_epoch_and_checkpoints(world, pretrained):
 def test_finetune_from_the_pretrained_run(work, world, pretrained):
     root, _ = world
     run_dir = work / "finetune"
-    done = run_tool("finetune.py", "finetune=tiny", f"run_dir={run_dir}", f"dataset.embedded.world_dir={root}",
+    done = run_tool("finetune", "finetune=tiny", f"run_dir={run_dir}", f"dataset.embedded.world_dir={root}",
                     "init.kind=avssl", f"init.checkpoint={pretrained[0]}", cwd=work)
     summary = last_json(done.stdout)
     fold = run_dir / "fold1"
@@ -191,7 +193,7 @@ def test_extract_writes_complete_collections(world, collections):
 def test_retrieve_table_and_query(work, world, collections):
     root, _ = world
     n = _split_counts(root)["test"]
-    done = run_tool("retrieve.py", "table", *collections, "--names", "pretrained", "random", "--json",
+    done = run_tool("retrieve", "table", *collections, "--names", "pretrained", "random", "--json",
                     work / "table.json", cwd=work)
     table = json.loads((work / "table.json").read_text())
     assert set(table) == {"pretrained", "random"} and "| pretrained | audio→video |" in done.stdout
@@ -200,7 +202,7 @@ def test_retrieve_table_and_query(work, world, collections):
             r = res[d]
             assert r["num_queries"] == n and 0 <= r["R@1"] <= r["R@5"] <= r["R@10"] == 1.0  # n <= 10
             assert 1 <= r["median_rank"] <= n
-    query = run_tool("retrieve.py", "query", collections[0], "--file", root / "videos" / "clip_000001.mp4",
+    query = run_tool("retrieve", "query", collections[0], "--file", root / "videos" / "clip_000001.mp4",
                      "--modality", "audio", "-k", "3", "--json", cwd=work)
     rows = json.loads(query.stdout[query.stdout.index("["):])
     assert [r["rank"] for r in rows] == [1, 2, 3] and all(Path(r["path"]).exists() for r in rows)
@@ -214,7 +216,7 @@ def test_localize_writes_pictures_mp4_and_metrics(work, world, pretrained):
     root, _ = world
     out = work / "localize"
     video = root / "videos" / "clip_000001.mp4"
-    run_tool("localize.py", f"input={video}", f"annotations={root}", "annotation_format=world", "limit=4",
+    run_tool("localize", f"input={video}", f"annotations={root}", "annotation_format=world", "limit=4",
              f"checkpoint={pretrained[0]}", f"out_dir={out}", "overlays=1", "batch_size=4", "progress=false",
              cwd=work)
     report = json.loads((out / "report.json").read_text())
@@ -236,7 +238,7 @@ def test_localize_writes_pictures_mp4_and_metrics(work, world, pretrained):
 # ------------------------------------------------------------------------------------ probe_audio
 def test_probe_audio_cross_validates_the_pretrained_audio_encoder(work, world, pretrained):
     root, _ = world
-    done = run_tool("probe_audio.py", "--esc50", root / "esc50", "--init", "avssl", "--checkpoint", pretrained[0],
+    done = run_tool("probe-audio", "--esc50", root / "esc50", "--init", "avssl", "--checkpoint", pretrained[0],
                     "--duration", "1", "--device", "cpu", "--out", work / "probe.json", cwd=work)
     res = json.loads((work / "probe.json").read_text())
     assert res == last_json(done.stdout)

@@ -1,7 +1,7 @@
 """Every shipped config composes with Hydra and builds what it describes (no data needed).
 
 The configs are discovered by listing configs/: each top-level YAML must be the config of a command
-(tools/*.py `@hydra.main(config_name=...)`), and each folder is a config group that some command selects
+(avssl/cli/*.py `@hydra.main(config_name=...)`), and each folder is a config group that some command selects
 through its defaults list (`data`, `optim`, `trainer`, `experiment` in pretrain.yaml, `finetune`,
 `demo`, `model` in extract.yaml), or one of the folders this file names below with its reader
 (world presets read as files) or as dead (read by nothing; marked xfail, strict, with the reason, so
@@ -36,13 +36,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
 # Groups no primary config selects: how they are read (a reason, checked below) or why they are dead.
-READ_AS_FILES = {"data/world": "world presets: tools/make_data.py / make_real_world.py --preset <yaml> "
-                               "(mirrors of avssl.synth presets; tests/test_synth.py checks they agree)"}
+READ_AS_FILES = {"data/world": "world presets: avssl-make-data / avssl-make-real-world --preset <yaml> "
+                               "(mirrors of avssl.synth presets; tests/test_synth.py checks they agree)",
+                 "hydra/help": "each command's --help text, selected by its primary config (`override hydra/help: "
+                               "<command>`); tests/test_packaging.py runs every command's --help"}
 # (configs/loss/ was one: removed; a method and its loss are chosen by `method=` and the `loss:` keys.)
 DEAD_GROUPS: dict[str, str] = {}
 # Single dead options inside a live group.
 DEAD_OPTIONS = {"data/prepare.yaml": "configs/data/prepare.yaml sits in the `data` group but holds the training "
-                                     "cache's transcode settings (avssl.data.prepare.CacheSpec): tools/prepare.py "
+                                     "cache's transcode settings (avssl.data.prepare.CacheSpec): avssl-prepare "
                                      "takes argparse flags with their own defaults and reads nothing from it, and "
                                      "`data=prepare` gives pretraining a data block with no clip spec"}
 
@@ -56,9 +58,9 @@ def primary_configs() -> list[str]:
 
 
 def tool_config_names() -> dict[str, str]:
-    """config_name -> the tools/*.py that reads it via @hydra.main."""
+    """config_name -> the command module (avssl/cli/*.py) that reads it via @hydra.main."""
     out = {}
-    for tool in sorted((ROOT / "tools").glob("*.py")):
+    for tool in sorted((ROOT / "avssl" / "cli").glob("*.py")):
         for name in re.findall(r"config_name=\"(\w+)\"", tool.read_text()):
             out[name] = tool.name
     return out
@@ -71,7 +73,9 @@ def group_readers() -> dict[str, str]:
         for entry in OmegaConf.to_container(OmegaConf.load(CONFIGS / f"{name}.yaml")).get("defaults", []):
             if isinstance(entry, dict):
                 for group in entry:
-                    out[group.removeprefix("override ").lstrip("/")] = name
+                    group = group.removeprefix("override ").lstrip("/")
+                    if not group.startswith("hydra/"):  # Hydra's own groups (help texts): READ_AS_FILES
+                        out[group] = name
     return out
 
 
@@ -90,7 +94,7 @@ def _compose(config: str, overrides=()) -> dict:
 def test_every_primary_config_is_read_by_a_command():
     tools = tool_config_names()
     unread = [name for name in primary_configs() if name not in tools]
-    assert not unread, f"{', '.join(f'configs/{u}.yaml' for u in unread)}: no tools/*.py composes it (@hydra.main)"
+    assert not unread, f"{', '.join(f'configs/{u}.yaml' for u in unread)}: no avssl/cli/*.py composes it (@hydra.main)"
     assert set(primary_configs()) >= {"pretrain", "finetune", "extract", "localize", "demo"}
 
 

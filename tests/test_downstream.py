@@ -270,7 +270,7 @@ def test_probe_audio_tool_writes_json(tmp_path, world_dir):
     sys.argv = ["probe_audio.py", "--esc50", str(world_dir / "esc50"), "--audio", "tiny", "--duration", "1",
                 "--classifier", "logreg", "--out", str(tmp_path / "esc.json")]
     try:
-        runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools/probe_audio.py"), run_name="__main__")
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "tools/probe_audio.py"), run_name="__main__")  # the shim
     finally:
         sys.argv = argv
     out = json.loads((tmp_path / "esc.json").read_text())

@@ -368,17 +368,6 @@ def test_api_waveform_equals_audio_file(tmp_path):
 # ------------------------------------------------------------------ retrieval over a collection
 
 
-def _tool(name):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_retrieve_tool_table_and_embedding_query(reference, tmp_path, capsys):
     from avssl.embed.api import collection_retrieval, query_collection
     from avssl.embed.retrieval import cross_modal_retrieval
@@ -399,14 +388,15 @@ def test_retrieve_tool_table_and_embedding_query(reference, tmp_path, capsys):
     assert [r["path"] for r in rows] == vt["path"][order[:5]].tolist()
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
 
-    tool = _tool("retrieve")
+    from avssl.cli import retrieve as tool
+
     js = tmp_path / "table.json"
-    assert tool.main(["table", str(out), str(out), "--names", "a", "b", "--json", str(js)]) == 0
+    assert tool.run(["table", str(out), str(out), "--names", "a", "b", "--json", str(js)]) == 0
     printed = capsys.readouterr().out
     assert "| a | audio→video |" in printed and "| b | video→audio |" in printed
     assert json.loads(js.read_text())["a"]["a2v"]["R@1"] == pytest.approx(direct["a2v"]["R@1"])
     np.save(tmp_path / "q.npy", a[3])
-    assert tool.main(["query", str(out), "--embedding", str(tmp_path / "q.npy"), "-k", "2", "--json"]) == 0
+    assert tool.run(["query", str(out), "--embedding", str(tmp_path / "q.npy"), "-k", "2", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert [r["path"] for r in got] == vt["path"][order[:2]].tolist()
 
@@ -516,7 +506,9 @@ def test_extract_tool_over_a_folder(media, tmp_path):
                  "num_workers=0", "shard_size=4", "progress=false", "device=cpu", "dtype=float32"]
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         cfg = compose(config_name="extract", overrides=overrides)
-    summary = _tool("extract").main_impl(cfg)
+    from avssl.embed.job import run_extraction
+
+    summary = run_extraction(cfg)
     assert summary["complete"] and summary["videos"] == 6
     failed = sh.read_table(tmp_path / "emb" / "failed.csv", "failed")
     assert [Path(p).name for p in failed["path"]] == ["broken.mp4"]

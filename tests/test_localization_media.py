@@ -1,32 +1,25 @@
 """Annotated localization sets whose videos are named the way downloaders name them.
 
 VGG-SS annotates `<id>_000000`; Kinetics-style downloads are `<id>_000000_000010.mp4`, VGGSound's
-`<id>_000000.mp4`, others `<id>.mp4`, in any sub-folder. tools/localize.py must match all of them,
+`<id>_000000.mp4`, others `<id>.mp4`, in any sub-folder. avssl-localize must match all of them,
 skip the annotations without a video and count them (annotated / found / missing) in its report.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
+from avssl.localization.job import run_localization
 from tests.media import write_coded
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["clip={num_frames: 4, fps: 8.0, frame_size: null, audio_rate: 24000, audio_channels: 1, audio_duration: 1.0}",
          "transforms={video: {crop_size: 32}, audio: {preset: avid}}", "progress=false", "batch_size=4",
          "eval.eval_size=64", "overlays=1"]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("localize_tool", ROOT / "tools" / "localize.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cfg(overrides):
@@ -51,7 +44,7 @@ def test_vggss_annotations_find_kinetics_named_videos_and_count_the_rest(tmp_pat
            {"file": "DDDDDDDDDDD_000050", "class": "drum", "bbox": [[0.3, 0.3, 0.6, 0.6]]}]
     (tmp_path / "vggss.json").write_text(json.dumps(ann))
     out = tmp_path / "out"
-    rep = _tool().main_impl(_cfg(SMALL + [f"annotations={tmp_path / 'vggss.json'}", "annotation_format=vggss",
+    rep = run_localization(_cfg(SMALL + [f"annotations={tmp_path / 'vggss.json'}", "annotation_format=vggss",
                                           f"media_root={media}", f"out_dir={out}"]))
     cov = rep["eval"]["coverage"]
     assert (cov["annotated"], cov["found"], cov["missing"]) == (4, 3, 1)

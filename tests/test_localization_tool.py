@@ -1,6 +1,5 @@
-"""tools/localize.py end to end with the real tiny AVModel (random init) on encoded media."""
+"""avssl-localize's work (run_localization) end to end with the real tiny AVModel (random init) on encoded media."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,17 +10,11 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from avssl.io.writer import write_av
+from avssl.localization.job import run_localization
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["clip={num_frames: 4, fps: 8.0, frame_size: null, audio_rate: 24000, audio_channels: 1, audio_duration: 1.0}",
          "transforms={video: {crop_size: 32}, audio: {preset: avid}}", "progress=false", "batch_size=4"]
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("localize_tool", ROOT / "tools" / "localize.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cfg(overrides):
@@ -64,7 +57,7 @@ def test_tool_files_and_mismatched_audio(tmp_path):
     _clip(tmp_path / "in" / "b.mp4", w=48, h=64)
     other = _clip(tmp_path / "other.mp4", n=8)
     out = tmp_path / "out"
-    rep = _tool().main_impl(_cfg(SMALL + [f"input={src.parent}", f"out_dir={out}", "overlays=1"]))
+    rep = run_localization(_cfg(SMALL + [f"input={src.parent}", f"out_dir={out}", "overlays=1"]))
     assert len(rep["files"]) == 2 and rep["model"]["weights"] == "random"
     idx = json.loads((out / "files" / "index.json").read_text())
     mp4 = idx[str(src)]["mp4"]
@@ -72,7 +65,7 @@ def test_tool_files_and_mismatched_audio(tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == 24
     assert (out / "files" / "grid.png").stat().st_size > 0 and (out / "report.json").is_file()
 
-    rep = _tool().main_impl(_cfg(SMALL + [f"input={src}", f"audio_from={other}", f"out_dir={out}/mis", "overlays=1"]))
+    rep = run_localization(_cfg(SMALL + [f"input={src}", f"audio_from={other}", f"out_dir={out}/mis", "overlays=1"]))
     (outputs,) = rep["files"].values()
     assert "__audio-other" in outputs["mp4"]
 
@@ -94,7 +87,7 @@ def test_tool_annotation_set(tmp_path):
         rows.append(f"{cid},test")
     (root / "gt.csv").write_text("clip_id,split\n" + "\n".join(rows) + "\n")
     out = tmp_path / "out"
-    rep = _tool().main_impl(_cfg(SMALL + [f"annotations={root}", f"out_dir={out}", "eval.eval_size=64"]))
+    rep = run_localization(_cfg(SMALL + [f"annotations={root}", f"out_dir={out}", "eval.eval_size=64"]))
     s = rep["eval"]["summaries"]
     assert set(s) == {"model", "centre_prior", "whole_image", "oracle_box"}
     assert s["model"]["num_samples"] == 3 and s["model"]["num_negatives"] == 1 and s["model"]["ap"] is not None
@@ -124,6 +117,6 @@ def test_generated_world_exports_agree_and_evaluate(tmp_path):
         assert it.style == "flickr" and len(it.boxes) >= 2
         assert np.allclose(np.mean(it.boxes, 0), world[it.item_id].boxes[0], atol=0.08)
     out = tmp_path / "out"
-    rep = _tool().main_impl(_cfg(SMALL + [f"annotations={w.exports['flickr'] / 'Annotations'}", "annotation_format=flickr",
+    rep = run_localization(_cfg(SMALL + [f"annotations={w.exports['flickr'] / 'Annotations'}", "annotation_format=flickr",
                                           f"media_root={w.root / 'videos'}", f"out_dir={out}"]))
     assert rep["eval"]["summaries"]["model"]["num_samples"] == len(flickr)

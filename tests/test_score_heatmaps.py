@@ -97,17 +97,13 @@ def test_no_matching_map_is_one_clear_error(bench, tmp_path):
 
 
 def test_command_line(bench, monkeypatch, capsys):
-    import importlib.util
+    from avssl.cli import score_heatmaps as tool
 
-    spec = importlib.util.spec_from_file_location("score_tool", ROOT / "tools" / "score_heatmaps.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    tool.main.__wrapped__.__module__ = "__main__"  # Hydra then finds config_path from the file, as for a script
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("score_heatmaps", overrides=[f"maps_dir={bench / 'maps'}", f"annotations={bench / 'vggss.json'}",
                                                    "protocol=[lvs,free]", "kept_share=0.3", f"out_dir={bench / 'cli'}",
                                                    "progress=false"])
-    res = tool.main_impl(cfg)
+    res = tool.score_from_config(cfg)
     assert set(res.summaries) == {"lvs", "free0.3"} and (bench / "cli" / "per_sample.csv").exists()
     # the Hydra entry point itself: a user mistake is one line on stderr and exit status 2
     monkeypatch.setattr(sys, "argv", ["score_heatmaps.py", f"maps_dir={bench / 'nope'}",
@@ -116,4 +112,4 @@ def test_command_line(bench, monkeypatch, capsys):
         tool.main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith("score_heatmaps: heatmap folder")
+    assert err.strip().splitlines()[-1].startswith("score_heatmaps.py: error: heatmap folder"), err

@@ -208,16 +208,13 @@ def test_single_media_file_is_a_source_not_a_text_list(tmp_path, clip):
 
 
 def test_extract_tool_takes_one_video_file(tmp_path, clip):
-    import importlib.util
-
     from omegaconf import OmegaConf
 
-    spec = importlib.util.spec_from_file_location("extract_tool", Path(__file__).resolve().parents[1] / "tools" / "extract.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    from avssl.embed.job import collection_source
+
     cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "configs" / "extract.yaml")
     cfg.input, cfg.progress = str(clip), False
-    src = tool.collection_source(cfg)
+    src = collection_source(cfg)
     assert src.format == "file" and src.paths == [str(clip)]
     m, rep = build_index(src, workers=1, progress=False)
     assert rep.indexed == 1
@@ -334,24 +331,22 @@ def test_pretraining_indexes_a_kinetics_csv_and_ends_with_its_evaluation(tmp_pat
 
 
 def _tool(name: str):
-    import importlib.util
+    """The command module avssl.cli.<name> (its ``run(argv)`` is ``avssl-<name> argv``)."""
+    import importlib
 
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", Path(__file__).resolve().parents[1] / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return importlib.import_module(f"avssl.cli.{name}")
 
 
 def test_index_and_prepare_tools_take_a_kinetics_csv(tmp_path, clip, capsys):
     csv_path, root = _kinetics(tmp_path, clip)
-    rc = _tool("index").main([str(csv_path), "--media-root", str(root), "--split", "train", "--workers", "1",
+    rc = _tool("index").run([str(csv_path), "--media-root", str(root), "--split", "train", "--workers", "1",
                               "--out", str(tmp_path / "m.npz"), "--report", str(tmp_path / "rep.json"), "--show", "0"])
     out = capsys.readouterr().out
     assert rc == 0 and "indexed 3/4 entries" in out and "... and 1 more" in out
     assert json.loads((tmp_path / "rep.json").read_text())["counts"] == {"missing": 1}
     assert Manifest.load(tmp_path / "m.npz").label_names == ["drumming fingers", "playing guitar"]
 
-    rc = _tool("prepare").main([str(csv_path), str(tmp_path / "cache"), "--media-root", str(root), "--split", "train",
+    rc = _tool("prepare").run([str(csv_path), str(tmp_path / "cache"), "--media-root", str(root), "--split", "train",
                                 "--workers", "1", "--short-side", "32"])
     cache = Manifest.load(tmp_path / "cache" / "manifest.npz")
     src = Manifest.load(tmp_path / "m.npz")

@@ -5,7 +5,6 @@ end to end, files of mixed sizes and aspect ratios pretrain, fine-tune, extract 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -252,13 +251,6 @@ def test_av_dataset_and_decoded_cache_batch_mixed_sizes(mixed, tmp_path):
 # ---------------------------------------------------------------------------------------- end to end
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_pretraining_on_mixed_aspect_files_runs_and_evaluates(mixed, tmp_path):
     """Issue #16: `experiment=tiny data.source=files` on mixed-aspect H.264 files stopped on the first batch."""
     from omegaconf import OmegaConf
@@ -316,7 +308,9 @@ def test_extraction_of_a_mixed_folder(mixed, tmp_path):
                  "num_workers=0", "shard_size=4", "progress=false", "device=cpu", "dtype=float32"]
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose(config_name="extract", overrides=overrides)
-    summary = _tool("extract").main_impl(cfg)
+    from avssl.embed.job import run_extraction
+
+    summary = run_extraction(cfg)
     assert summary["complete"] and summary["videos"] == 6
     v, table = sh.load_collection(tmp_path / "emb", "video", "video")
     assert v.shape[0] == 6 and np.isfinite(v).all()
@@ -390,7 +384,9 @@ def test_localize_tool_on_a_non_square_file(tmp_path):
     with initialize_config_dir(CONFIGS, version_base="1.3"):
         cfg = compose("localize", overrides=small)
     assert cfg.spatial_mode == "letterbox"
-    rep = _tool("localize").main_impl(cfg)
+    from avssl.localization.job import run_localization
+
+    rep = run_localization(cfg)
     (outputs,) = rep["files"].values()
     from PIL import Image
 

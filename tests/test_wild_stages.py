@@ -12,7 +12,6 @@ what tests/test_wild_end_to_end.py found broken when it ran every command over t
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 from pathlib import Path
 
@@ -42,25 +41,18 @@ def _folder_of(tmp_path, entries) -> Path:
 
 
 # ------------------------------------------------------------------------------ localization
-def _localize_tool():
-    spec = importlib.util.spec_from_file_location("localize_tool", ROOT / "tools" / "localize.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_localize_skips_and_lists_videos_without_sound(wild, tmp_path):
-    from hydra import compose, initialize_config_dir
+    from avssl.localization.job import run_localization
+    from avssl.utils.configs import compose_config
 
     names = ["h264_aac_16x9", "no_audio", "audio_undecodable"]
     folder = _folder_of(tmp_path, [entry(wild, n) for n in names])
     out = tmp_path / "out"
-    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose("localize", overrides=[
-            f"input={folder}", f"out_dir={out}", "overlays=1", "progress=false", "batch_size=4", "stride=1.0",
-            "clip={num_frames: 4, fps: 8.0, frame_size: 48, audio_rate: 16000, audio_channels: 1, audio_duration: 1.0}",
-            "transforms={video: {crop_size: 32}, audio: {preset: avid}}"])
-    report = _localize_tool().main_impl(cfg)
+    cfg = compose_config("localize", [
+        f"input={folder}", f"out_dir={out}", "overlays=1", "progress=false", "batch_size=4", "stride=1.0",
+        "clip={num_frames: 4, fps: 8.0, frame_size: 48, audio_rate: 16000, audio_channels: 1, audio_duration: 1.0}",
+        "transforms={video: {crop_size: 32}, audio: {preset: avid}}"])
+    report = run_localization(cfg)
     assert [Path(p).stem for p in report["files"]] == ["h264_aac_16x9"]
     failed = {Path(f["path"]).stem: f for f in report["failed"]}
     assert set(failed) == {"no_audio", "audio_undecodable"}  # localized + skipped = files

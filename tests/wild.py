@@ -192,12 +192,14 @@ def _packets(path, kind: str) -> list[tuple[int, int, float, bool]]:
     return out
 
 
-def _corrupt(src: Path, dst: Path, spans, rng, keep: int = 0) -> None:
+def _corrupt(src: Path, dst: Path, spans, rng, keep: int = 0, lead: bytes = b"") -> None:
     """Copy `src` to `dst` with the bytes of each (pos, size) span replaced by random ones (the first
-    `keep` bytes of each kept, e.g. an AC-3 sync word, so the parser still frames the packet)."""
+    `keep` bytes of each kept, e.g. an AC-3 sync word, so the parser still frames the packet), then
+    the first bytes of each span set to `lead` (the random draws are the same with or without it)."""
     b = bytearray(src.read_bytes())
     for pos, size in spans:
         b[pos + keep : pos + size] = rng.integers(0, 256, size - keep, dtype=np.uint8).tobytes()
+        b[pos : pos + len(lead)] = lead
     dst.write_bytes(bytes(b))
 
 
@@ -389,7 +391,9 @@ def write_wild_collection(d, seed: int = 0) -> list[WildEntry]:
         src = d / ".undec_src.mp4"
         m = _pyav(src, 2.0, 25, (72, 128), 48000)
         pk = _packets(src, "audio")
-        _corrupt(src, d / "audio_undecodable.mp4", [(p, s) for p, s, _, _ in pk], rng)
+        # random bytes alone sometimes decode into a frame (which ones depends on the rng's state); a packet
+        # opening with a channel-pair element (0x20: CPE, id 0), which a mono stream has no slot for, never does
+        _corrupt(src, d / "audio_undecodable.mp4", [(p, s) for p, s, _, _ in pk], rng, lead=b"\x20")
         src.unlink()
         E.append(WildEntry("audio_undecodable", d / "audio_undecodable.mp4", "AAC track whose every packet is "
                            "garbage (video fine)", has_audio=False, audio_undecodable=True,

@@ -1,35 +1,5 @@
 #!/usr/bin/env python
-"""Generate the embedded audio-visual world (videos, ground truth, benchmark-format exports).
-
-    python tools/make_data.py --preset default --out data/world --seed 0 --workers 2
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from avssl.synth import PRESETS, generate_world  # noqa: E402
-from avssl.utils.cli import run_main  # noqa: E402
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="default", help=f"one of {sorted(PRESETS)} or a preset yaml file")
-    ap.add_argument("--out", default=None, help="output folder (default: data/world_<preset>)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: all CPUs)")
-    args = ap.parse_args(argv)
-    out = Path(args.out or f"data/world_{Path(args.preset).stem}")
-    info = generate_world(out, args.preset, seed=args.seed, workers=args.workers)
-    print(json.dumps({"root": str(info.root), "clips": info.num_clips, "reused": info.reused,
-                      "seconds": round(info.seconds, 1), "exports": {k: str(v) for k, v in info.exports.items()}}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    run_main(main)  # a user mistake: one line, exit 2 (--debug: traceback)
+"""`python tools/make_data.py ...` is `avssl-make-data ...` (the code: avssl/cli/make_data.py), kept for older docs and scripts."""
+import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # a checkout, not installed
+from avssl.cli.make_data import main  # noqa: E402
+if __name__ == "__main__": main()  # noqa: E701

@@ -102,7 +102,7 @@ def load_pretrained_config(checkpoint: str | os.PathLike) -> dict:
 
 def load_pretrained_av_model(kind: str, checkpoint: str | os.PathLike | None = None,
                              model_cfg: dict | None = None, avid_model: str = "avid"):
-    """An `AVModel` for a starting point: 'avssl' (a `tools/pretrain.py` checkpoint file or run
+    """An `AVModel` for a starting point: 'avssl' (an `avssl-pretrain` checkpoint file or run
     directory; the model is rebuilt from the config it stores) or 'avid' (a released AVID /
     AVID+CMA ``.pth.tar`` loaded into the `avid_model` preset). 'scratch' builds `model_cfg`."""
     from avssl.models import build_av_model, load_avid_checkpoint

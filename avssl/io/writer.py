@@ -98,6 +98,9 @@ def write_av(
                     opts["bf"] = str(bframes)
                 if video_codec == "libx265":
                     opts["x265-params"] = "log-level=error"
+                else:  # x264's macroblock-tree SIMD reads uninitialised memory on small frames (64x64):
+                    # the same frames encoded to different bytes from run to run; without it they do not
+                    opts["x264-params"] = "mbtree=0"
             elif video_codec in ("mpeg4", "mjpeg"):
                 opts.update({"qmin": "2", "qmax": "4"})  # sharp small frames (the default 200 kb/s blurs them)
             elif video_codec.startswith("libvpx"):

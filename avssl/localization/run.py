@@ -1,4 +1,4 @@
-"""Whole-file localization products, as ``tools/localize.py`` writes them.
+"""Whole-file localization products, as ``avssl-localize`` writes them.
 
 For each video: a ``HeatmapTrack`` (sliding audio window), overlay PNGs at a few times,
 and an MP4 with the heatmap in every frame and the original sound (or, in mismatched
