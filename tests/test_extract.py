@@ -552,8 +552,9 @@ def test_collection_instance_and_sync_figures(reference, tmp_path, capsys):
     assert res["sync"]["0.5s"]["num_trials"] == len(own) > 0
     assert res["sync"]["0.5s"]["acc"] == pytest.approx(sync_metrics(torch.tensor(own), torch.tensor(shifted))["acc"])
     assert res["sync"]["10s"]["num_trials"] == 0  # no file is that long
-    tool = _tool("retrieve")
-    assert tool.main(["table", str(out), "--labels", str(csv_path), "--sync-shifts", "0.5"]) == 0
+    from avssl.cli.retrieve import run as retrieve
+
+    assert retrieve(["table", str(out), "--labels", str(csv_path), "--sync-shifts", "0.5"]) == 0
     printed = capsys.readouterr().out
     assert "within-class R@1" in printed and "sync 0.5s" in printed
     with pytest.raises(Exception, match="path"):
