@@ -4,7 +4,7 @@ rank, each with its chance), the synchronization test (own vs the same video's a
 0.5 s, 0.25 s), and localization on the world's VGG-SS-style export (the main job's protocol: top-50 %
 and top-15 % kept shares, heatmap = mean over the clip's slots) with the same-class-twin preference.
 
-    # train with any preset / overrides (tools/pretrain.py), then score the run and its random init:
+    # train with any preset / overrides (avssl-pretrain), then score the run and its random init:
     python benchmarks/instance_sync.py eval --run runs/x --label baseline --seed 0 --json /tmp/is.json
     python benchmarks/instance_sync.py eval --run runs/x --label random_init --seed 0 --random-init --json /tmp/is.json
     python benchmarks/instance_sync.py table --json /tmp/is.json          # mean +- sd per label (markdown)
@@ -36,7 +36,8 @@ CHANCE_KEYS = ["chance_R@1", "chance_R@5", "chance_class_top1", "within_chance_R
 def evaluate_run(run: Path, random_init: bool, seed: int, loc_dir: Path) -> dict:
     from avssl.downstream.finetune import load_pretrained_config
     from avssl.engine import pretrain as P
-    from avssl.pipeline import compose, load_tool
+    from avssl.localization.job import run_localization
+    from avssl.pipeline import compose
     from avssl.utils.checkpoint import CheckpointManager
 
     cfg = load_pretrained_config(run)
@@ -63,7 +64,7 @@ def evaluate_run(run: Path, random_init: bool, seed: int, loc_dir: Path) -> dict
         over.update(checkpoint=str(run))
     from avssl.pipeline import hydra_value
 
-    report = load_tool("localize").main_impl(compose("localize", [f"{k}={hydra_value(v)}" for k, v in over.items()]))
+    report = run_localization(compose("localize", [f"{k}={hydra_value(v)}" for k, v in over.items()]))
     sums = report["eval"]["summaries"]
     by = report["eval"].get("by_fraction", {}).get("0.15", {})
     loc = {"model": sums["model"], "centre_prior": sums["centre_prior"], "model@0.15": by.get("model"),
