@@ -24,11 +24,13 @@ of the batch (every rank's, gathered with gradient):
     v2a_i = -log exp(v_i.a_i/T) / sum_{j: j = i or id_j != id_i} exp(v_i.a_j/T)
 
 (a2v symmetric). The banks are still updated every step and still serve the self-modal
-terms, CMA's within-modal terms and its positive-set discovery. Why: a bank slot is
-rewritten once per epoch, so on a small collection (the embedded world: 342 slots, 10 steps
-an epoch) bank positives are stale, at first random, targets, and bank negatives next to live
-positives let every embedding drift away from the stale rows together (measured: cosines of
-positives and negatives both -> 0.98 within 50 steps); benchmarks/pretrain_learning.md.
+terms, CMA's within-modal terms and its positive-set discovery. Why the CPU preset uses it: a bank
+slot is rewritten once per epoch, so on a small collection (the embedded world: 342 slots, 10 steps
+an epoch) bank positives are stale targets, and bank negatives next to live positives drove every
+embedding together (cosines 0.98 within 50 steps, benchmarks/pretrain_learning.md, world v2). That
+mix is what collapsed, not the paper's recipe: NCE with bank positives and negatives (nce,
+in_batch=False, momentum 0.5, T 0.07) does not collapse on the current preset and learns
+(held-out a2v R@1 0.094 / 0.043 on seeds 0 / 1, issue #18; ``experiment=avid_reference_cpu``).
 """
 
 from __future__ import annotations
