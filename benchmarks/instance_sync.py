@@ -62,9 +62,10 @@ def evaluate_run(run: Path, random_init: bool, seed: int, loc_dir: Path) -> dict
                     seed=seed)
     else:
         over.update(checkpoint=str(run))
-    from avssl.pipeline import hydra_value
+    from avssl.pipeline import minimal_overrides
 
-    report = run_localization(compose("localize", [f"{k}={hydra_value(v)}" for k, v in over.items()]))
+    # dicts key by key (Hydra merges a dict override into the default one)
+    report = run_localization(compose("localize", minimal_overrides("localize", [], over)))
     sums = report["eval"]["summaries"]
     by = report["eval"].get("by_fraction", {}).get("0.15", {})
     loc = {"model": sums["model"], "centre_prior": sums["centre_prior"], "model@0.15": by.get("model"),
