@@ -301,6 +301,12 @@ class MainJob:
         if r:
             self.echo(f"   held-out retrieval ({r['num_clips']} clips): a2v R@1 {r['a2v_R@1']:.3f} R@5 {r['a2v_R@5']:.3f}"
                       f" | v2a R@1 {r['v2a_R@1']:.3f} | chance R@1 {r['chance_R@1']:.3f}")
+            if "a2v_within_R@1" in r:
+                self.echo(f"   instance level: a2v class top-1 {r['a2v_class_top1']:.3f} (chance {r['chance_class_top1']:.3f})"
+                          f" | within class R@1 {r['a2v_within_R@1']:.3f} (chance {r['within_chance_R@1']:.3f})")
+            if "sync@1s_acc" in r:
+                self.echo(f"   sync test: own vs 1 s-shifted audio {r['sync@1s_acc']:.3f} (chance 0.5; clips with a visible "
+                          f"sounding object {r.get('sync@1s_acc_sounding', float('nan')):.3f})")
         return out
 
     def plan_avid(self):
@@ -490,12 +496,19 @@ class MainJob:
                 raise RuntimeError(f"extraction into {out_dir} did not complete: {rep}")
             outputs[f"embeddings_{label}"] = out_dir / "meta.json"
         table_json = self.out / "embeddings" / "retrieval.json"
-        args = ["table", *[str(d) for d in dirs.values()], "--names", *dirs.keys(), "--json", str(table_json)]
+        args = ["table", *[str(d) for d in dirs.values()], "--names", *dirs.keys(), "--json", str(table_json),
+                "--labels", str(self.world_dir), "--sync-shifts", "1"]
         self._announce(commands, "retrieve", args, "retrieval table")
-        results = {label: collection_retrieval(d, level="video", ks=(1, 5, 10)) for label, d in dirs.items()}
+        from avssl.embed.api import load_labels
+
+        labels = load_labels(self.world_dir)  # the world's source classes: the instance-level reading
+        results = {label: collection_retrieval(d, level="video", ks=(1, 5, 10), labels=labels, sync_shifts=[1.0])
+                   for label, d in dirs.items()}
         _write_json(table_json, results)
         for label, r in results.items():
             summary[label] = {d: {k: r[d][k] for k in ("R@1", "R@5", "R@10", "median_rank")} for d in ("a2v", "v2a")}
+            summary[label]["instance"] = r.get("instance")
+            summary[label]["sync"] = r.get("sync")
             summary["chance"] = r["chance"]
             summary["num_videos"] = r["num_videos"]
             self.echo(f"   {label}: a2v R@1 {r['a2v']['R@1']:.3f} R@5 {r['a2v']['R@5']:.3f} | v2a R@1 "
@@ -596,6 +609,7 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
                 r["chance_R@1"], "chance")
             add("held-out retrieval after AVID (1 clip/video)", "audio→video R@5", r["a2v_R@5"], _get(r0, "a2v_R@5"),
                 r["chance_R@5"], "chance")
+            _instance_rows(add, "held-out after AVID", r, r0)
         add("AVID pretraining", "training loss, first → last 5 steps of this run",
             f"{_get(s, 'trained', 'loss_first'):.3f} → {_get(s, 'trained', 'loss_last'):.3f}"
             if _finite(_get(s, "trained", "loss_first")) else None, None)
@@ -608,6 +622,7 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
                 r["chance_R@1"], "chance")
             add("held-out retrieval after CMA (1 clip/video)", "audio→video R@5", r["a2v_R@5"], _get(r0, "a2v_R@5"),
                 r["chance_R@5"], "chance")
+            _instance_rows(add, "held-out after CMA", r, r0)
     if "finetune" in records:
         s = records["finetune"].summary
         p, z = s.get("pretrained", {}), s.get("random_init", {})
@@ -627,6 +642,9 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
             add(task, "mean cIoU", m["mean_ciou"], _get(m0, "mean_ciou"), _get(cp, "mean_ciou"), "centre prior")
             add(task, "cIoU@0.5", m["ciou_at"], _get(m0, "ciou_at"), _get(_get(s, "baselines", "oracle_box"), "ciou_at"),
                 "oracle-box ceiling")
+            if m.get("twin_preference") is not None:
+                add(task, f"map prefers the sounding same-class twin ({m.get('twin_items')} clips)", m["twin_preference"],
+                    _get(m0, "twin_preference"), 0.5, "chance")
         for f, v in (_get(s, "pretrained", "by_fraction") or {}).items():  # other kept shares, same maps
             m, m0 = v["model"], _get(s, "random_init", "by_fraction", f, "model")
             base = _get(s, "baselines_by_fraction", f) or {}
@@ -643,7 +661,25 @@ def results_rows(records: dict[str, StageRecord]) -> list[dict]:
         for d, name in (("a2v", "audio→video"), ("v2a", "video→audio")):
             for k in ("R@1", "R@5"):
                 add(task, f"{name} {k}", _get(p, d, k), _get(z, d, k), ch.get(k), "chance")
+        pi, zi = p.get("instance") or {}, z.get("instance") or {}
+        if pi:
+            add(task, "audio→video within-class R@1 (own video among its class)", pi["a2v_within_R@1"],
+                zi.get("a2v_within_R@1"), pi["within_chance_R@1"], "chance")
+        ps, zs = (p.get("sync") or {}).get("1s"), (z.get("sync") or {}).get("1s")
+        if ps and ps["num_trials"]:
+            add(task, "sync: own audio beats a clip ≥1 s away (same video)", ps["acc"], _get(zs, "acc"), 0.5, "chance")
     return rows
+
+
+def _instance_rows(add, task: str, r: dict, r0: dict | None) -> None:
+    """The instance-level reading of held-out retrieval (`avssl.engine.heldout`), each beside its chance."""
+    if "a2v_within_R@1" in r:
+        add(task, "audio→video top-1 of the right class", r["a2v_class_top1"], _get(r0, "a2v_class_top1"),
+            r["chance_class_top1"], "chance")
+        add(task, "audio→video within-class R@1 (own video among its class)", r["a2v_within_R@1"],
+            _get(r0, "a2v_within_R@1"), r["within_chance_R@1"], "chance")
+    if "sync@1s_acc" in r:
+        add(task, "sync: own audio beats the 1 s-shifted audio", r["sync@1s_acc"], _get(r0, "sync@1s_acc"), 0.5, "chance")
 
 
 def _fmt(v) -> str:

@@ -522,3 +522,48 @@ def test_extract_tool_over_a_folder(media, tmp_path):
     assert meta["model"]["model_config"]["video"] == "tiny" and meta["spec"]["frame_size"] == [24, 32]
     v, table = sh.load_collection(tmp_path / "emb", "video", "video")
     assert v.shape[0] == 6 and (tmp_path / "emb" / "extract_report.json").exists()
+
+
+def test_collection_instance_and_sync_figures(reference, tmp_path, capsys):
+    """--labels / --sync-shifts: the class-level and within-class figures of the pooled rows and the
+    sync test from the clip rows, equal to the metrics computed by hand from the stored arrays."""
+    from pathlib import Path
+
+    from avssl.embed.api import collection_retrieval, load_labels
+    from avssl.metrics import instance_report, sync_metrics
+
+    out, _ = reference
+    v, vt = sh.load_collection(out, "video", "video", "proj")
+    a, _ = sh.load_collection(out, "video", "audio", "proj")
+    names = [Path(p).name for p in vt["path"]]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("path,label\n" + "".join(f"/x/{n},{'cat' if i % 2 else 'dog'}\n" for i, n in enumerate(names)))
+    labels = load_labels(csv_path)
+    assert sorted(set(labels.values())) == [0, 1]
+    res = collection_retrieval(out, device="cpu", labels=labels, sync_shifts=[0.5, 10.0])
+    ok = vt["has_audio"] == 1
+    lab = torch.tensor([labels[n] for n in names])[torch.from_numpy(ok)]
+    want = instance_report(torch.from_numpy(v[ok]), torch.from_numpy(a[ok]), lab)
+    assert {k: res["instance"][k] for k in want} == want and res["instance"]["num_videos"] == int(ok.sum())
+    # sync by hand: clips of one video whose starts differ by >= 0.5 s, audio windows (= the clip) in the file
+    cv, ct = sh.load_collection(out, "clip", "video", "proj")
+    ca, _ = sh.load_collection(out, "clip", "audio", "proj")
+    own, shifted = [], []
+    for i in range(len(ct["video_id"])):
+        for j in range(len(ct["video_id"])):
+            if (ct["video_id"][i] == ct["video_id"][j] and ct["has_audio"][i] == 1
+                    and abs(ct["clip_start"][i] - ct["clip_start"][j]) >= 0.5 - 1e-6):
+                own.append(float(cv[i] @ ca[i]))
+                shifted.append(float(cv[i] @ ca[j]))
+    assert res["sync"]["0.5s"]["num_trials"] == len(own) > 0
+    assert res["sync"]["0.5s"]["acc"] == pytest.approx(sync_metrics(torch.tensor(own), torch.tensor(shifted))["acc"])
+    assert res["sync"]["10s"]["num_trials"] == 0  # no file is that long
+    from avssl.cli.retrieve import run as retrieve
+
+    assert retrieve(["table", str(out), "--labels", str(csv_path), "--sync-shifts", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "within-class R@1" in printed and "sync 0.5s" in printed
+    with pytest.raises(Exception, match="path"):
+        bad = tmp_path / "bad.csv"
+        bad.write_text("file,cls\na,1\n")
+        load_labels(bad)

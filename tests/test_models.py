@@ -36,6 +36,12 @@ def test_tiny_encoders_shapes_and_feature_names():
     assert n_params(fine) == n_params(v)  # same weights, only the stride differs
     with pytest.raises(ValueError, match="last_spatial_stride"):
         build_video_encoder("tiny", last_spatial_stride=3)
+    # temporal_stride=1: every frame reaches the last map (8 slots, not 2), same weights
+    slow = build_video_encoder("tiny", temporal_stride=1, last_spatial_stride=1)
+    assert slow.forward_features(torch.randn(2, 3, 8, 56, 56))["conv4x"].shape == (2, 64, 8, 7, 7)
+    assert n_params(slow) == n_params(v)
+    with pytest.raises(ValueError, match="temporal_stride"):
+        build_video_encoder("tiny", temporal_stride=4)
 
     a = build_audio_encoder("tiny")
     feats = a.forward_features(torch.randn(2, 1, 257, 200))

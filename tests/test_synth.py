@@ -202,3 +202,76 @@ def test_source_class_is_learnable():
 def test_sound_follows_motion():
     win_all, win_same = measure_sync("tiny", 50)
     assert win_all > 0.7 and win_same > 0.65, (win_all, win_same)
+
+
+# ---------------------------------------------------------------- generator v3: twins, tempo wobble
+
+def test_twins_are_silent_same_class_same_size_and_counted(world):
+    rows = world.rows()
+    twins = [r for r in rows if int(r["twin"])]
+    assert len(twins) == round(PRESETS["tiny"].twin_share * len(rows)) > 0
+    assert json.loads((world.root / "world.json").read_text())["counts"]["twin"] == len(twins)
+    for r in twins:
+        gt = world.clip_gt(r["clip_id"])
+        assert not gt["offscreen"] and not gt["silent"]
+        s, t = gt["objects"][gt["sounding_object"]], gt["objects"][gt["twin_object"]]
+        assert t["twin"] and not t["sounding"] and s["sounding"] and not s["twin"]
+        assert t["class"] == s["class"] == gt["source_class"] and t["radius"] == s["radius"]
+        # the sound follows the sounding twin's motion, not the silent one's
+        assert [e["t"] for e in gt["audio_events"]] == s["visual_events"] != t["visual_events"]
+        assert [int(r[f"mid_twin_{k}"]) for k in ("x0", "y0", "x1", "y1")] == t["boxes"][gt["num_frames"] // 2]
+    for r in rows:
+        if not int(r["twin"]):
+            gt = world.clip_gt(r["clip_id"])
+            assert gt["twin_object"] is None and not any(o["twin"] for o in gt["objects"])
+    # the VGG-SS-style export carries the twin's box for the held-out twin clips
+    vggss = {e["file"]: e for e in json.loads((world.root / "vggss" / "vggss.json").read_text())}
+    held_out = [r["clip_id"] for r in twins if r["split"] == "test"]
+    assert all("twin_bbox" in vggss[c] for c in held_out)
+    assert sum("twin_bbox" in e for e in vggss.values()) == len(held_out)
+
+
+def test_wobbled_events_sit_on_the_motion_and_are_not_periodic():
+    from avssl.synth.world import make_plan
+
+    p = get_preset("default")
+    labels = world_assignments(p.num_clips, 0, p)
+    repeat = []
+    for i in range(60):
+        plan = make_plan(i, 0, p, labels)
+        if plan.sound_object is None:
+            continue
+        mo = plan.sound_object.motion
+        if mo.action == 5:
+            continue
+        assert mo.wobble == p.tempo_wobble
+        ev = mo.events(plan.duration)
+        u = mo.progress(ev)
+        step = 0.5 if mo.action in (1, 4) else 1.0
+        assert np.allclose(u / step, np.round(u / step), atol=1e-3)  # every event at a whole (half) cycle
+        assert np.all(np.diff(mo.progress(np.linspace(0, plan.duration, 3001))) > 0)  # monotone phase
+        # a window of onsets shifted by 1 s is a different pattern (measured: <1 % of 1 s shifts repeat)
+        a, b = ev[(ev >= 0) & (ev < 2)], ev[(ev >= 1) & (ev < 3)] - 1
+        repeat.append(len(a) == len(b) and (len(a) == 0 or np.max(np.abs(a - b)) < 0.125))
+    assert np.mean(repeat) < 0.1, np.mean(repeat)
+
+
+def test_without_wobble_and_twins_the_v2_plans_are_unchanged():
+    """Twins and wobble draw from their own streams: turned off, every clip plan is the v2 one
+    (so the change of the default and tiny worlds is the twins and the wobble, nothing else)."""
+    from dataclasses import replace
+
+    from avssl.synth.world import make_plan
+
+    p3 = get_preset("tiny")
+    p2 = replace(p3, twin_share=0.0, tempo_wobble=0.0)
+    l3, l2 = world_assignments(p3.num_clips, 0, p3), world_assignments(p2.num_clips, 0, p2)
+    for k in ("source", "action", "group", "offscreen", "silent", "webm"):
+        assert np.array_equal(l3[k], l2[k])
+    for i in range(p3.num_clips):
+        a, b = make_plan(i, 0, p3, l3), make_plan(i, 0, p2, l2)
+        assert (a.pitch_factor, a.loudness, a.snr_db, a.extra) == (b.pitch_factor, b.loudness, b.snr_db, b.extra)
+        if a.sound_object is not None:
+            assert a.sound_object.motion.rate == b.sound_object.motion.rate
+            assert b.sound_object.motion.wobble == 0.0
+        assert not any(o.twin for o in b.objects)

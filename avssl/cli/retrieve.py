@@ -2,6 +2,9 @@
 
 Retrieval table (audio->video, video->audio), e.g. pretrained vs random weights:
     avssl-retrieve table emb/pretrained emb/random --names pretrained random [--level clip]
+Instance-level reading (class-level top-1, within-class rank, each with its chance; sync test from the
+clips: own audio vs the same video's audio >= 1 s / 0.5 s away):
+    avssl-retrieve table emb/pretrained emb/random --labels data/world/default --sync-shifts 1 0.5
 Query by file (embedded with the collection's own model) or by a saved embedding:
     avssl-retrieve query emb/pretrained --file dog.wav --modality audio -k 5
     avssl-retrieve query emb/pretrained --embedding q.npy --modality video --target video
@@ -49,6 +52,8 @@ def run(argv=None) -> int:
     t.add_argument("--ties", choices=["pessimistic", "optimistic", "mean"], default="pessimistic")
     t.add_argument("--json", help="also write the numbers here")
     t.add_argument("--device", default=None)
+    t.add_argument("--labels", help="class of each file: a generated world's root or a CSV (path,label)")
+    t.add_argument("--sync-shifts", nargs="*", type=float, default=[], help="sync test shifts (s), from clip rows")
     q = sub.add_parser("query", help="nearest items to a file or an embedding")
     q.add_argument("collection")
     src = q.add_mutually_exclusive_group(required=True)
@@ -119,17 +124,22 @@ def run(argv=None) -> int:
                   f"built in {i['build_seconds']:.1f} s, {i['index_bytes'] / 2**20:.1f} MiB")
         return 0
 
-    from avssl.embed.api import collection_retrieval, query_collection
+    from avssl.embed.api import collection_retrieval, instance_table, load_labels, query_collection
 
     if args.cmd == "table":
         names = args.names or [Path(c).name for c in args.collections]
         if len(names) != len(args.collections):
             ap.error("--names needs one name per collection")
-        results = {n: collection_retrieval(c, level=args.level, layer=args.layer, ties=args.ties, device=args.device)
+        labels = load_labels(args.labels) if args.labels else None
+        results = {n: collection_retrieval(c, level=args.level, layer=args.layer, ties=args.ties, device=args.device,
+                                           labels=labels, sync_shifts=args.sync_shifts)
                    for n, c in zip(names, args.collections)}
         print(f"{args.level}-level retrieval, layer {args.layer}, ties {args.ties}; "
               f"{results[names[0]]['num_videos']} videos")
         print(format_table(results))
+        if labels or args.sync_shifts:
+            print("\ninstance level (pooled videos; sync from clip rows):")
+            print(instance_table(results))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=1))
         return 0

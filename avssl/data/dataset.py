@@ -11,6 +11,13 @@ files of any size and aspect ratio batch; its random box comes from a second str
 seed, `default_rng([seed, epoch, item, 1])` (the clip plan's draws are unchanged by it). Items
 carry the `placement` (float32 [12]) that maps output pixels back to the decoded frame.
 
+`shifted_audio=(min_shift, max_shift)` (training with temporal hard negatives, as AVTS / GDT): each
+item also carries ``audio_shifted``, the same video's audio window moved by ``shift`` s (signed,
+|shift| in [min_shift, max_shift], drawn from a third stream ``default_rng([seed, epoch, item, 2])``)
+and kept inside the file, so it differs from the own window only by its timing, never by zero-filled
+silence. Where the file leaves no room for min_shift either way, ``shift`` is 0.0 and
+``audio_shifted`` is silence: the loss leaves such items out (`avssl.methods.terms.TemporalNegatives`).
+
 A file that fails at read time (`MediaError`) yields None and a logged warning;
 `avssl.data.collate.collate_skip_bad` drops it and counts it. The dataset holds only the
 columnar manifest and a few scalars, so it pickles small into DataLoader workers.
@@ -28,7 +35,7 @@ from avssl.data.index import MISSING_AUDIO_POLICIES, Manifest
 from avssl.data.spatial import SpatialPolicy
 from avssl.io.errors import MediaError, NoAudioStream
 from avssl.io.read import read_clip
-from avssl.io.sampling import eval_clip_starts, train_clip_start
+from avssl.io.sampling import audio_room, eval_clip_starts, train_clip_start
 from avssl.io.types import ClipSpec
 
 log = logging.getLogger(__name__)
@@ -46,6 +53,8 @@ class AVClipDataset(Dataset):
     every file decodes to the same size).
 
     `labels`: array-like aligned with manifest rows, or a dict {id: label}.
+    `shifted_audio`: (min_shift, max_shift) s, or None: items also carry ``audio_shifted`` (float32
+    [C,S]) and ``shift`` (float, s; 0.0 where no shift fits in the file) -- see the module doc.
     `missing_audio`: 'zeros' (silence for videos without audio), 'skip' (such videos are
     left out of the dataset) or 'error' (raise at construction).
     """
@@ -54,7 +63,8 @@ class AVClipDataset(Dataset):
 
     def __init__(self, manifest: Manifest, spec: ClipSpec, mode: str = "train", clips_per_video: int = 1,
                  av_jitter: float = 0.0, missing_audio: str = "zeros", backend: str | None = None,
-                 seed: int = 0, labels=None, root: str | None = None, spatial: SpatialPolicy | None = None):
+                 seed: int = 0, labels=None, root: str | None = None, spatial: SpatialPolicy | None = None,
+                 shifted_audio: tuple[float, float] | None = None):
         if mode not in ("train", "eval"):
             raise ValueError(f"mode must be 'train' or 'eval', got {mode!r}")
         if missing_audio not in MISSING_AUDIO_POLICIES:
@@ -63,6 +73,12 @@ class AVClipDataset(Dataset):
             raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
         if av_jitter < 0:
             raise ValueError(f"av_jitter must be >= 0, got {av_jitter}")
+        if shifted_audio is not None:
+            lo, hi = (float(x) for x in shifted_audio)
+            if not 0 < lo <= hi:
+                raise ValueError(f"shifted_audio must be (min_shift, max_shift) with 0 < min <= max, got {shifted_audio}")
+            shifted_audio = (lo, hi)
+        self.shifted_audio = shifted_audio
         self.manifest = manifest
         self.spec = spec
         self.mode = mode
@@ -123,6 +139,44 @@ class AVClipDataset(Dataset):
             offset = 0.0
         return row, clip_index, start, offset
 
+    def sample_shift(self, idx: int, row: int, start: float, offset: float) -> float:
+        """Signed shift (s) of item `idx`'s shifted audio window (`shifted_audio`): a direction with room
+        for at least min_shift (at random when both have), a size uniform in [min_shift, min(max_shift,
+        room)]; 0.0 when neither direction has room. Pure function of seed, epoch, idx."""
+        lo, hi = self.shifted_audio
+        spec = self.spec
+        earlier, later = audio_room(float(self.manifest.duration[row]), start, spec.video_duration,
+                                    spec.audio_duration, offset)
+        rng = np.random.default_rng([self.seed, self.epoch, idx, 2])
+        ways = [(sign, room) for sign, room in ((1.0, later), (-1.0, earlier)) if room >= lo - 1e-9]
+        if not ways:
+            return 0.0
+        sign, room = ways[int(rng.integers(len(ways)))]
+        return sign * float(rng.uniform(lo, max(min(hi, room), lo)))
+
+    def read_at(self, idx: int, pos: int, start: float, offsets, video: bool = True):
+        """``(video uint8 [T,H,W,3] shaped by the spatial policy (None if not `video`), placement,
+        audio float32 [K,C,S] for the K audio offsets (s), damaged packets)`` of the clip at `start` of
+        the video at position `pos` of ``self.rows`` (item `idx`'s spatial draws). The first offset is
+        read with the frames, each further one by an audio-only read (so every window is exactly
+        `read_clip`'s at that offset). Raises `MediaError`."""
+        row = int(self.rows[pos])
+        path = self._path(row)
+        has_audio = bool(self.manifest.has_audio[row])
+        offsets = [float(o) for o in offsets]
+        clip = read_clip(path, start, self.spec, backend=self.backend, av_offset=offsets[0], audio=has_audio,
+                         video=video)
+        silence = torch.zeros(self.spec.audio_channels, self.spec.audio_samples, dtype=torch.float32)
+        audio = [clip.audio if clip.audio is not None else silence]
+        for o in offsets[1:]:
+            other = read_clip(path, start, self.spec, backend=self.backend, av_offset=o, audio=has_audio,
+                              video=False).audio if has_audio else None
+            audio.append(other if other is not None else silence)
+        frames, placement = (None, None)
+        if video:
+            frames, placement = self.shape_item(clip.video, idx)
+        return frames, placement, torch.stack(audio), int(clip.decode_errors)
+
     def spatial_rng(self, idx: int) -> np.random.Generator | None:
         """The Generator of item `idx`'s random crop (None for deterministic policies)."""
         return np.random.default_rng([self.seed, self.epoch, idx, 1]) if self.spatial.random else None
@@ -133,28 +187,27 @@ class AVClipDataset(Dataset):
 
     def __getitem__(self, idx: int):
         row, clip_index, start, offset = self.sample_plan(idx)
-        path = self._path(row)
-        has_audio = bool(self.manifest.has_audio[row])
+        shift = self.sample_shift(idx, row, start, offset) if self.shifted_audio is not None else None
+        offsets = [offset] if not shift else [offset, offset + shift]
         try:
-            clip = read_clip(path, start, self.spec, backend=self.backend, av_offset=offset, audio=has_audio)
+            video, placement, audio, damaged = self.read_at(idx, idx // self.clips_per_video, start, offsets)
         except MediaError as e:
             log.warning("AVClipDataset: skipping item %d (id %d): %s", idx, int(self.manifest.id[row]), e)
-            self.last_failure = (path, e.reason, e.detail)  # for avssl.data.collate.load_item's report
+            self.last_failure = (self._path(row), e.reason, e.detail)  # for avssl.data.collate.load_item's report
             return None
-        audio = clip.audio
-        if audio is None:  # missing_audio='zeros': silence of the requested shape
-            audio = torch.zeros(self.spec.audio_channels, self.spec.audio_samples, dtype=torch.float32)
-        video, placement = self.shape_item(clip.video, idx)
         item = {
             "video": video,
-            "audio": audio,
+            "audio": audio[0],
             "index": int(self.manifest.id[row]),
             "clip_index": clip_index,
             "start": float(start),
             "av_offset": offset,
             "placement": placement,
-            "decode_errors": int(clip.decode_errors),
+            "decode_errors": damaged,
         }
+        if shift is not None:
+            item["audio_shifted"] = audio[1] if shift else torch.zeros_like(audio[0])
+            item["shift"] = float(shift)
         if self.labels is not None:
             item["label"] = int(self.labels[row])
         return item

@@ -162,32 +162,49 @@ class DecodedClipDataset(Dataset):
         k0 = int(round(start * self.base.spec.fps))
         return row, clip_index, k0 / self.base.spec.fps, offset
 
-    def __getitem__(self, idx: int):
-        row, clip_index, start, offset = self.sample_plan(idx)
-        r = idx // self.base.clips_per_video  # position in base.rows (= order of the decoded store)
-        if not bool(self.ok[r]):
+    def read_at(self, idx: int, pos: int, start: float, offsets, video: bool = True):
+        """`AVClipDataset.read_at` from RAM: the clip at `start` (on the frame grid) of the video at
+        position `pos` of ``base.rows`` with its audio at each of `offsets` (s). None if that video
+        failed to decode. `start` is rounded to the frame grid (frames and audio alike)."""
+        if not bool(self.ok[pos]):
             return None
         spec = self.base.spec
         k0 = int(round(start * spec.fps))
-        n_frames = int(self.frame_offsets[r + 1] - self.frame_offsets[r])
-        h, w = (int(v) for v in self.frame_sizes[r])
-        b0 = int(self.frame_starts[r])
-        whole = self.frames[b0 : b0 + n_frames * h * w * 3].view(n_frames, h, w, 3)
-        # times after the last frame show the last frame (read_clip's padding rule)
-        ks = (k0 + torch.arange(spec.num_frames)).clamp_(0, n_frames - 1)
-        video, placement = self.base.shape_item(whole[ks], idx)
-        a0, a1 = int(self.audio_offsets[r]), int(self.audio_offsets[r + 1])
-        centre = start + spec.video_duration / 2.0 + offset
-        first = int(round((centre - spec.audio_duration / 2.0 + self.margin) * spec.audio_rate))
+        start = k0 / spec.fps
+        frames = placement = None
+        if video:
+            n_frames = int(self.frame_offsets[pos + 1] - self.frame_offsets[pos])
+            h, w = (int(v) for v in self.frame_sizes[pos])
+            b0 = int(self.frame_starts[pos])
+            whole = self.frames[b0 : b0 + n_frames * h * w * 3].view(n_frames, h, w, 3)
+            # times after the last frame show the last frame (read_clip's padding rule)
+            ks = (k0 + torch.arange(spec.num_frames)).clamp_(0, n_frames - 1)
+            frames, placement = self.base.shape_item(whole[ks], idx)
+        a0, a1 = int(self.audio_offsets[pos]), int(self.audio_offsets[pos + 1])
         n = spec.audio_samples
-        lo, hi = max(first, 0), min(first + n, a1 - a0)
-        audio = torch.zeros(spec.audio_channels, n)
-        if hi > lo:
-            audio[:, lo - first : hi - first] = self.audio[:, a0 + lo : a0 + hi]
+        audio = torch.zeros(len(offsets), spec.audio_channels, n)
+        for j, offset in enumerate(offsets):
+            centre = start + spec.video_duration / 2.0 + float(offset)
+            first = int(round((centre - spec.audio_duration / 2.0 + self.margin) * spec.audio_rate))
+            lo, hi = max(first, 0), min(first + n, a1 - a0)
+            if hi > lo:
+                audio[j, :, lo - first : hi - first] = self.audio[:, a0 + lo : a0 + hi]
         # the damage met decoding the whole video this clip is cut from (where in it is not kept)
-        item = {"video": video, "audio": audio, "index": int(self.base.manifest.id[row]), "clip_index": clip_index,
-                "start": float(start), "av_offset": offset, "placement": placement,
-                "decode_errors": int(self.decode_errors[r])}
+        return frames, placement, audio, int(self.decode_errors[pos])
+
+    def __getitem__(self, idx: int):
+        row, clip_index, start, offset = self.sample_plan(idx)
+        r = idx // self.base.clips_per_video  # position in base.rows (= order of the decoded store)
+        shift = self.base.sample_shift(idx, row, start, offset) if self.base.shifted_audio is not None else None
+        got = self.read_at(idx, r, start, [offset] if not shift else [offset, offset + shift])
+        if got is None:
+            return None
+        video, placement, audio, damaged = got
+        item = {"video": video, "audio": audio[0], "index": int(self.base.manifest.id[row]), "clip_index": clip_index,
+                "start": float(start), "av_offset": offset, "placement": placement, "decode_errors": damaged}
+        if shift is not None:
+            item["audio_shifted"] = audio[1] if shift else torch.zeros_like(audio[0])
+            item["shift"] = float(shift)
         if self.base.labels is not None:
             item["label"] = int(self.base.labels[row])
         return item

@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from avssl.data.spatial import input_policy_of
 from avssl.io.types import ClipSpec
+from avssl.utils.errors import UserError
 
 from avssl.models.loading import LoadedModel, preprocessing_of
 from avssl.models.loading import build_model, load_model, spec_from  # noqa: F401  (re-exported: the notebook API)
@@ -336,14 +338,24 @@ def embed_query_file(out_dir, file, modality: str, *, level: str = "video", laye
 
 
 def collection_retrieval(out_dir, *, level: str = "video", layer: str = PROJ, ks=(1, 5, 10),
-                         ties: str = "pessimistic", device=None) -> dict:
+                         ties: str = "pessimistic", device=None, labels: dict | None = None,
+                         sync_shifts=()) -> dict:
     """Audio->video and video->audio metrics over an extracted collection.
 
     ``level="video"``: pooled rows, the positive is the same video. ``level="clip"``: every
     clip row is a query and any clip of the same video counts as a hit.
+
+    ``labels`` ({file name: class}, e.g. `load_labels`): also the class-level and within-class
+    figures of the pooled video rows with their chance levels (``res["instance"]``,
+    `avssl.metrics.instance_report`; files without a label are left out of it and counted).
+    ``sync_shifts``: the synchronization test from the clip rows (``res["sync"][f"{s:g}s"]``): each
+    clip's video with its own audio against the audio of another clip of the same video starting at
+    least s seconds away (`avssl.metrics.shifted_clip_pairs`), both audio windows inside the file.
     """
+    from avssl.metrics.instance import instance_report, pair_scores, shifted_clip_pairs, sync_metrics
+
     from .retrieval import cross_modal_retrieval
-    from .shards import load_collection
+    from .shards import load_collection, read_meta
 
     v, table = load_collection(out_dir, level, "video", layer)
     a, table_a = load_collection(out_dir, level, "audio", layer)
@@ -358,4 +370,80 @@ def collection_retrieval(out_dir, *, level: str = "video", layer: str = PROJ, ks
     res["num_videos"] = n_videos
     res["excluded_without_audio"] = int(len(np.unique(table["video_id"][~keep])))
     res["chance"] = {f"R@{k}": min(k / n_videos, 1.0) for k in ks}
+    if labels:
+        vv, tv = load_collection(out_dir, "video", "video", layer)
+        va, _ = load_collection(out_dir, "video", "audio", layer)
+        names = [os.path.basename(str(p)) for p in tv["path"]]
+        lab = np.array([labels.get(n, -1) for n in names], dtype=np.int64)
+        ok = (tv["has_audio"] == 1) & (lab >= 0)
+        if ok.sum() >= 2:
+            rep = instance_report(torch.from_numpy(np.asarray(vv)[ok]), torch.from_numpy(np.asarray(va)[ok]),
+                                  torch.from_numpy(lab[ok]), ties=ties, normalize=layer != PROJ, device=device)
+            res["instance"] = {**rep, "num_videos": int(ok.sum()), "unlabelled": int(((tv["has_audio"] == 1) & (lab < 0)).sum())}
+    if sync_shifts:
+        cv, ct = load_collection(out_dir, "clip", "video", layer)
+        ca, _ = load_collection(out_dir, "clip", "audio", layer)
+        spec = read_meta(out_dir)["spec"]
+        vdur = spec["num_frames"] / spec["fps"]
+        ends = {}  # the last clip ends at the file's end (evenly spaced eval clips): its duration
+        for vid, end in zip(ct["video_id"], ct["clip_end"]):
+            ends[int(vid)] = max(ends.get(int(vid), 0.0), float(end))
+        dur = np.array([ends[int(x)] for x in ct["video_id"]])
+        lo = ct["clip_start"] + vdur / 2.0 - spec["audio_duration"] / 2.0
+        inside = (ct["has_audio"] == 1) & (lo >= -1e-6) & (lo + spec["audio_duration"] <= dur + 1e-6)
+        cv, ca = torch.from_numpy(np.asarray(cv)), torch.from_numpy(np.asarray(ca))
+        res["sync"] = {}
+        for s in sync_shifts:
+            i, j = shifted_clip_pairs(ct["video_id"], ct["clip_start"], float(s), inside)
+            own = pair_scores(cv[i], ca[i], normalize=layer != PROJ)
+            shifted = pair_scores(cv[i], ca[j], normalize=layer != PROJ)
+            res["sync"][f"{float(s):g}s"] = sync_metrics(own, shifted)
     return res
+
+
+def load_labels(path) -> dict[str, int]:
+    """``{file name: class}`` for `collection_retrieval`: a generated world's root (its gt.csv: the sound
+    source's class) or a CSV with ``path`` and ``label`` columns (labels: integers or names, coded in
+    order of first appearance)."""
+    import csv
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "gt.csv").exists():
+            raise UserError(f"labels={p}: a folder must be a generated world (no gt.csv in it)")
+        with open(p / "gt.csv", newline="") as f:
+            return {Path(r["path"]).name: int(r["source_index"]) for r in csv.DictReader(f)}
+    with open(p, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise UserError(f"labels={p}: expected a CSV with 'path' and 'label' columns")
+    codes: dict[str, int] = {}
+    out = {}
+    for r in rows:
+        lab = r["label"].strip()
+        out[Path(r["path"]).name] = int(lab) if lab.lstrip("-").isdigit() else codes.setdefault(lab, len(codes))
+    return out
+
+
+def instance_table(results: dict[str, dict]) -> str:
+    """Markdown: the class-level / within-class / sync figures of `collection_retrieval` results (one row
+    per collection), each beside its chance level."""
+    head = ["collection", "class top-1 a2v (chance)", "within-class R@1 a2v (chance)",
+            "within-class median rank a2v (chance)"]
+    shifts = sorted({s for r in results.values() for s in (r.get("sync") or {})}, key=lambda s: -float(s[:-1]))
+    head += [f"sync {s} acc / AUC (trials)" for s in shifts]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in results.items():
+        ins = r.get("instance")
+        cells = [name]
+        if ins:
+            cells += [f"{ins['a2v_class_top1']:.3f} ({ins['chance_class_top1']:.3f})",
+                      f"{ins['a2v_within_R@1']:.3f} ({ins['within_chance_R@1']:.3f})",
+                      f"{ins['a2v_within_median_rank']:g} ({ins['within_chance_median_rank']:g})"]
+        else:
+            cells += ["–"] * 3
+        for s in shifts:
+            m = (r.get("sync") or {}).get(s)
+            cells.append("–" if not m or not m["num_trials"] else f"{m['acc']:.3f} / {m['auc']:.3f} ({m['num_trials']})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -113,6 +113,8 @@ class DataBundle:
     fingerprint: str
     num_train_videos: int
     notes: dict = field(default_factory=dict)
+    eval_labels: dict | None = None  # held-out video id -> class (world ground truth or manifest labels)
+    eval_sounding: dict | None = None  # held-out video id -> has a visible sounding object (world only)
 
 
 def _clip_spec(spec_cfg: dict):
@@ -124,8 +126,8 @@ def _clip_spec(spec_cfg: dict):
     return ClipSpec(**spec)
 
 
-def _world_sources(data_cfg: dict, dist_info: DistInfo) -> tuple[list[Path], list[Path]]:
-    """Generate (rank 0, once; idempotent) the embedded world and split its clips."""
+def _world_sources(data_cfg: dict, dist_info: DistInfo) -> tuple[list[Path], list[Path], list[dict]]:
+    """Generate (rank 0, once; idempotent) the embedded world and split its clips (+ its gt.csv rows)."""
     from avssl.synth import generate as synth
 
     root = Path(data_cfg["world_dir"])
@@ -135,7 +137,7 @@ def _world_sources(data_cfg: dict, dist_info: DistInfo) -> tuple[list[Path], lis
     if du.is_dist():
         dist.barrier()
     world = synth.load_world(root)
-    return world.video_paths("train"), world.video_paths("test")
+    return world.video_paths("train"), world.video_paths("test"), world.rows()
 
 
 def _spatial_policy(cfg: dict, train: bool):
@@ -151,10 +153,14 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     from avssl.data.dataset import AVClipDataset
     from avssl.data.index import build_index, split_cache_path
 
+    from avssl.engine.heldout import heldout_labels
+    from avssl.methods.terms import TemporalNegatives
+
     data_cfg = cfg["data"]
     source_kw = {}  # dataset lists: media root, format, split (avssl.data.sources.resolve_source)
+    world_rows = None
     if data_cfg["source"] == "embedded":
-        train_src, eval_src = _world_sources(data_cfg, dist_info)
+        train_src, eval_src, world_rows = _world_sources(data_cfg, dist_info)
     else:
         train_src, eval_src = data_cfg["train_source"], data_cfg.get("eval_source")
         source_kw = {"root": data_cfg.get("media_root"), "fmt": data_cfg.get("source_format") or "auto"}
@@ -168,18 +174,22 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
         raise ValueError(f"need at least 2 indexed training videos, got {len(train_manifest)} "
                          f"({train_report.summary()})")
     spec = _clip_spec(data_cfg["spec"])
+    temporal = TemporalNegatives.from_config(cfg)  # temporal negatives: each item also carries shifted audio
     train_set = AVClipDataset(
         train_manifest, spec, mode="train", clips_per_video=data_cfg.get("clips_per_video", 1),
         av_jitter=data_cfg.get("av_jitter", 0.0), missing_audio=missing_audio,
         backend=data_cfg.get("backend"), seed=cfg["seed"], spatial=_spatial_policy(cfg, train=True),
+        shifted_audio=temporal.shifts if temporal is not None else None,
     )
     eval_set = None
+    eval_labels = eval_sounding = None
     notes = {"index_report": train_report, "summary": train_report.summary()}
     if eval_src and cfg.get("eval", {}).get("enabled", True):
         eval_kw = {k: v for k, v in index_kw.items() if k != "cache"}  # its own file: one source per cache
         eval_kw["cache"] = split_cache_path(data_cfg.get("index_cache"), "eval")
         eval_manifest, eval_report = build_index(eval_src, split=data_cfg.get("eval_split"), **eval_kw)
         notes["eval_index_report"] = eval_report
+        eval_labels, eval_sounding = heldout_labels(eval_manifest, world_rows)
         eval_set = AVClipDataset(eval_manifest, spec, mode="eval", clips_per_video=1,
                                  missing_audio=missing_audio, backend=data_cfg.get("backend"), seed=cfg["seed"],
                                  spatial=_spatial_policy(cfg, train=False))
@@ -201,7 +211,8 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
             eval_set = DecodedClipDataset(eval_set, cache_dir, **dkw)
     # memory-bank slot = manifest id; ids need not be contiguous (a cache keeps ids of removed files)
     num_slots = int(train_manifest.id.max()) + 1
-    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots, notes=notes)
+    return DataBundle(train_set, eval_set, train_manifest.fingerprint(), num_slots, notes=notes,
+                      eval_labels=eval_labels, eval_sounding=eval_sounding)
 
 
 def decoded_cache_dir(setting, run_dir, cache_dir=None) -> str | None:
@@ -427,16 +438,27 @@ def embed_dataset(model, transforms, dataset, batch_size, num_workers, device, a
     return v, a, i
 
 
-def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None) -> dict[str, float]:
+def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None, labels: dict | None = None,
+                       sounding: dict | None = None) -> dict[str, float]:
+    """Held-out metrics: R@1/R@5 both ways with chance (`retrieval_metrics`); with ``labels`` (video id ->
+    class) the class-level and within-class figures, with ``eval.sync_shifts`` the synchronization test
+    (`avssl.engine.heldout`; ``sounding``: which videos have a visible sounding object)."""
+    from avssl.engine.heldout import evaluate_sync, instance_metrics
+
     stats: dict = {}
-    v, a, ids = embed_dataset(model, transforms, dataset, cfg["eval"]["batch_size"],
+    ecfg = cfg["eval"]
+    v, a, ids = embed_dataset(model, transforms, dataset, ecfg["batch_size"],
                               cfg["data"].get("num_workers", 0), device, amp_dtype, stats=stats)
     counts = {"num_items": stats["items"], "num_failed": stats["failed"]}
     if stats["embedded"] == 0:  # every held-out file unreadable: no figure, but the trained run stands
         nan = float("nan")
         return {**{k: nan for k in ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5", "chance_R@1", "chance_R@5")},
                 "num_clips": 0, **counts}
-    return {**retrieval_metrics(v, a, ids), **counts}
+    out = {**retrieval_metrics(v, a, ids), **counts, **instance_metrics(v, a, ids, labels)}
+    out.update(evaluate_sync(model, transforms, dataset, list(ecfg.get("sync_shifts") or []),
+                             batch_size=ecfg["batch_size"], num_workers=cfg["data"].get("num_workers", 0),
+                             device=device, amp_dtype=amp_dtype, sounding=sounding))
+    return out
 
 
 # ============================================================================================
@@ -489,12 +511,17 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
             _maybe_checkpoint(ctx, progress)
             continue
         ctx.failure_log.add_damaged(batch.get("damaged", ()))  # used clips read with damaged packets skipped
+        ctx.method.on_step_start(progress.global_step)
+        shifted = ctx.method.wants_shifted_audio() and "audio_shifted" in batch  # temporal negatives this step
 
         with timer.phase("transform"):
             video = batch["video"].to(ctx.device, non_blocking=True)
             audio = batch["audio"].to(ctx.device, non_blocking=True)
             indices = batch["index"].to(ctx.device, non_blocking=True)
             video, audio = ctx.transforms(video, audio)
+            if shifted:  # each clip's shifted audio rides in the same audio forward (one batch of 2B)
+                shift = batch["shift"].to(ctx.device, non_blocking=True)
+                audio = torch.cat([audio, ctx.transforms.audio_tf(batch["audio_shifted"].to(ctx.device))])
             if ctx.channels_last:
                 video = video.contiguous(memory_format=torch.channels_last_3d)
                 audio = audio.contiguous(memory_format=torch.channels_last)
@@ -506,7 +533,11 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
                     (v_emb, a_emb), v_dense = ctx.model(video, audio), None
         with timer.phase("loss_memory"):
             # the objective (cosines / T, exp, log) runs in fp32 whatever the autocast dtype
-            out = ModelOutputs(v_emb.float(), a_emb.float(), v_dense.float() if v_dense is not None else None)
+            a_shift = None
+            if shifted:
+                a_emb, a_shift = a_emb[: len(indices)], a_emb[len(indices):].float()
+            out = ModelOutputs(v_emb.float(), a_emb.float(), v_dense.float() if v_dense is not None else None,
+                               audio_shifted=a_shift, shift=shift if shifted else None)
             loss, stats = ctx.method.loss(out, indices, generator=ctx.neg_generator)
         with timer.phase("backward"):
             ctx.optimizer.zero_grad(set_to_none=True)
@@ -844,14 +875,27 @@ def _index_counts(report) -> dict | None:
 
 
 def _run_eval(ctx, data, progress, eval_tf) -> dict:
-    metrics = evaluate_retrieval(ctx.model, eval_tf, data.eval_set, ctx.cfg, ctx.device, ctx.amp_dtype)
+    metrics = evaluate_retrieval(ctx.model, eval_tf, data.eval_set, ctx.cfg, ctx.device, ctx.amp_dtype,
+                                 labels=data.eval_labels, sounding=data.eval_sounding)
     metrics["epoch"] = progress.epoch
     metrics["global_step"] = progress.global_step
     ctx.logger.info("held-out retrieval (%d clips, %d unreadable) a2v R@1 %.3f R@5 %.3f | chance R@1 %.3f R@5 %.3f",
                     metrics["num_clips"], metrics["num_failed"], metrics["a2v_R@1"], metrics["a2v_R@5"],
                     metrics["chance_R@1"], metrics["chance_R@5"])
+    if "a2v_within_R@1" in metrics:
+        ctx.logger.info("held-out a2v class top-1 %.3f (chance %.3f) | within class R@1 %.3f (chance %.3f), median "
+                        "rank %g (chance %g)", metrics["a2v_class_top1"], metrics["chance_class_top1"],
+                        metrics["a2v_within_R@1"], metrics["within_chance_R@1"], metrics["a2v_within_median_rank"],
+                        metrics["within_chance_median_rank"])
+    for s in ctx.cfg["eval"].get("sync_shifts") or []:
+        k = f"sync@{float(s):g}s"
+        extra = (f", clips with a visible sounding object {metrics[k + '_acc_sounding']:.3f}"
+                 if k + "_acc_sounding" in metrics else "")
+        ctx.logger.info("held-out sync test, own vs %gs-shifted audio: accuracy %.3f, AUC %.3f over %d trials%s "
+                        "(chance 0.5)", float(s), metrics[k + "_acc"], metrics[k + "_auc"], metrics[k + "_trials"], extra)
     if ctx.tb is not None:
-        for k in ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5"):
-            ctx.tb.add_scalar(f"eval/{k}", metrics[k], progress.global_step)
+        for k, value in metrics.items():
+            if isinstance(value, (int, float)) and k not in ("epoch", "global_step") and math.isfinite(value):
+                ctx.tb.add_scalar(f"eval/{k}", value, progress.global_step)
     ctx.model.train()
     return metrics

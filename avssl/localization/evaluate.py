@@ -63,6 +63,9 @@ class LocalizationItem:
     audio_time: float | None = None
     media: str = "video"
     audio_embedding: str | None = None
+    # the generated world: boxes of a silent object of the sounding object's class (its "twin"): does the
+    # map prefer the sounding one? (`metrics.region_preference`)
+    twin_boxes: list[list[float]] = field(default_factory=list)
 
     def __post_init__(self):
         if self.has_source and not self.boxes:
@@ -127,9 +130,12 @@ def items_from_world(
                 s = g["sounding_object"]
                 box = None if s is None else g["objects"][s]["boxes"][k]
                 visible = box is not None and box[0] >= 0
+                tw = g.get("twin_object")
+                tbox = None if tw is None else g["objects"][tw]["boxes"][k]
                 items.append(LocalizationItem(
                     iid, str(root / g["path"]), t, [_norm_box(box, g["width"], g["height"])] if visible else [],
                     "vggss", visible, g["source_class"] if visible else ("silent" if g["silent"] else "offscreen"),
+                    twin_boxes=[_norm_box(tbox, g["width"], g["height"])] if visible and tbox and tbox[0] >= 0 else [],
                 ))
                 continue
             for j, ob in enumerate(g["objects"]):
@@ -235,12 +241,15 @@ def load_items(
     if fmt == "vggss":
         from avssl.data.formats.vggss import parse_vggss
 
-        entries = [(e.file, [list(b) for b in e.boxes], e.label) for e in parse_vggss(source)]
+        parsed = parse_vggss(source)
+        entries = [(e.file, [list(b) for b in e.boxes], e.label) for e in parsed]
+        twins = {e.file: [list(b) for b in e.twin_boxes] for e in parsed if e.twin_boxes}
         style = "vggss"
     elif fmt == "flickr":
         from avssl.data.formats.flickr import load_flickr_annotations
 
         entries = [(name, [list(b) for b in e.normalised()], "") for name, e in load_flickr_annotations(source).items()]
+        twins = {}
         style = "flickr"
     else:
         raise ValueError(f"unknown annotation format {fmt!r} (world | vggss | flickr | package)")
@@ -253,7 +262,7 @@ def load_items(
             continue
         video = media_root / rel
         items.append(LocalizationItem(str(name), str(video), _mid_frame_time(video), [list(map(float, b)) for b in boxes],
-                                      style, bool(boxes), label or ""))
+                                      style, bool(boxes), label or "", twin_boxes=twins.get(str(name), [])))
     out = AnnotatedItems(items, len(entries), missing, str(media_root))
     if entries and not items:
         raise ValueError(f"{source}: no annotated video found under media_root {media_root} ({out.coverage_line()})")
@@ -515,13 +524,24 @@ def score(
         candidates["centre_prior"] = centre_prior_maps(n, eval_size).numpy()
         candidates["whole_image"] = whole_image_maps(n, eval_size).numpy()
         candidates["oracle_box"] = oracle_box_maps(gts)
-    cious, confs, summaries = {}, {}, {}
+    twin_idx = [i for i, it in enumerate(items) if it.has_source and it.twin_boxes]
+    if twin_idx:  # same-class twins: the sounding object's box against its silent twin's
+        sound_masks = gts[twin_idx]
+        twin_masks = np.stack([gt_map(items[i].twin_boxes, "vggss", eval_size) for i in twin_idx])
+    cious, confs, summaries, prefs = {}, {}, {}, {}
     for name, m in candidates.items():
         c = metrics.heatmap_ciou(m, gts, fraction)
         c[~pos] = np.nan
         conf = metrics.confidence_scores(m, confidence)
         cious[name], confs[name] = c, conf
         summaries[name] = metrics.summarize(c, conf, pos, ciou_threshold, variant).as_dict()
+        if twin_idx:
+            pref = np.full(n, np.nan)
+            pref[twin_idx] = metrics.region_preference(m[twin_idx], sound_masks, twin_masks)
+            prefs[name] = pref
+            ok = ~np.isnan(pref)
+            summaries[name]["twin_preference"] = float(pref[ok].mean()) if ok.any() else None
+            summaries[name]["twin_items"] = int(ok.sum())
     rows = []
     for i, it in enumerate(items):
         row = {"item_id": it.item_id, "label": it.label, "has_source": bool(it.has_source), "time": it.time,
@@ -530,6 +550,8 @@ def score(
             key = "" if name == "model" else f"_{name}"
             row[f"ciou{key}"] = None if np.isnan(cious[name][i]) else float(cious[name][i])
             row[f"confidence{key}"] = float(confs[name][i])
+            if prefs:
+                row[f"twin_preference{key}"] = None if np.isnan(prefs[name][i]) else float(prefs[name][i])
         rows.append(row)
     settings = {"eval_size": eval_size, "fraction": fraction, "ciou_threshold": ciou_threshold,
                 "confidence": confidence, "ap_variant": variant, "num_items": n, "num_negatives": int((~pos).sum())}
@@ -571,12 +593,14 @@ def summary_table(results: dict[str, EvaluationResult] | EvaluationResult) -> st
     """Markdown table of every method's summary (for benchmarks / reports)."""
     if isinstance(results, EvaluationResult):
         results = {"": results}
-    lines = ["| run | method | cIoU@0.5 | AUC | mean cIoU | AP | max-F1 | N (neg) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | method | cIoU@0.5 | AUC | mean cIoU | AP | max-F1 | twin pref. (n) | N (neg) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for run, res in results.items():
         for method, s in res.summaries.items():
             f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+            twin = f"{f(s.get('twin_preference'))} ({s.get('twin_items', 0)})"
             lines.append(f"| {run} | {method} | {f(s['ciou_at'])} | {f(s['auc'])} | {f(s['mean_ciou'])} | "
-                         f"{f(s['ap'])} | {f(s['max_f1'])} | {s['num_samples']} ({s['num_negatives']}) |")
+                         f"{f(s['ap'])} | {f(s['max_f1'])} | {twin} | {s['num_samples']} ({s['num_negatives']}) |")
     return "\n".join(lines)
 
 

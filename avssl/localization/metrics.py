@@ -302,6 +302,24 @@ def slavc_f1_at_deciles(cious, confidences, has_source, ciou_threshold: float = 
     return np.array(out)
 
 
+def region_preference(heatmaps, masks_a, masks_b) -> np.ndarray:
+    """Per map: does it prefer region A to region B? ``1.0`` when its mean over A's pixels outside B
+    is higher than its mean over B's pixels outside A, ``0.0`` when lower, ``0.5`` on a tie, NaN when
+    either exclusive region is empty (B absent, or one box inside the other). Maps and masks ``[N, H, W]``
+    (or one ``[H, W]``) on the same grid. Used for same-class twins: A the sounding object, B its silent
+    twin; a map that ignores the sound scores 0.5 on average."""
+    m, a, b = _as_batch(heatmaps, "heatmaps"), _as_batch(masks_a, "masks_a") > 0, _as_batch(masks_b, "masks_b") > 0
+    if not m.shape == a.shape == b.shape:
+        raise ValueError(f"maps {m.shape} and masks {a.shape}, {b.shape} differ")
+    out = np.full(len(m), np.nan)
+    for i in range(len(m)):
+        only_a, only_b = a[i] & ~b[i], b[i] & ~a[i]
+        if only_a.any() and only_b.any():
+            va, vb = float(m[i][only_a].mean()), float(m[i][only_b].mean())
+            out[i] = 1.0 if va > vb else 0.0 if va < vb else 0.5
+    return out
+
+
 @dataclass
 class LocalizationSummary:
     """Dataset-level figures. ``ciou_at`` is the reported cIoU (share >= ``ciou_threshold``)."""
@@ -314,6 +332,8 @@ class LocalizationSummary:
     mean_ciou: float
     ap: float | None = None
     max_f1: float | None = None
+    twin_preference: float | None = None  # share of same-class-twin items whose map prefers the sounding twin
+    twin_items: int = 0  # items with a twin (and both exclusive regions non-empty)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["nce_loss", "estimate_partition", "info_nce_loss"]
+__all__ = ["nce_loss", "estimate_partition", "info_nce_loss", "nce_extra_negatives_loss"]
 
 
 def _as_2d(pos: torch.Tensor) -> torch.Tensor:
@@ -57,6 +57,23 @@ def nce_loss(pos_logits: torch.Tensor, neg_logits: torch.Tensor,
     pos_term = F.softplus(offset - pos).mean(1)
     neg_term = F.softplus(neg_logits - offset).sum(1)
     return (pos_term + neg_term).mean()
+
+
+def nce_extra_negatives_loss(extra_logits: torch.Tensor, weights: torch.Tensor,
+                             log_partition: torch.Tensor | float, num_items: int, num_negatives: int) -> torch.Tensor:
+    r"""The negative term of `nce_loss` for extra negatives (e.g. temporal hard negatives), each counted
+    ``weights`` times, on the noise model of the ``num_negatives`` (K) bank draws:
+
+        L_extra = mean_b sum_h w_bh softplus(e_bh - log Z - log(K / N))
+
+    Added to `nce_loss` of the same queries. (An extra negative is not a uniform bank draw, so this
+    departs from the noise model; with w = 0 nothing changes.)"""
+    extra = extra_logits.unsqueeze(1) if extra_logits.ndim == 1 else extra_logits
+    w = weights.unsqueeze(1) if weights.ndim == 1 else weights
+    if w.shape != extra.shape:
+        raise ValueError(f"weights {tuple(weights.shape)} do not match extra negatives {tuple(extra_logits.shape)}")
+    offset = torch.as_tensor(log_partition, dtype=extra.dtype, device=extra.device) + math.log(num_negatives / num_items)
+    return (w.to(extra.dtype) * F.softplus(extra - offset)).sum(1).mean()
 
 
 def estimate_partition(neg_logits: torch.Tensor, num_items: int) -> torch.Tensor:

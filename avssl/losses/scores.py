@@ -11,7 +11,7 @@ import torch
 
 from avssl.utils import distributed as du
 
-__all__ = ["bank_scores", "in_batch_cross_logits"]
+__all__ = ["bank_scores", "in_batch_cross_logits", "append_weighted_negatives"]
 
 
 def bank_scores(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -46,3 +46,22 @@ def in_batch_cross_logits(vq: torch.Tensor, a: torch.Tensor, ids: torch.Tensor
     pos = v2a.gather(1, own[:, None])[:, 0]
     return {"v2a": (pos, v2a.masked_fill(same, float("-inf"))),
             "a2v": (pos, a2v.masked_fill(same, float("-inf")))}
+
+
+def append_weighted_negatives(neg_logits: torch.Tensor, extra_logits: torch.Tensor, weights: torch.Tensor
+                              ) -> torch.Tensor:
+    r"""Negatives ``[B, K]`` plus extra ones ``[B]`` or ``[B, H]`` that count ``weights`` times each:
+
+        out = [neg_logits, extra_logits + log(weights)]      ([B, K + H])
+
+    so a softmax denominator over ``out`` is ``sum_k exp(s_k) + sum_h w_h exp(e_h)``: weight 1 is one
+    more ordinary negative, 0 leaves it out (``-inf``), values between bring it in gradually (a
+    schedule). Used for temporal hard negatives (the same video's audio shifted in time)."""
+    extra = extra_logits.unsqueeze(1) if extra_logits.ndim == 1 else extra_logits
+    w = weights.unsqueeze(1) if weights.ndim == 1 else weights
+    if extra.shape[0] != neg_logits.shape[0] or w.shape != extra.shape:
+        raise ValueError(f"extra negatives {tuple(extra_logits.shape)} / weights {tuple(weights.shape)} do not match "
+                         f"negatives {tuple(neg_logits.shape)}")
+    if (w < 0).any():
+        raise ValueError("negative weights must be >= 0")
+    return torch.cat([neg_logits, extra.to(neg_logits.dtype) + torch.log(w.to(neg_logits.dtype))], 1)

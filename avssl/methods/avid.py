@@ -2,7 +2,9 @@
 
 ``method: avid``. Config (``loss`` section): dim, loss (nce | infonce), variant (cross | self |
 joint), joint_weights (cross, self: the joint variant's weights), num_negatives, temperature,
-momentum, in_batch; plus the added terms of `avssl.methods.terms` (localization_weight).
+momentum, in_batch; plus the added terms of `avssl.methods.terms` (localization_weight) and its
+temporal negatives (``loss.temporal_negatives``: each clip's own audio shifted in time as one more
+negative of its video in the v2a term, bank or in-batch).
 
 Terms (q: the normalised embedding of one modality of clip i, banks V and A):
   * cross-modal (reference): v2a = q_video vs A[i] (positive) and A[negatives];
@@ -22,11 +24,13 @@ of the batch (every rank's, gathered with gradient):
     v2a_i = -log exp(v_i.a_i/T) / sum_{j: j = i or id_j != id_i} exp(v_i.a_j/T)
 
 (a2v symmetric). The banks are still updated every step and still serve the self-modal
-terms, CMA's within-modal terms and its positive-set discovery. Why: a bank slot is
-rewritten once per epoch, so on a small collection (the embedded world: 342 slots, 10 steps
-an epoch) bank positives are stale, at first random, targets, and bank negatives next to live
-positives let every embedding drift away from the stale rows together (measured: cosines of
-positives and negatives both -> 0.98 within 50 steps); benchmarks/pretrain_learning.md.
+terms, CMA's within-modal terms and its positive-set discovery. Why the CPU preset uses it: a bank
+slot is rewritten once per epoch, so on a small collection (the embedded world: 342 slots, 10 steps
+an epoch) bank positives are stale targets, and bank negatives next to live positives drove every
+embedding together (cosines 0.98 within 50 steps, benchmarks/pretrain_learning.md, world v2). That
+mix is what collapsed, not the paper's recipe: NCE with bank positives and negatives (nce,
+in_batch=False, momentum 0.5, T 0.07) does not collapse on the current preset and learns
+(held-out a2v R@1 0.094 / 0.043 on seeds 0 / 1, issue #18; ``experiment=avid_reference_cpu``).
 """
 
 from __future__ import annotations
@@ -38,11 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avssl.losses.nce import estimate_partition, info_nce_loss, nce_loss
-from avssl.losses.scores import bank_scores, in_batch_cross_logits
+from avssl.losses.nce import estimate_partition, info_nce_loss, nce_extra_negatives_loss, nce_loss
+from avssl.losses.scores import append_weighted_negatives, bank_scores, in_batch_cross_logits
 from avssl.memory.bank import MemoryBank, update_banks
 from avssl.methods.base import Method, ModelOutputs
-from avssl.methods.terms import terms_from_config
+from avssl.methods.terms import TemporalNegatives, terms_from_config
 from avssl.utils.distributed import all_reduce_mean
 
 __all__ = ["AVIDCriterion", "AVIDMethod", "VARIANTS", "LOSSES", "bank_scores"]
@@ -161,25 +165,46 @@ class AVIDCriterion(nn.Module):
                             self.log_partition.to(pos_cos.device), self.num_items)
         return info_nce_loss(pos_cos, neg_cos, self.temperature)
 
-    def _compute_terms(self, terms: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    def _compute_terms(self, terms: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                       hard: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
                        ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """terms: name -> (pos logits, neg logits), logits = cos / T. Returns per-term
-        losses and stats (similarities reported as cosines)."""
+        """terms: name -> (pos logits, neg logits), logits = cos / T. ``hard``: name -> (extra negative
+        logits [B], their weights [B]) added to that term (temporal negatives: `append_weighted_negatives`
+        for InfoNCE, `nce_extra_negatives_loss` for NCE). Returns per-term losses and stats
+        (similarities reported as cosines)."""
+        hard = hard or {}
         if self.loss_type == "nce" and not self._partition_frozen():
             self._ensure_partition([neg for _, neg in terms.values()])
         losses, stats = {}, {}
         for name, (pos, neg) in terms.items():
+            extra = hard.get(name)
             if self.loss_type == "nce":
                 losses[name] = nce_loss(pos, neg, self.log_partition, self.num_items)
+                if extra is not None:
+                    losses[name] = losses[name] + nce_extra_negatives_loss(
+                        extra[0], extra[1], self.log_partition, self.num_items, neg.shape[1])
             else:
-                losses[name] = info_nce_loss(pos, neg)
+                losses[name] = info_nce_loss(pos, neg if extra is None else append_weighted_negatives(neg, *extra))
             stats[f"loss/{name}"] = losses[name].detach()
             stats[f"sim/{name}_pos"] = pos.detach().mean() * self.temperature
             # masked in-batch entries are -inf: left out of the mean (nanmean: no host sync)
             stats[f"sim/{name}_neg"] = torch.where(torch.isfinite(neg), neg, torch.nan).detach().nanmean() * self.temperature
+            if extra is not None:  # the temporal negatives' cosines (rows that have one) and their weight
+                used = extra[1] > 0
+                stats[f"hard/{name}_cos"] = torch.where(used, extra[0], torch.nan).detach().nanmean() * self.temperature
+                stats[f"hard/{name}_weight"] = extra[1].detach().max()
         if self.loss_type == "nce":
             stats["partition"] = self.log_partition.detach().exp()
         return losses, stats
+
+    def hard_terms(self, name: str, vq: torch.Tensor, hard_audio: torch.Tensor | None,
+                   hard_weights: torch.Tensor | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{name: (<vq_i, a'_i> [B], weights [B])}`` for `_compute_terms`: each video query's own
+        shifted audio ``a'`` as an extra negative (``vq`` = v / T); {} when there is none this step."""
+        if hard_audio is None or hard_weights is None:
+            return {}
+        h = F.normalize(hard_audio, dim=1)
+        return {name: ((vq * h).sum(1), hard_weights.to(vq.dtype))}
 
     def _gather_rows(self, *id_blocks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """One gather per bank for all the id blocks ([B, n_i] each, concatenated along dim 1):
@@ -206,6 +231,7 @@ class AVIDCriterion(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
                 negatives: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                hard_audio: torch.Tensor | None = None, hard_weights: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Loss for a batch and a dict of detached statistics.
 
@@ -214,6 +240,8 @@ class AVIDCriterion(nn.Module):
             indices: [B] manifest ids of the clips' videos.
             negatives: optional [B, K] negative ids (else drawn uniformly, excluding self).
             generator: RNG for the negative draw.
+            hard_audio, hard_weights: [B, D] embeddings of each clip's audio shifted in time and [B]
+                weights: one more negative of the v2a term, counted w_i times (temporal negatives).
         """
         v, a, idx = self._prepare(video_emb, audio_emb, indices)
         neg_ids = self._draw_negatives(idx, negatives, generator)
@@ -231,7 +259,8 @@ class AVIDCriterion(nn.Module):
             v2v, a2a = bank_scores(vq, v_rows), bank_scores(aq, a_rows)
             terms["v2v"] = (v2v[:, 0], v2v[:, 1:])
             terms["a2a"] = (a2a[:, 0], a2a[:, 1:])
-        losses, stats = self._compute_terms(terms)
+        hard = self.hard_terms("v2a", vq, hard_audio, hard_weights) if self.weights["cross"] > 0 else {}
+        losses, stats = self._compute_terms(terms, hard)
         total = v.new_zeros(())
         if self.weights["cross"] > 0:
             stats["loss/cross"] = ((losses["v2a"] + losses["a2v"]) / 2).detach()
@@ -265,8 +294,9 @@ class AVIDMethod(Method):
             raise ValueError(f"loss.joint_weights must be [cross, self], got {list(weights)}")
         criterion = AVIDCriterion(variant=lcfg.get("variant", "cross"), joint_weights=weights,
                                   **cls.criterion_kwargs(cfg, num_items, fingerprint))
-        return cls(criterion, terms_from_config(cfg))
+        return cls(criterion, terms_from_config(cfg), TemporalNegatives.from_config(cfg))
 
     def objective(self, out: ModelOutputs, ids: torch.Tensor, generator: torch.Generator | None = None):
-        return self.criterion(out.video, out.audio, ids, generator=generator)
+        return self.criterion(out.video, out.audio, ids, generator=generator, hard_audio=out.audio_shifted,
+                              hard_weights=self.hard_weights(out))
 

@@ -11,6 +11,8 @@ config's ``method:`` value; `avssl.methods.registry` discovers it). The trainer'
     method.start(model, fingerprint=, logger=)                   # a fresh run (not resumed): e.g. CMA loads
                                                                  #   its AVID checkpoint
     method.on_epoch_start(epoch, device=, logger=)               # e.g. CMA recomputes its positive sets
+    method.on_step_start(step); method.wants_shifted_audio()     # temporal negatives this step? (the trainer
+                                                                 #   then embeds each clip's shifted audio)
     loss, stats = method.loss(ModelOutputs(...), ids, generator) # the step's loss (+ the added terms)
     method.state_dict() / method.load_state_dict(state)          # checkpoint entry "criterion"
 
@@ -38,11 +40,14 @@ class ModelOutputs:
 
     video, audio: projected embeddings [B, D] (not normalised); video_dense: unit-norm per-position
     video embeddings [B, D, T, H, W] (``AVModel.forward(..., dense=True)``), only when the method
-    ``needs_dense``."""
+    ``needs_dense``; audio_shifted: projected embeddings [B, D] of each clip's audio window shifted in
+    time (temporal negatives, ``Method.temporal``) and shift [B] its shift in s (0: none fitted)."""
 
     video: torch.Tensor
     audio: torch.Tensor
     video_dense: torch.Tensor | None = None
+    audio_shifted: torch.Tensor | None = None
+    shift: torch.Tensor | None = None
 
 
 class Term(abc.ABC):
@@ -68,10 +73,13 @@ class Method(abc.ABC):
     name: ClassVar[str]
     criterion: nn.Module
     terms: list[Term]
+    temporal = None  # `avssl.methods.terms.TemporalNegatives` (loss.temporal_negatives) or None
+    step: int = 0  # the trainer's global step of the batch being processed (`on_step_start`)
 
-    def __init__(self, criterion: nn.Module, terms: Iterable[Term] = ()) -> None:
+    def __init__(self, criterion: nn.Module, terms: Iterable[Term] = (), temporal=None) -> None:
         self.criterion = criterion
         self.terms = list(terms)
+        self.temporal = temporal
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -104,6 +112,19 @@ class Method(abc.ABC):
 
     def start(self, model: nn.Module, *, fingerprint: str | None, logger) -> None:
         """A fresh run begins (not a resumed one); ``model`` is the bare model (no DDP wrapper)."""
+
+    def on_step_start(self, step: int) -> None:
+        """The trainer's global step of the batch about to be processed (1 = first; schedules read it)."""
+        self.step = int(step)
+
+    def wants_shifted_audio(self) -> bool:
+        """Whether this step's loss uses the shifted audio (the trainer then embeds it): temporal
+        negatives configured and their weight at this step > 0."""
+        return self.temporal is not None and self.temporal.weight_at(self.step) > 0
+
+    def hard_weights(self, out: ModelOutputs) -> torch.Tensor | None:
+        """Per-clip weights [B] of the temporal negatives at this step (None: none this step)."""
+        return None if self.temporal is None else self.temporal.row_weights(out, self.step)
 
     def on_epoch_start(self, epoch: int, *, device: torch.device, logger) -> None:
         """Epoch ``epoch`` begins from its first batch (also right after a resume at an epoch boundary).

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from avssl.losses.nce import info_nce_loss
-from avssl.losses.scores import in_batch_cross_logits
+from avssl.losses.scores import append_weighted_negatives, in_batch_cross_logits
 from avssl.methods.base import Method, ModelOutputs, method_options
-from avssl.methods.terms import terms_from_config
+from avssl.methods.terms import TemporalNegatives, terms_from_config
 
 __all__ = ["CLIPObjective", "CLIPMethod"]
 
@@ -59,8 +59,11 @@ class CLIPObjective(nn.Module):
         """s = exp(t), t clamped to [0, log max_logit_scale] (gradient-free outside it, as CLIP's clamp)."""
         return self.log_scale.clamp(0.0, self.max_log_scale).exp()
 
-    def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, ids: torch.Tensor
+    def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, ids: torch.Tensor,
+                hard_audio: torch.Tensor | None = None, hard_weights: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``hard_audio`` [B, D] / ``hard_weights`` [B]: each clip's audio shifted in time, one more
+        negative of its video in the v2a softmax, counted w_i times (temporal negatives)."""
         if video_emb.ndim != 2 or video_emb.shape != audio_emb.shape or video_emb.shape[1] != self.dim:
             raise ValueError(f"expected video and audio embeddings [B, {self.dim}], got "
                              f"{tuple(video_emb.shape)} and {tuple(audio_emb.shape)}")
@@ -75,7 +78,13 @@ class CLIPObjective(nn.Module):
         stats: dict[str, Any] = {}
         losses = {}
         for name, (pos, neg) in terms.items():
-            losses[name] = info_nce_loss(pos, neg)
+            if name == "v2a" and hard_audio is not None and hard_weights is not None:
+                h = (vq * F.normalize(hard_audio, dim=1)).sum(1)  # <v_i, a'_i> x scale
+                losses[name] = info_nce_loss(pos, append_weighted_negatives(neg, h, hard_weights.to(h.dtype)))
+                stats["hard/v2a_cos"] = torch.where(hard_weights > 0, h, torch.nan).detach().nanmean() / scale
+                stats["hard/v2a_weight"] = hard_weights.detach().max()
+            else:
+                losses[name] = info_nce_loss(pos, neg)
             stats[f"loss/{name}"] = losses[name].detach()
             stats[f"sim/{name}_pos"] = (pos / scale).detach().mean()
             # masked (same-video) entries are -inf: left out of the mean
@@ -98,7 +107,8 @@ class CLIPMethod(Method):
         objective = CLIPObjective(cfg["loss"]["dim"], temperature=float(cfg["loss"]["temperature"]),
                                   learn_temperature=bool(o["learn_temperature"]),
                                   max_logit_scale=float(o["max_logit_scale"]))
-        return cls(objective, terms_from_config(cfg))
+        return cls(objective, terms_from_config(cfg), TemporalNegatives.from_config(cfg))
 
     def objective(self, out: ModelOutputs, ids: torch.Tensor, generator: torch.Generator | None = None):
-        return self.criterion(out.video, out.audio, ids)
+        return self.criterion(out.video, out.audio, ids, hard_audio=out.audio_shifted,
+                              hard_weights=self.hard_weights(out))

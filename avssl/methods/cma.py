@@ -30,7 +30,7 @@ from avssl.cma.positives import MODES, find_positives
 from avssl.losses.scores import bank_scores
 from avssl.methods.avid import AVIDCriterion, AVIDMethod
 from avssl.methods.base import method_options
-from avssl.methods.terms import terms_from_config
+from avssl.methods.terms import TemporalNegatives, terms_from_config
 from avssl.utils.checkpoint import CheckpointManager, load_checkpoint
 from avssl.utils.errors import UserError
 
@@ -136,8 +136,10 @@ class CMACriterion(AVIDCriterion):
     # ------------------------------------------------------------------ forward
     def forward(self, video_emb: torch.Tensor, audio_emb: torch.Tensor, indices: torch.Tensor,
                 negatives: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                hard_audio: torch.Tensor | None = None, hard_weights: torch.Tensor | None = None,
                 ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Loss and detached stats; ``negatives`` [B, K] optional (must avoid i and P(i))."""
+        """Loss and detached stats; ``negatives`` [B, K] optional (must avoid i and P(i)); ``hard_audio`` /
+        ``hard_weights``: temporal negatives of the xmodal_inst v2a term (see `AVIDCriterion.forward`)."""
         if self.positives is None:
             raise RuntimeError("CMACriterion needs positive sets: call set_positives() or "
                                "refresh_positives() first")
@@ -169,7 +171,8 @@ class CMACriterion(AVIDCriterion):
         if c["xmodal_pos"] > 0:
             terms["xmodal_pos/v2a"] = (v2a[:, p0:n0], v2a[:, n0:])
             terms["xmodal_pos/a2v"] = (a2v[:, p0:n0], a2v[:, n0:])
-        losses, stats = self._compute_terms(terms)
+        hard = self.hard_terms("xmodal_inst/v2a", vq, hard_audio, hard_weights) if c["xmodal_inst"] > 0 else {}
+        losses, stats = self._compute_terms(terms, hard)
         total = v.new_zeros(())
         for group, weight in c.items():
             if weight <= 0:
@@ -192,8 +195,9 @@ class CMAMethod(AVIDMethod):
                "xmodal_inst": 0.5, "wmodal_pos": 0.5, "wmodal_inst": 0.0, "xmodal_pos": 0.0,
                "refresh_every_epochs": 5}
 
-    def __init__(self, criterion: CMACriterion, terms=(), *, init_from=None, refresh_every_epochs: int = 5) -> None:
-        super().__init__(criterion, terms)
+    def __init__(self, criterion: CMACriterion, terms=(), *, init_from=None, refresh_every_epochs: int = 5,
+                 temporal=None) -> None:
+        super().__init__(criterion, terms, temporal)
         self.init_from = init_from
         self.refresh_every_epochs = int(refresh_every_epochs or 0)
 
@@ -207,7 +211,7 @@ class CMAMethod(AVIDMethod):
             wmodal_inst=c["wmodal_inst"], xmodal_pos=c["xmodal_pos"], num_positives=c["num_positives"],
             mode=c["mode"], **cls.criterion_kwargs(cfg, num_items, fingerprint))
         return cls(criterion, terms_from_config(cfg), init_from=c["init_from"],
-                   refresh_every_epochs=c["refresh_every_epochs"])
+                   refresh_every_epochs=c["refresh_every_epochs"], temporal=TemporalNegatives.from_config(cfg))
 
     def start(self, model, *, fingerprint, logger) -> None:
         """Model + banks + NCE constant from the AVID checkpoint ``cma.init_from`` of the SAME index."""

@@ -55,11 +55,14 @@ class R2Plus1DNet(nn.Module):
     after the first halves T, H and W). ``pool``: ``"max"`` (reference) or ``"avg"``.
     ``forward_features`` names: ``conv1`` (stem), ``conv2x``.. (stages, [B,C,T',H',W']),
     ``pool`` ([B, out_dim]). ``last_spatial_stride=1`` keeps the last stage at the previous
-    stage's spatial resolution (finer localization maps; reference: 2).
+    stage's spatial resolution (finer localization maps; reference: 2). ``temporal_stride``: the
+    time stride of every stage after the first (reference 2; 1 keeps all frames to the last map, so
+    events a frame apart stay apart: T' = T instead of T / 2^(stages-1)).
     """
 
     def __init__(self, stem_width: int = 64, widths: Sequence[int] = (64, 128, 256, 512),
-                 blocks: Sequence[int] = (2, 2, 2, 2), pool: str = "max", last_spatial_stride: int = 2):
+                 blocks: Sequence[int] = (2, 2, 2, 2), pool: str = "max", last_spatial_stride: int = 2,
+                 temporal_stride: int = 2):
         super().__init__()
         if len(widths) != len(blocks) or not widths:
             raise ValueError(f"widths {widths} and blocks {blocks} must be non-empty and of equal length")
@@ -67,6 +70,8 @@ class R2Plus1DNet(nn.Module):
             raise ValueError(f"pool must be 'max' or 'avg', got {pool!r}")
         if last_spatial_stride not in (1, 2):
             raise ValueError(f"last_spatial_stride must be 1 or 2, got {last_spatial_stride}")
+        if temporal_stride not in (1, 2):
+            raise ValueError(f"temporal_stride must be 1 or 2, got {temporal_stride}")
         self.conv1 = nn.Sequential(
             nn.Conv3d(3, stem_width, (3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3), bias=False),
             nn.BatchNorm3d(stem_width),
@@ -76,9 +81,9 @@ class R2Plus1DNet(nn.Module):
         self.stage_names = [f"conv{i + 2}x" for i in range(len(widths))]
         in_ch = stem_width
         for i, (name, w, n) in enumerate(zip(self.stage_names, widths, blocks)):
-            stride = (1, 1, 1) if i == 0 else (2, 2, 2)
+            stride = (1, 1, 1) if i == 0 else (temporal_stride, 2, 2)
             if i == len(widths) - 1 and i > 0:
-                stride = (2, last_spatial_stride, last_spatial_stride)
+                stride = (temporal_stride, last_spatial_stride, last_spatial_stride)
             layers = [R2Plus1DBlock(in_ch, w, stride)] + [R2Plus1DBlock(w, w) for _ in range(n - 1)]
             self.add_module(name, nn.Sequential(*layers))
             in_ch = w

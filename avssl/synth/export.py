@@ -114,7 +114,8 @@ def export_vggss(root: Path, rows: list[dict], out: Path | None = None, splits: 
     - ``frames/<id>.jpg``: the annotated frame (the clip's middle frame, ``keyframes/``) and
       ``audio/<id>.wav``: the clip's sound, for every clip of ``splits``;
     - ``vggss.json``: ``[{"file", "class", "bbox": [[x0, y0, x1, y1]]}]`` for the clips whose sounding
-      object is visible in that frame (box as fractions of the frame, 5 decimals);
+      object is visible in that frame (box as fractions of the frame, 5 decimals; a clip with a silent
+      same-class twin also carries ``twin_bbox``, an extra key readers that do not know it ignore);
     - ``vggss_test.csv``: those ids, one per line (the test list);
     - ``vggss_test_plus_silent.csv``: ``video,audio,label`` with one ``<id>,<id>,non-sounding`` row per
       clip without a visible source (silent, off-screen): the extended set's negatives, own sound.
@@ -128,8 +129,13 @@ def export_vggss(root: Path, rows: list[dict], out: Path | None = None, splits: 
         if _visible(r):
             w, h = float(r["width"]), float(r["height"])
             box = [int(r[f"mid_box_{k}"]) for k in ("x0", "y0", "x1", "y1")]
-            items.append({"file": cid, "class": r["source_class"],
-                          "bbox": [[round(box[0] / w, 5), round(box[1] / h, 5), round(box[2] / w, 5), round(box[3] / h, 5)]]})
+            item = {"file": cid, "class": r["source_class"],
+                    "bbox": [[round(box[0] / w, 5), round(box[1] / h, 5), round(box[2] / w, 5), round(box[3] / h, 5)]]}
+            tbox = [int(r.get(f"mid_twin_{k}", -1)) for k in ("x0", "y0", "x1", "y1")]
+            if int(r.get("twin", 0)) and tbox[0] >= 0:  # a silent same-class twin (generator v3): its box too
+                item["twin_bbox"] = [[round(tbox[0] / w, 5), round(tbox[1] / h, 5), round(tbox[2] / w, 5),
+                                      round(tbox[3] / h, 5)]]
+            items.append(item)
             positives.append(cid)
         else:
             negatives.append(cid)

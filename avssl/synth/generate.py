@@ -28,13 +28,14 @@ from .render import render_clip
 from .sound import synth_audio
 from .world import ACTION_HMDB_NAMES, ACTION_UCF_NAMES, ACTIONS, SOURCE_CLASSES, SOURCE_NAMES, make_plan, world_assignments
 
-GENERATOR_VERSION = 2  # 2: larger objects, one distractor at most, pitch set by size
+GENERATOR_VERSION = 3  # 2: larger objects, one distractor at most, pitch set by size; 3: same-class twins, tempo wobble
 
 GT_CSV_COLUMNS = [
     "clip_id", "index", "path", "split", "group", "source_class", "source_index", "action_class",
     "action_index", "offscreen", "silent", "num_objects", "sounding_object", "num_frames", "fps",
     "width", "height", "duration", "audio_rate", "num_samples", "container", "seed", "num_events",
     "mid_frame", "mid_box_x0", "mid_box_y0", "mid_box_x1", "mid_box_y1",
+    "twin", "mid_twin_x0", "mid_twin_y0", "mid_twin_x1", "mid_twin_y1",
 ]
 
 
@@ -74,12 +75,14 @@ def clip_ground_truth(plan, boxes, notes) -> dict:
         objects.append({
             "class": cls.name, "class_index": ob.class_index, "action": ACTIONS[ob.motion.action],
             "action_index": ob.motion.action, "sounding": bool(ob.sounding and ob is plan.sound_object),
+            "twin": bool(ob.twin),
             "colour": list(cls.colour), "shape": cls.shape, "texture": cls.texture,
             "radius": round(ob.motion.radius, 3), "event_rate": round(ob.motion.rate, 4),
             "visual_events": [round(float(e), 6) for e in ob.motion.events(plan.duration)],
             "boxes": bx.tolist(),
         })
     sounding = next((k for k, o in enumerate(objects) if o["sounding"]), None)
+    twin = next((k for k, o in enumerate(objects) if o["twin"]), None)
     sound_ob = plan.sound_object
     return {
         "clip_id": plan.clip_id, "index": plan.index, "seed": plan.seed, "split": plan.split, "group": plan.group,
@@ -91,6 +94,7 @@ def clip_ground_truth(plan, boxes, notes) -> dict:
         "action_class": ACTIONS[plan.action], "action_index": plan.action,
         "offscreen": plan.offscreen, "silent": plan.silent,
         "sounding_object": sounding,
+        "twin_object": twin,  # a silent object of the sounding object's class and size (None: no twin)
         "sound": None if sound_ob is None else {
             "class": SOURCE_NAMES[sound_ob.class_index], "pitch_hz": round(plan.pitch_factor, 3),
             "loudness": round(plan.loudness, 4), "snr_db": round(plan.snr_db, 3),
@@ -108,6 +112,8 @@ def _csv_row(gt: dict) -> dict:
     box = [-1, -1, -1, -1]
     if gt["sounding_object"] is not None:
         box = gt["objects"][gt["sounding_object"]]["boxes"][mid]
+    twin = gt.get("twin_object")
+    tbox = gt["objects"][twin]["boxes"][mid] if twin is not None else [-1, -1, -1, -1]
     return {
         "clip_id": gt["clip_id"], "index": gt["index"], "path": gt["path"], "split": gt["split"],
         "group": gt["group"], "source_class": gt["source_class"], "source_index": gt["source_index"],
@@ -118,6 +124,8 @@ def _csv_row(gt: dict) -> dict:
         "duration": gt["duration"], "audio_rate": gt["audio_rate"], "num_samples": gt["num_samples"],
         "container": gt["container"], "seed": gt["seed"], "num_events": len(gt["audio_events"]),
         "mid_frame": mid, "mid_box_x0": box[0], "mid_box_y0": box[1], "mid_box_x1": box[2], "mid_box_y1": box[3],
+        "twin": int(twin is not None), "mid_twin_x0": tbox[0], "mid_twin_y0": tbox[1], "mid_twin_x1": tbox[2],
+        "mid_twin_y1": tbox[3],
     }
 
 
@@ -239,7 +247,7 @@ def generate_world(out_dir: str | os.PathLike, preset: str | dict | WorldPreset 
         "counts": {
             "train": sum(r["split"] == "train" for r in rows), "test": sum(r["split"] == "test" for r in rows),
             "offscreen": sum(r["offscreen"] for r in rows), "silent": sum(r["silent"] for r in rows),
-            "webm": sum(r["container"] == ".webm" for r in rows),
+            "webm": sum(r["container"] == ".webm" for r in rows), "twin": sum(r["twin"] for r in rows),
         },
     })
     tmp = root / ".world.json.tmp"

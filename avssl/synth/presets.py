@@ -26,6 +26,8 @@ class WorldPreset:
     snr_db: tuple[float, float] = (12.0, 30.0)
     crf: int = 23
     flickr_annotators: int = 3
+    twin_share: float = 0.0  # clips with a silent same-class, same-size twin of the sounding object (v3)
+    tempo_wobble: float = 0.0  # event-rate swing (fraction of the mean rate): events not periodic (v3)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -43,15 +45,19 @@ class WorldPreset:
 
 PRESETS: dict[str, WorldPreset] = {
     # tests: ~24 clips in a few seconds
-    "tiny": WorldPreset("tiny", num_clips=24, width=64, height=64, fps=16.0, duration=2.0, audio_rate=24000),
+    # (generator v3: every built-in preset has same-class twins in a quarter of its clips and tempo
+    # wobble 0.5, so that synchronization, not only the class, tells sounds and objects apart)
+    "tiny": WorldPreset("tiny", num_clips=24, width=64, height=64, fps=16.0, duration=2.0, audio_rate=24000,
+                        twin_share=0.25, tempo_wobble=0.5),
     # the README's main job: < 1 min on 2 cores, small CPU models learn in minutes
     # (objects large enough to tell apart at 64 px and to cover a real share of the frame, at most one
     # silent distractor: benchmarks/pretrain_learning.md measured the smaller, busier v1 world unlearnable
     # in a CPU budget)
     "default": WorldPreset("default", num_clips=480, width=112, height=112, fps=16.0, duration=3.0, audio_rate=24000,
-                           max_distractors=1, radius=(0.15, 0.23)),
+                           max_distractors=1, radius=(0.15, 0.23), twin_share=0.25, tempo_wobble=0.5),
     # GPU machine: 10^5 clips (~3.5 h on 2 cores, minutes on a many-core box)
-    "large": WorldPreset("large", num_clips=100_000, width=128, height=128, fps=16.0, duration=4.0, audio_rate=24000),
+    "large": WorldPreset("large", num_clips=100_000, width=128, height=128, fps=16.0, duration=4.0, audio_rate=24000,
+                         twin_share=0.25, tempo_wobble=0.5),
 }
 
 

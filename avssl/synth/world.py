@@ -5,6 +5,15 @@ A clip holds one *sounding* object (class = the clip's source class) moving with
 background. Motion is analytic in continuous time, so visual events (bounces, wall
 hits, pulse starts, shake bursts) have exact times; the sound synthesiser triggers its
 notes at those same times, which is what ties sound to picture.
+
+Generator v3 adds two things that make synchronization, not only the class, matter:
+  * tempo wobble (``WorldPreset.tempo_wobble``): a motion's phase runs at a rate that swings
+    by +/- wobble around its mean, so events are not periodic and a window of sound shifted by
+    1 s no longer repeats the same onsets (with a fixed rate, 28 % of 1 s shifts left the onset
+    pattern unchanged to 0.125 s; with wobble 0.5, under 1 %: benchmarks/instance_sync.md);
+  * same-class twins (``WorldPreset.twin_share``): in that share of clips with a visible
+    sounding object, a silent object of the SAME class and size moves on its own; only the
+    sounding twin's motion matches the sound (ground truth: ``objects[k]["twin"]``).
 """
 
 from __future__ import annotations
@@ -69,6 +78,20 @@ class Motion:
     anchor: tuple[float, float]  # free coordinate(s) drawn at random, in [0,1]
     burst_times: tuple[float, ...] = ()
     direction: int = 1
+    # tempo wobble: u(t) = rate * (t + wobble * (sin(2 pi f t + p) - sin p) / (2 pi f)) + phase, so the
+    # instantaneous event rate is rate * (1 + wobble * cos(2 pi f t + p)) (monotone for wobble < 1)
+    wobble: float = 0.0
+    wobble_freq: float = 0.4
+    wobble_phase: float = 0.0
+
+    def progress(self, t: np.ndarray) -> np.ndarray:
+        """The motion's phase u(t) (cycles); events sit at integer (and for slide/zigzag half-integer) u."""
+        t = np.asarray(t, dtype=np.float64)
+        if self.wobble == 0.0:
+            return self.rate * t + self.phase
+        w = 2 * np.pi * self.wobble_freq
+        warp = self.wobble * (np.sin(w * t + self.wobble_phase) - np.sin(self.wobble_phase)) / w
+        return self.rate * (t + warp) + self.phase
 
     def _bounds(self):
         m = self.radius * 1.45 + 1.0  # keeps pulsing/shaken objects fully inside the frame
@@ -82,7 +105,7 @@ class Motion:
         x = np.full_like(t, x_lo + ax * (x_hi - x_lo))
         y = np.full_like(t, y_lo + ay * (y_hi - y_lo))
         s = np.ones_like(t)
-        u = self.rate * t + self.phase
+        u = self.progress(t)
         a = self.action
         if a == 0:  # bounce: ground contact once per 1/rate s
             top = y_lo + 0.15 * ay * (y_hi - y_lo)
@@ -115,6 +138,13 @@ class Motion:
         """Exact visual event times in [0, duration)."""
         if self.action == 5:
             ev = np.asarray(self.burst_times, dtype=np.float64)
+        elif self.wobble != 0.0:
+            # u is strictly increasing: invert it on a 0.1 ms grid (linear between grid points)
+            tt = np.linspace(0.0, duration, int(round(duration * 10_000)) + 1)
+            uu = self.progress(tt)
+            step = 0.5 if self.action in (1, 4) else 1.0
+            ks = np.arange(np.ceil(uu[0] / step), np.floor(uu[-1] / step) + 1) * step
+            ev = np.interp(ks, uu, tt)
         else:
             # bounce/slide/zigzag: integer u (|sin(pi u)|=0 resp. tri turn at integer u);
             # circle: top at integer u; pulse: growth starts at integer u.
@@ -145,6 +175,7 @@ class ObjectPlan:
     motion: Motion
     texture_phase: float
     sounding: bool
+    twin: bool = False  # a silent object of the sounding object's class and size (generator v3)
 
 
 @dataclass
@@ -211,7 +242,14 @@ def world_assignments(num_clips: int, seed: int, preset) -> dict[str, np.ndarray
     offscreen[order[:n_off]] = True
     silent[order[n_off : n_off + n_sil]] = True
     webm = share(preset.webm_share)
-    return {"source": source, "action": action, "group": group, "offscreen": offscreen, "silent": silent, "webm": webm}
+    # twins: drawn last (earlier draws unchanged), among clips whose sounding object is on screen
+    twin = np.zeros(n, dtype=bool)
+    n_twin = int(round(getattr(preset, "twin_share", 0.0) * n))
+    if n_twin:
+        pool = np.flatnonzero(~offscreen & ~silent)
+        twin[rng.permutation(pool)[: min(n_twin, len(pool))]] = True
+    return {"source": source, "action": action, "group": group, "offscreen": offscreen, "silent": silent, "webm": webm,
+            "twin": twin}
 
 
 def _motion(rng: np.random.Generator, action: int, radius: float, preset, duration: float) -> Motion:
@@ -238,6 +276,33 @@ def _motion(rng: np.random.Generator, action: int, radius: float, preset, durati
     return m
 
 
+def _wobble(motion: Motion, rng: np.random.Generator, amount: float) -> Motion:
+    """Set the tempo wobble of ``motion`` (amplitude ``amount``, frequency 0.25-0.6 Hz, random phase)
+    from its own stream ``rng`` (so a world without wobble keeps every other draw)."""
+    if amount > 0 and motion.action != 5:  # shake bursts are already irregular
+        motion.wobble = float(amount)
+        motion.wobble_freq = float(rng.uniform(0.25, 0.6))
+        motion.wobble_phase = float(rng.uniform(0.0, 2 * np.pi))
+    return motion
+
+
+def _apart(motion: Motion, other: Motion, rng: np.random.Generator, duration: float, tries: int = 8
+           ) -> tuple[float, float]:
+    """Of ``tries`` random anchors for ``motion``, the one whose path keeps farthest from ``other``'s
+    (largest mean centre distance over the clip, 0.1 s steps): twins overlap as little as the
+    frame allows, so a heatmap can prefer one of them."""
+    t = np.arange(0.0, duration, 0.1)
+    ox, oy, _ = other.state(t)
+    best, best_d = motion.anchor, -1.0
+    for _ in range(tries):
+        motion.anchor = (float(rng.uniform(0, 1)), float(rng.uniform(0, 1)))
+        x, y, _ = motion.state(t)
+        d = float(np.mean(np.hypot(x - ox, y - oy)))
+        if d > best_d:
+            best, best_d = motion.anchor, d
+    return best
+
+
 def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> ClipPlan:
     """Draw one clip's plan from (seed, index) and the world-level labels."""
     rng = np.random.default_rng([seed, index])
@@ -255,6 +320,24 @@ def make_plan(index: int, seed: int, preset, labels: dict[str, np.ndarray]) -> C
 
     main = obj(src, act, not silent)
     distractors = [obj(c, int(rng.integers(0, len(ACTIONS))), False) for c in dis_classes]
+    wobble = float(getattr(preset, "tempo_wobble", 0.0))
+    if wobble > 0:  # own streams per object: the draws above stay those of a world without wobble
+        for k, ob in enumerate([main] + distractors):
+            _wobble(ob.motion, np.random.default_rng([seed, index, 0x70B, k]), wobble)
+    if "twin" in labels and bool(labels["twin"][index]):
+        # a silent twin: same class and size as the sounding object, its own motion on the other side
+        trng = np.random.default_rng([seed, index, 0x7717])
+        ax, ay = main.motion.anchor
+        tm = _motion(trng, int(trng.integers(0, len(ACTIONS))), main.motion.radius, preset, preset.duration)
+        _wobble(tm, trng, wobble)
+        tm.anchor = _apart(tm, main.motion, trng, preset.duration)
+        if trng.random() < 0.5:
+            # which of the two places the sounding twin gets is a coin flip: the twin is placed away from
+            # the sounding object, i.e. often nearer the edges, and a centre-biased map would otherwise
+            # "prefer" the sounding twin without listening (measured: the centre prior at 0.82 before)
+            tm.anchor, main.motion.anchor = main.motion.anchor, tm.anchor
+        twin = ObjectPlan(src, tm, float(trng.uniform(0, 1)), False, twin=True)
+        distractors = [twin] + distractors[: max(preset.max_distractors - 1, 0)]
     objects = distractors + ([] if offscreen else [main])
     lo, hi = SOURCE_CLASSES[src].pitch
     # bigger objects sound lower (as drums, bells and pipes do): the base pitch falls across the

@@ -25,6 +25,8 @@ class BoxAnnotation:
     file: str
     boxes: list[tuple[float, float, float, float]]  # normalised 0-1
     label: str = ""
+    # the generated world's exports only: boxes of a silent object of the same class ("twin_bbox")
+    twin_boxes: tuple[tuple[float, float, float, float], ...] = ()
 
 
 def parse_vggss(path: str | Path) -> list[BoxAnnotation]:
@@ -41,16 +43,17 @@ def parse_vggss(path: str | Path) -> list[BoxAnnotation]:
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "file" not in item or "bbox" not in item:
             raise ValueError(f"{p}: entry {i} lacks 'file' / 'bbox': {str(item)[:80]}")
-        boxes = []
-        for b in item["bbox"]:
-            if not isinstance(b, (list, tuple)) or len(b) != 4:
-                raise ValueError(f"{p}: box of {item['file']} is not 4 numbers: {b}")
-            boxes.append(tuple(float(min(max(float(c), 0.0), 1.0)) for c in b))
+        boxes, twins = [], []
+        for key, into in (("bbox", boxes), ("twin_bbox", twins)):
+            for b in item.get(key) or []:
+                if not isinstance(b, (list, tuple)) or len(b) != 4:
+                    raise ValueError(f"{p}: {key} of {item['file']} is not 4 numbers: {b}")
+                into.append(tuple(float(min(max(float(c), 0.0), 1.0)) for c in b))
         name = str(item["file"])
         if name in seen:
             raise ValueError(f"{p}: {name} annotated twice")
         seen.add(name)
-        out.append(BoxAnnotation(name, boxes, str(item.get("class", ""))))
+        out.append(BoxAnnotation(name, boxes, str(item.get("class", "")), tuple(twins)))
     return out
 
 
