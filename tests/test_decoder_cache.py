@@ -97,9 +97,11 @@ def _child_reads(marker):
 
 
 def test_worker_exit_closes_its_decoders(tmp_path):
-    """A multiprocessing worker (as DataLoader's) leaves through os._exit: its decoders are still closed."""
+    """A multiprocessing worker (as DataLoader's) leaves through os._exit: its decoders are still closed.
+    (forkserver: the child also ends in os._exit, but is forked from a clean single-threaded server; a plain
+    fork of this threaded test process could inherit a held lock and hang.)"""
     marker = tmp_path / "closed"
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("forkserver")
     p = ctx.Process(target=_child_reads, args=(str(marker),))
     p.start()
     p.join(60)
