@@ -11,8 +11,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = [
     "clip_reading", "wild_reading", "training_cache", "index_scale", "synth", "real_world", "objective", "train_step",
-    "pretrain_learning", "cma_precision", "cma_topk", "downstream", "localization", "localization_protocols", "extract",
-    "search", "agreement",
+    "pretrain_learning", "methods", "instance_sync", "cma_precision", "cma_topk", "downstream", "localization",
+    "localization_protocols", "extract", "extract_speed", "search", "agreement",
     "gpu",
 ]
 
@@ -27,6 +27,15 @@ Regenerate this file with `python benchmarks/collect.py` after re-running a topi
 """
 
 
+def _demote(lines):
+    """Markdown headings one level down; lines inside fenced code blocks (shell comments) stay as they are."""
+    fenced = False
+    for line in lines:
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        yield "#" + line if line.startswith("#") and not fenced else line
+
+
 def main() -> None:
     topics = [t for t in ORDER if (HERE / f"{t}.md").exists()]
     topics += sorted(p.stem for p in HERE.glob("*.md") if p.stem not in ORDER)
@@ -36,7 +45,7 @@ def main() -> None:
     for t in topics:
         body = (HERE / f"{t}.md").read_text().strip()
         # demote the topic file's headings by one level so the document keeps one title
-        body = "\n".join("#" + line if line.startswith("#") else line for line in body.splitlines())
+        body = "\n".join(_demote(body.splitlines()))
         parts += [f'<a id="{t.replace("_", "-")}"></a>\n', body, ""]
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(parts) + "\n")
     print(f"wrote BENCHMARKS.md from {len(topics)} topic file(s)")
