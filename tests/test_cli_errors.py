@@ -136,6 +136,15 @@ def test_misspelled_override_key(tmp_path):
     line = one_error_line(run_tool("pretrain", "trainer.epohcs=3", f"run_dir={tmp_path}", cwd=tmp_path), "pretrain",
                           "trainer.epohcs")
     assert "+trainer.epohcs=3" in line
+    assert "did you mean 'trainer.epochs'?" in line and "Keys at 'trainer': " in line  # the valid keys listed
+    assert "max_steps" in line.split("Keys at 'trainer': ")[1]
+
+
+def test_misspelled_section_lists_the_top_level_keys(tmp_path, script):
+    line = one_error_line(script("finetune", "optimm.lr=0.1"), "finetune", "optimm.lr")
+    assert "did you mean 'optim'?" in line
+    keys = line.split("Keys at the top level: ")[1].split(", ")
+    assert "optim" in keys and "hydra" not in keys
 
 
 # ---------------------------------------------------------------- the scripts in process

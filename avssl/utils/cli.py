@@ -104,7 +104,27 @@ def describe(exc: BaseException) -> str:
         cause = exc.__cause__
         if cause is not None and str(cause).strip():
             text += f" ({str(cause).strip().splitlines()[0]})"  # omegaconf's reason, without full_key lines
+            text += _valid_keys_hint(cause)
     return _collapse(text) or type(exc).__name__
+
+
+def _valid_keys_hint(cause: BaseException) -> str:
+    """For a key that is not in the config (a misspelled override): the keys its section does have,
+    the closest first when one is close (omegaconf's error carries the section as ``parent_node``)."""
+    import difflib
+
+    key, parent = getattr(cause, "key", None), getattr(cause, "parent_node", None)
+    if key is None or parent is None or not hasattr(parent, "keys"):
+        return ""
+    keys = [str(k) for k in parent.keys() if str(k) != "hydra"]
+    if not keys or str(key) in keys:
+        return ""
+    full = str(getattr(cause, "full_key", key) or key)
+    section = full.rsplit(".", 1)[0] if "." in full else ""
+    close = difflib.get_close_matches(str(key), keys, n=1)
+    hint = f"; did you mean {(section + '.' if section else '') + close[0]!r}?" if close else ""
+    where = f"'{section}'" if section else "the top level"
+    return f"{hint} Keys at {where}: {', '.join(keys)}"
 
 
 def _env_true(name: str) -> bool:
