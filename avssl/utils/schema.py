@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from omegaconf import MISSING
 
@@ -116,7 +116,9 @@ class LossConfig:
     in_batch: bool = MISSING
     localization_weight: float = MISSING
     localization_temperature: Optional[float] = MISSING
-    temporal_negatives: Optional[Dict[str, Any]] = MISSING
+    # null or {weight, min_shift, ...}: Any, as omegaconf 2.3 cannot merge a dict onto a typed None; its keys
+    # and defaults are checked in one place, avssl.methods.terms.TemporalNegatives.from_config
+    temporal_negatives: Any = MISSING
 
 
 # ConfigStore entries: (group, name) -> node. The YAML files name them in their defaults lists.
