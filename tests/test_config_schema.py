@@ -101,3 +101,33 @@ def test_command_reports_a_preset_typo_in_one_line_with_the_valid_keys(config_di
     assert len(lines) == 1, res.stderr
     assert "Key 'lrr' not in 'AdamConfig'" in lines[0]
     assert "did you mean 'optim.lr'?" in lines[0] and "Keys at 'optim': name, lr," in lines[0]
+
+
+# ------------------------------------------------------------------------------ fine-tuning (optim, eval, trainer)
+
+FT_TYPED = {"optim": schema.FinetuneOptimConfig, "eval": schema.FinetuneEvalConfig,
+            "trainer": schema.FinetuneTrainerConfig}
+FT_PRESETS = sorted(p.stem for p in (CONFIGS / "finetune").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("preset", FT_PRESETS)
+def test_finetune_presets_fill_every_typed_field(preset):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
+        cfg = compose("finetune", overrides=[f"finetune={preset}"])
+    for section, cls in FT_TYPED.items():
+        assert issubclass(OmegaConf.get_type(cfg[section]), cls), section
+        assert OmegaConf.missing_keys(cfg[section]) == set(), section
+    assert type(plain_config(cfg)["trainer"]["device"]) is str
+
+
+def test_finetune_preset_with_unknown_key_or_choice_fails_at_compose(config_dir):
+    (config_dir / "finetune" / "typo.yaml").write_text("# @package _global_\nname: typo\noptim: {warmup_epoch: 3}\n")
+    (config_dir / "finetune" / "badunit.yaml").write_text("# @package _global_\nname: typo\noptim: {schedule_unit: steps}\n")
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException) as info:
+            compose("finetune", overrides=["finetune=typo"])
+        assert "Key 'warmup_epoch' not in 'FinetuneOptimConfig'" in str(info.value)
+        with pytest.raises(ConfigCompositionException) as info:
+            compose("finetune", overrides=["finetune=badunit"])
+        err = info.value
+        assert "expected one of [epoch, step]" in str(err) + str(err.__cause__) + str(err.__context__)

@@ -1,8 +1,9 @@
 """Typed schemas (dataclasses in Hydra's ConfigStore) of the pretraining config's ``optim``, ``trainer``,
-``eval`` and ``loss`` sections.
+``eval`` and ``loss`` sections, and of the fine-tuning config's ``optim``, ``eval`` and ``trainer``.
 
 The YAML files place them first in their defaults lists (``- /schema/optim/adam@_here_``,
-``- /schema/trainer@_here_``, ``- /schema/pretrain@_here_`` in pretrain.yaml), so every value merged on top
+``- /schema/trainer@_here_``, ``- /schema/pretrain@_here_`` in pretrain.yaml, ``- /schema/finetune@_here_`` in
+finetune.yaml), so every value merged on top
 (the YAML itself, an experiment preset, a command-line override) is checked against them at compose time:
 an unknown key fails naming it and its section (``Key 'lrr' not in 'AdamConfig'``), a value of the wrong
 type or an unknown choice fails naming the valid ones (``Invalid value 'fp32', expected one of [off,
@@ -12,8 +13,8 @@ and the code reads it directly (``cfg["optim"]["lr"]``).
 Choices are str enums: OmegaConf gives the member back, which compares equal to its string
 (``Amp.off == "off"``); `avssl.utils.runs.plain_config` stores its name.
 
-Not typed (yet): ``data``, ``model``, ``transforms``, ``cma``, ``clip`` and the top-level keys of
-pretrain.yaml, and every other command's config.
+Not typed (yet): pretraining's ``data``, ``model``, ``transforms``, ``cma``, ``clip`` and top-level keys;
+fine-tuning's ``dataset``, ``model``, ``init``, ``transforms`` and top-level keys; every other command's config.
 """
 
 from __future__ import annotations
@@ -121,12 +122,40 @@ class LossConfig:
     temporal_negatives: Any = MISSING
 
 
+@dataclass
+class FinetuneOptimConfig:
+    """finetune.yaml ``optim`` (Adam; `avssl.downstream.finetune`)."""
+    lr: float = MISSING
+    weight_decay: float = MISSING
+    epochs: int = MISSING
+    warmup_epochs: int = MISSING
+    warmup_encoder_eval: Any = MISSING  # auto | true | false
+    milestones: List[int] = MISSING
+    gamma: float = MISSING
+    schedule_unit: ScheduleUnit = MISSING
+    warmup_steps: Optional[int] = MISSING
+
+
+@dataclass
+class FinetuneEvalConfig:
+    batch_size: int = MISSING
+
+
+@dataclass
+class FinetuneTrainerConfig:
+    device: Device = MISSING
+    progress: bool = MISSING
+    tensorboard: bool = MISSING
+    stop_after_epochs: Optional[int] = MISSING
+
+
 # ConfigStore entries: (group, name) -> node. The YAML files name them in their defaults lists.
 SCHEMAS: dict[tuple[str, str], Any] = {
     ("schema/optim", "adam"): AdamConfig,
     ("schema/optim", "sgd"): SGDConfig,
     ("schema", "trainer"): TrainerConfig,
     ("schema", "pretrain"): {"eval": EvalConfig, "loss": LossConfig},
+    ("schema", "finetune"): {"optim": FinetuneOptimConfig, "eval": FinetuneEvalConfig, "trainer": FinetuneTrainerConfig},
 }
 
 
