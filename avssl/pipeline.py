@@ -48,7 +48,7 @@ def compose(config_name: str, overrides: list[str]):
 def _plain(x):
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(x, resolve=True) if OmegaConf.is_config(x) else x
+    return OmegaConf.to_container(x, resolve=True, enum_to_str=True) if OmegaConf.is_config(x) else x
 
 
 def _same(a, b) -> bool:

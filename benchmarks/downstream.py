@@ -37,6 +37,10 @@ def compose_cfg(preset: str, overrides: list[str]) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
+    from avssl.utils.schema import register_schemas
+
+    register_schemas()  # the configs' typed sections (Hydra ConfigStore)
+
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("finetune", overrides=[f"finetune={preset}", *overrides])
     return OmegaConf.to_container(cfg, resolve=True)

@@ -22,6 +22,10 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from avssl.utils.schema import register_schemas
+
+register_schemas()  # the configs' typed sections (Hydra ConfigStore), before composing configs/
+
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 KEYS = ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5")
 

@@ -41,6 +41,10 @@ def trainer_split(steps: int, num_workers: int, world_dir: str, run_dir: str, de
 
     from avssl.engine.pretrain import train
 
+    from avssl.utils.schema import register_schemas
+
+    register_schemas()  # the configs' typed sections (Hydra ConfigStore)
+
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         cfg = compose("pretrain", overrides=[
             "experiment=avid_embedded_cpu", f"run_dir={run_dir}", f"data.world_dir={world_dir}",
@@ -81,6 +85,10 @@ def gpu_synthetic(steps: int = 25, slots: int = 100_000) -> dict:
     from torch.utils.data import default_collate
 
     import avssl.engine.pretrain as P
+
+    from avssl.utils.schema import register_schemas
+
+    register_schemas()  # the configs' typed sections (Hydra ConfigStore)
 
     with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
         base = OmegaConf.to_container(compose("pretrain", overrides=["experiment=avid_kinetics"]), resolve=True)
@@ -132,6 +140,10 @@ def objective_share(batch: int = 32, slots: int = 100_000, negatives: int = 1024
         from omegaconf import OmegaConf
 
         from avssl.engine.pretrain import build_batch_transforms, build_model
+
+        from avssl.utils.schema import register_schemas
+
+        register_schemas()  # the configs' typed sections (Hydra ConfigStore)
 
         with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
             cfg = OmegaConf.to_container(compose("pretrain", overrides=["experiment=avid_embedded_cpu"]), resolve=True)

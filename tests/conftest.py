@@ -7,6 +7,12 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from avssl.utils.schema import register_schemas  # noqa: E402
+
+# the shipped YAML names the typed schemas (Hydra's ConfigStore): tests composing configs/ with
+# initialize_config_dir need them stored, as the commands and compose_config do
+register_schemas()
+
 torch.set_num_threads(1)
 
 

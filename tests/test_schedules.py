@@ -87,7 +87,15 @@ def test_finetune_presets_keep_their_epoch_schedule(preset):
 def test_unknown_schedule_unit_fails_at_start():
     from avssl.engine.pretrain import build_optimizer
 
-    cfg = _compose("pretrain", ["experiment=tiny", "optim.schedule_unit=steps"])
+    from hydra.errors import ConfigCompositionException
+
+    # the typed schema (avssl.utils.schema) refuses it at compose time, naming the valid units
+    with pytest.raises(ConfigCompositionException) as info:
+        _compose("pretrain", ["experiment=tiny", "optim.schedule_unit=steps"])
+    assert "expected one of [epoch, step]" in str(info.value.__cause__)
+    # a plain dict from Python (no schema) is still checked when the optimizer is built
+    cfg = _compose("pretrain", ["experiment=tiny"])
+    cfg["optim"]["schedule_unit"] = "steps"
     with pytest.raises(ValueError, match="schedule_unit"):
         build_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
 

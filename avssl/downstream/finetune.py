@@ -252,9 +252,9 @@ def _frozen_eval(setting, init: dict) -> bool:
 def _warmup_steps(ocfg: dict, steps_per_epoch: int) -> int:
     """Classifier-only warm-up in optimisation steps: `optim.warmup_steps`, or when null
     `warmup_epochs` x steps per epoch (the same warm-up as in epoch units)."""
-    if ocfg.get("warmup_steps") is not None:
+    if ocfg["warmup_steps"] is not None:
         return int(ocfg["warmup_steps"])
-    return int(ocfg.get("warmup_epochs", 0)) * steps_per_epoch
+    return int(ocfg["warmup_epochs"]) * steps_per_epoch
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -323,10 +323,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     """Fine-tune on one fold and return the test metrics of the model selected on val."""
     run_dir = Path(run_dir)
     seed = int(cfg["seed"])
-    dcfg, ocfg, tcfg = cfg["dataset"], cfg["optim"], cfg.get("trainer", {})
-    device = _device(tcfg.get("device", "auto"))
+    dcfg, ocfg, tcfg = cfg["dataset"], cfg["optim"], cfg["trainer"]  # optim, trainer, eval: typed (avssl.utils.schema)
+    device = _device(tcfg["device"])
     rank, world = du.rank(), du.world_size()
-    progress = bool(tcfg.get("progress", True)) and rank == 0
+    progress = bool(tcfg["progress"]) and rank == 0
     ckpt = CheckpointManager(run_dir, keep_last=1)
     state, forced_changes = _resume_state(cfg, ckpt)  # refused here, before any data work, when the settings differ
 
@@ -353,10 +353,10 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     torch.manual_seed(seed)  # identical initial head on every rank
     encoder = load_pretrained_video_encoder(cfg.get("init", {}), cfg["model"])
     model = VideoClassifier(encoder, len(classes), float(cfg["model"].get("dropout", 0.5)),
-                            frozen_eval=_frozen_eval(ocfg.get("warmup_encoder_eval", "auto"), cfg.get("init", {}))).to(device)
+                            frozen_eval=_frozen_eval(ocfg["warmup_encoder_eval"], cfg.get("init", {}))).to(device)
     train_tf, eval_tf = _transforms(cfg, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg.get("weight_decay", 0.0)))
-    epochs, warmup = int(ocfg["epochs"]), int(ocfg.get("warmup_epochs", 0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(ocfg["lr"]), weight_decay=float(ocfg["weight_decay"]))
+    epochs, warmup = int(ocfg["epochs"]), int(ocfg["warmup_epochs"])
     # no drop_last: with few labels (10 %) a dropped tail would be a large share of the data; ranks
     # still run equal step counts (the share is padded by at most world-1 repeated items)
     sampler = ResumableDistributedSampler(len(train_set), max(1, min(batch_size, len(train_set) // world)),
@@ -365,7 +365,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
     # steps (stepped after each); the classifier-only warm-up likewise: warmup_epochs, or warmup_steps
     per_step = schedule_unit(ocfg) == "step"
     def make_scheduler(opt):
-        return build_lr_scheduler(opt, list(ocfg.get("milestones", [])), float(ocfg.get("gamma", 0.3)))
+        return build_lr_scheduler(opt, list(ocfg["milestones"]), float(ocfg["gamma"]))
 
     scheduler = make_scheduler(optimizer)
     steps_per_epoch = sampler.batches_per_epoch
@@ -398,12 +398,12 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
             failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past
         log.info("fold %d: resumed after epoch %d from %s", fold, start_epoch, ckpt.latest_path())
 
-    eval_bs = int(cfg.get("eval", {}).get("batch_size", batch_size))
+    eval_bs = int(cfg["eval"]["batch_size"])
     num_workers = int(dcfg.get("num_workers", 0))
     # one progress bar over every step of the fold (its ETA is the fold's), TensorBoard under <fold dir>/tensorboard
     bar = tqdm(total=epochs * steps_per_epoch, initial=min(start_epoch, epochs) * steps_per_epoch, unit="step",
                desc=f"fold {fold}", disable=not progress, dynamic_ncols=True)
-    tb = make_tb_writer(run_dir, rank, bool(tcfg.get("tensorboard", True)))
+    tb = make_tb_writer(run_dir, rank, bool(tcfg["tensorboard"]))
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         frozen = epoch < warmup if not per_step else epoch * steps_per_epoch < warmup_steps
@@ -493,7 +493,7 @@ def finetune_fold(cfg: dict, fold: int, run_dir: str | os.PathLike) -> dict:
                                      extra={"fold": fold, "epoch": epoch + 1})
         if du.is_dist():
             dist.barrier()
-        max_epochs = tcfg.get("stop_after_epochs")  # tests: simulate a killed run
+        max_epochs = tcfg["stop_after_epochs"]  # tests: simulate a killed run
         if max_epochs is not None and epoch + 1 >= int(max_epochs):
             _close(bar, tb)
             return {"stopped_after_epoch": epoch + 1, "history": history, "best": best}
@@ -561,9 +561,10 @@ def summarize_folds(results: list[dict]) -> dict:
 
 def finetune(cfg: dict) -> dict:
     """Run every requested fold under ``<run_dir>/fold<k>``; returns {'per_fold': [...], 'summary': {...}}."""
+    cfg = plain_config(cfg)  # a DictConfig or dicts -> plain data; the typed choices (enums) -> their str
     owns = False
     if not du.is_dist() and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun
-        backend = "nccl" if torch.cuda.is_available() and cfg.get("trainer", {}).get("device", "auto") != "cpu" else "gloo"
+        backend = "nccl" if torch.cuda.is_available() and cfg["trainer"]["device"] != "cpu" else "gloo"
         dist.init_process_group(backend=backend, init_method="env://")
         owns = True
     try:

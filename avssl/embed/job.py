@@ -22,7 +22,7 @@ log = logging.getLogger("avssl.extract")
 
 
 def _container(x):
-    return OmegaConf.to_container(x, resolve=True) if OmegaConf.is_config(x) else x
+    return OmegaConf.to_container(x, resolve=True, enum_to_str=True) if OmegaConf.is_config(x) else x
 
 
 def collection_source(cfg: DictConfig):

@@ -184,7 +184,7 @@ def build_data(cfg: dict, dist_info: DistInfo) -> DataBundle:
     eval_set = None
     eval_labels = eval_sounding = None
     notes = {"index_report": train_report, "summary": train_report.summary()}
-    if eval_src and cfg.get("eval", {}).get("enabled", True):
+    if eval_src and cfg["eval"]["enabled"]:
         eval_kw = {k: v for k, v in index_kw.items() if k != "cache"}  # its own file: one source per cache
         eval_kw["cache"] = split_cache_path(data_cfg.get("index_cache"), "eval")
         eval_manifest, eval_report = build_index(eval_src, split=data_cfg.get("eval_split"), **eval_kw)
@@ -280,10 +280,10 @@ def build_optimizer(cfg: dict, params, method_params=()) -> tuple[torch.optim.Op
         params = [{"params": list(params)}, {"params": method_params, "weight_decay": 0.0}]
     if ocfg["name"] == "adam":
         opt = torch.optim.Adam(params, lr=ocfg["lr"], weight_decay=ocfg["weight_decay"],
-                               betas=tuple(ocfg.get("betas", (0.9, 0.999))))
+                               betas=tuple(ocfg["betas"]))
     elif ocfg["name"] == "sgd":
-        opt = torch.optim.SGD(params, lr=ocfg["lr"], momentum=ocfg.get("momentum", 0.9),
-                              weight_decay=ocfg["weight_decay"], nesterov=ocfg.get("nesterov", False))
+        opt = torch.optim.SGD(params, lr=ocfg["lr"], momentum=ocfg["momentum"],
+                              weight_decay=ocfg["weight_decay"], nesterov=ocfg["nesterov"])
     else:
         raise ValueError(f"optim.name must be 'adam' or 'sgd', got {ocfg['name']!r}")
     schedule_unit(ocfg)  # checked here: a misspelled unit fails at start
@@ -295,8 +295,7 @@ def build_scheduler(cfg: dict, optimizer: torch.optim.Optimizer):
     from avssl.engine.schedules import build_lr_scheduler
 
     ocfg = cfg["optim"]
-    return build_lr_scheduler(optimizer, list(ocfg.get("milestones", [])), ocfg.get("gamma", 1.0),
-                              ocfg.get("warmup", 0))
+    return build_lr_scheduler(optimizer, list(ocfg["milestones"]), ocfg["gamma"], ocfg["warmup"])
 
 
 def _to_channels_last(model: torch.nn.Module) -> None:
@@ -455,7 +454,7 @@ def evaluate_retrieval(model, transforms, dataset, cfg, device, amp_dtype=None, 
         return {**{k: nan for k in ("a2v_R@1", "a2v_R@5", "v2a_R@1", "v2a_R@5", "chance_R@1", "chance_R@5")},
                 "num_clips": 0, **counts}
     out = {**retrieval_metrics(v, a, ids), **counts, **instance_metrics(v, a, ids, labels)}
-    out.update(evaluate_sync(model, transforms, dataset, list(ecfg.get("sync_shifts") or []),
+    out.update(evaluate_sync(model, transforms, dataset, list(ecfg["sync_shifts"]),
                              batch_size=ecfg["batch_size"], num_workers=cfg["data"].get("num_workers", 0),
                              device=device, amp_dtype=amp_dtype, sounding=sounding))
     return out
@@ -562,7 +561,7 @@ def train_one_epoch(ctx: "TrainContext", progress: Progress, max_steps: int | No
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.4f}")
-        if progress.global_step % tcfg.get("log_every", 10) == 0 or progress.global_step == 1:
+        if progress.global_step % tcfg["log_every"] == 0 or progress.global_step == 1:
             _log_step(ctx, progress, loss_value, stats, step_times, len(indices))
         _maybe_checkpoint(ctx, progress)
     return True
@@ -588,7 +587,7 @@ def _average_method_grads(ctx) -> None:
 
 
 def _maybe_checkpoint(ctx, progress) -> None:
-    every = ctx.cfg["trainer"].get("checkpoint_every")
+    every = ctx.cfg["trainer"]["checkpoint_every"]
     if every and progress.global_step % every == 0:
         save_checkpoint(ctx, progress)
 
@@ -717,13 +716,13 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
     under those keys when `return_objects`)."""
     cfg = _plain(cfg)
     tcfg = cfg["trainer"]
-    dist_info = setup_distributed(tcfg.get("device", "auto"))
+    dist_info = setup_distributed(tcfg["device"])
     device = dist_info.device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     run_dir = Path(cfg["run_dir"])
     logger = setup_logger(run_dir, dist_info.rank)
-    tb = make_tb_writer(run_dir, dist_info.rank, tcfg.get("tensorboard", True))
+    tb = make_tb_writer(run_dir, dist_info.rank, tcfg["tensorboard"])
     torch.manual_seed(cfg["seed"] + dist_info.rank)
     name = method_name(cfg)
     logger.info("run %s | method %s | %d process(es) on %s", run_dir, name, dist_info.world_size, device)
@@ -747,14 +746,14 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         # ---- model, transforms, objective, optimiser
         torch.manual_seed(cfg["seed"])  # identical initial weights on every rank
         model = build_model(cfg).to(device)
-        channels_last = bool(tcfg.get("channels_last", False)) and device.type == "cuda"
+        channels_last = tcfg["channels_last"] and device.type == "cuda"
         if channels_last:
             _to_channels_last(model)
         train_tf = build_batch_transforms(cfg, train=True).to(device)
         eval_tf = build_batch_transforms(cfg, train=False).to(device)
         method = build_method(cfg, data.num_train_videos, data.fingerprint).to(device)
         optimizer, scheduler = build_optimizer(cfg, model.parameters(), method.parameters())
-        amp_dtype = _amp_dtype(tcfg.get("amp", "off"), device)
+        amp_dtype = _amp_dtype(tcfg["amp"], device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         neg_generator = torch.Generator(device=device)  # the method's random draws (e.g. bank negatives)
         neg_generator.manual_seed(cfg["seed"] * 7919 + dist_info.rank)
@@ -764,7 +763,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
                 model, device_ids=[device.index] if device.type == "cuda" else None)
 
         # ---- resume or start
-        ckpt = CheckpointManager(run_dir, keep_last=tcfg.get("keep_last", 2))
+        ckpt = CheckpointManager(run_dir, keep_last=tcfg["keep_last"])
         progress = Progress()
         if resume_path is not None:
             check_fingerprint(state, data.fingerprint, source=str(resume_path))
@@ -780,19 +779,19 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
         else:
             method.start(_unwrap(model), fingerprint=data.fingerprint, logger=logger)
 
-        ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg.get("sync_timing", False), warmup=tcfg.get("timing_warmup", 0)),
+        ctx = TrainContext(cfg, dist_info, device, logger, tb, StepTimer(cuda_sync=tcfg["sync_timing"], warmup=tcfg["timing_warmup"]),
                            data.train_set, sampler, batch_size, model, train_tf, method, optimizer, scheduler,
                            scaler, neg_generator, data.fingerprint, ckpt, amp_dtype, channels_last,
                            replace_attempts=int(cfg["data"].get("replace_attempts", DEFAULT_REPLACE_ATTEMPTS)),
-                           schedule_per_step=cfg["optim"].get("schedule_unit", "epoch") == "step")
+                           schedule_per_step=cfg["optim"]["schedule_unit"] == "step")
         if resume_path is not None and dist_info.rank == 0 and state.get("data_failures"):
             ctx.failure_log.load_state_dict(state["data_failures"])  # rank 0 carries the merged past
 
         # ---- epochs
         epochs = tcfg["epochs"]
-        max_steps = tcfg.get("max_steps")
+        max_steps = tcfg["max_steps"]
         ctx.bar = run_progress_bar(progress, epochs, sampler.batches_per_epoch, max_steps,
-                                   dist_info.rank == 0 and tcfg.get("progress", True))
+                                   dist_info.rank == 0 and tcfg["progress"])
         evals: list[dict] = []
         stopped = False
         t_start = time.perf_counter()
@@ -809,7 +808,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             if not ctx.schedule_per_step:
                 scheduler.step()
             save_checkpoint(ctx, progress)
-            every = cfg["eval"].get("every_epochs", 0)
+            every = cfg["eval"]["every_epochs"]
             if data.eval_set is not None and every and progress.epoch % every == 0 and progress.epoch < epochs:
                 evals.append(_run_eval(ctx, data, progress, eval_tf))
         if ctx.bar is not None:
@@ -817,7 +816,7 @@ def train(cfg, *, return_objects: bool = False) -> dict[str, Any]:
             ctx.bar = None
         # the held-out evaluation ends every run, also one stopped by trainer.max_steps (its final
         # checkpoint is written above); not twice for the same weights
-        if data.eval_set is not None and cfg["eval"].get("at_end", True) and (
+        if data.eval_set is not None and cfg["eval"]["at_end"] and (
                 not evals or evals[-1]["global_step"] != progress.global_step):
             evals.append(_run_eval(ctx, data, progress, eval_tf))
         failures = report_data_failures(ctx, progress)  # collective; writes data_failures.json
@@ -887,7 +886,7 @@ def _run_eval(ctx, data, progress, eval_tf) -> dict:
                         "rank %g (chance %g)", metrics["a2v_class_top1"], metrics["chance_class_top1"],
                         metrics["a2v_within_R@1"], metrics["within_chance_R@1"], metrics["a2v_within_median_rank"],
                         metrics["within_chance_median_rank"])
-    for s in ctx.cfg["eval"].get("sync_shifts") or []:
+    for s in ctx.cfg["eval"]["sync_shifts"]:
         k = f"sync@{float(s):g}s"
         extra = (f", clips with a visible sounding object {metrics[k + '_acc_sounding']:.3f}"
                  if k + "_acc_sounding" in metrics else "")

@@ -284,15 +284,15 @@ class AVIDMethod(Method):
         lcfg = cfg["loss"]
         return dict(num_items=num_items, dim=lcfg["dim"], num_negatives=min(lcfg["num_negatives"], num_items - 1),
                     temperature=lcfg["temperature"], momentum=lcfg["momentum"], loss=lcfg["loss"],
-                    index_fingerprint=fingerprint, in_batch=bool(lcfg.get("in_batch", False)))
+                    index_fingerprint=fingerprint, in_batch=bool(lcfg["in_batch"]))
 
     @classmethod
     def from_config(cls, cfg, num_items: int, fingerprint: str | None) -> "AVIDMethod":
         lcfg = cfg["loss"]
-        weights = tuple(float(w) for w in lcfg.get("joint_weights") or (0.5, 0.5))
+        weights = tuple(float(w) for w in lcfg["joint_weights"])
         if len(weights) != 2:
             raise ValueError(f"loss.joint_weights must be [cross, self], got {list(weights)}")
-        criterion = AVIDCriterion(variant=lcfg.get("variant", "cross"), joint_weights=weights,
+        criterion = AVIDCriterion(variant=lcfg["variant"], joint_weights=weights,
                                   **cls.criterion_kwargs(cfg, num_items, fingerprint))
         return cls(criterion, terms_from_config(cfg), TemporalNegatives.from_config(cfg))
 

@@ -53,11 +53,12 @@ class LocalizationTerm(Term):
 
 def terms_from_config(cfg: Mapping) -> list[Term]:
     """The added terms the config's ``loss`` section switches on (see the module doc)."""
-    loss = cfg.get("loss") or {}
+    loss = cfg["loss"]  # every key is in the typed `loss` section (avssl.utils.schema.LossConfig)
     terms: list[Term] = []
-    weight = float(loss.get("localization_weight") or 0.0)
+    weight = float(loss["localization_weight"])
     if weight > 0:
-        terms.append(LocalizationTerm(weight, float(loss.get("localization_temperature") or loss["temperature"])))
+        temperature = loss["localization_temperature"]
+        terms.append(LocalizationTerm(weight, float(loss["temperature"] if temperature is None else temperature)))
     return terms
 
 

@@ -176,7 +176,8 @@ def _released_avid(path: Path, state: dict) -> dict:
     from omegaconf import OmegaConf
 
     preset = "avid_audioset" if "audioset" in path.name.lower() else "avid_kinetics"
-    cfg = OmegaConf.to_container(compose_config("pretrain", [f"experiment={preset}"]), resolve=True)
+    cfg = OmegaConf.to_container(compose_config("pretrain", [f"experiment={preset}"]), resolve=True,
+                                 enum_to_str=True)
     crit = state.get("train_criterion") or {}
     method = "cma" if isinstance(crit, Mapping) and "nce_average.positive_set" in crit else "avid"
     meta = {"method": method, "global_step": None, "released": {"file": path.name, "epoch": state.get("epoch"),

@@ -105,6 +105,8 @@ def describe(exc: BaseException) -> str:
         if cause is not None and str(cause).strip():
             text += f" ({str(cause).strip().splitlines()[0]})"  # omegaconf's reason, without full_key lines
             text += _valid_keys_hint(cause)
+        elif exc.__context__ is not None:  # a preset's unknown key: Hydra quotes omegaconf's error in its message
+            text += _valid_keys_hint(exc.__context__)
     return _collapse(text) or type(exc).__name__
 
 

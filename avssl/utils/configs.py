@@ -36,6 +36,7 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()):
     from hydra.core.global_hydra import GlobalHydra
     from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
+    register_resolvers()  # + the typed schemas the YAML defaults lists name (avssl.utils.schema)
     gh = GlobalHydra.instance()
     if gh.is_initialized() and _searches_package(gh):
         return compose(config_name=config_name, overrides=list(overrides))
@@ -104,8 +105,13 @@ def job_dirname(override_dirname: Any, num: Any = 0) -> str:
 
 def register_resolvers() -> None:
     """Make ``${avssl_job_dir:${hydra.job.override_dirname},${hydra.job.num}}`` (`job_dirname`) known to
-    OmegaConf; the shipped configs' ``hydra.sweep.subdir`` uses it. The commands call this at import."""
+    OmegaConf; the shipped configs' ``hydra.sweep.subdir`` uses it. Also stores the typed schemas the
+    shipped YAML defaults lists name (`avssl.utils.schema.register_schemas`). The commands call this at import."""
     from omegaconf import OmegaConf
+
+    from avssl.utils.schema import register_schemas
+
+    register_schemas()
 
     if not OmegaConf.has_resolver(JOB_DIR_RESOLVER):
         OmegaConf.register_new_resolver(JOB_DIR_RESOLVER, job_dirname)

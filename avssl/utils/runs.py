@@ -25,6 +25,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from pathlib import PurePath
 from typing import Any
 
@@ -50,7 +51,7 @@ class ConfigMismatchError(CheckpointError):
 def plain_config(cfg: Any) -> Any:
     """A config (OmegaConf `DictConfig` / `ListConfig`, resolved, or nested dicts / lists) as plain data a
     ``weights_only`` load reads: dict (str keys) / list / str / int / float / bool / None. Tuples become
-    lists, paths and numpy scalars their str / Python value; any other object its ``str``."""
+    lists, enums (the typed choices) their value, paths and numpy scalars their str / Python value; any other object its ``str``."""
     try:
         from omegaconf import OmegaConf
 
@@ -62,6 +63,8 @@ def plain_config(cfg: Any) -> Any:
         return {str(k): plain_config(v) for k, v in cfg.items()}
     if isinstance(cfg, (list, tuple)):
         return [plain_config(v) for v in cfg]
+    if isinstance(cfg, Enum):  # a typed choice (avssl.utils.schema): its str value, never the class
+        return plain_config(cfg.value)
     if cfg is None or isinstance(cfg, (bool, int, float, str)):
         return cfg
     if isinstance(cfg, PurePath):
