@@ -211,3 +211,12 @@ def test_a_sweep_gives_each_job_its_own_run(tmp_path, tiny_world):
     last = again.stderr.strip().splitlines()[-1]  # log lines may come before it; no traceback
     assert "Traceback" not in again.stderr and ": error: " in last
     assert "optim.lr 0.001 -> 0.1" in last and "resume=force" in last
+
+
+def test_a_checkpoint_from_before_typed_configs_resumes_its_amp_setting():
+    """Older checkpoints stored ``trainer.amp: false`` (YAML read ``off`` as a boolean); the typed config
+    spells it "off": the same setting, not a change. A real change still counts."""
+    from avssl.utils.runs import config_changes
+
+    assert config_changes({"trainer": {"amp": False}}, {"trainer": {"amp": "off"}}) == []
+    assert [k for k, _, _ in config_changes({"trainer": {"amp": False}}, {"trainer": {"amp": "bf16"}})] == ["trainer.amp"]

@@ -113,6 +113,10 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+# values older checkpoints stored for what a typed choice now spells out (YAML read `amp: off` as false)
+_LEGACY_SPELLINGS = {("trainer.amp", False): "off"}
+
+
 def config_changes(saved: Mapping, current: Mapping, harmless: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
     """``[(dotted key, saved value, current value)]`` for every leaf that differs, sorted by key, leaving out
     the keys `is_harmless` covers. A key only one side has gives the other side `MISSING` (shown "(absent)")."""
@@ -123,6 +127,7 @@ def config_changes(saved: Mapping, current: Mapping, harmless: Iterable[str] = (
         if is_harmless(key, harmless):
             continue
         old, new = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        old = _LEGACY_SPELLINGS.get((key, old), old) if isinstance(old, bool) else old
         if old is _ABSENT or new is _ABSENT or not _same(old, new):
             out.append((key, MISSING if old is _ABSENT else old, MISSING if new is _ABSENT else new))
     return out
