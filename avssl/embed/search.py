@@ -112,6 +112,8 @@ def exact_search(rows: sh.MappedRows, queries, k: int = 10, *, device=None,
     ``(scores float32 [Q, k], rows int64 [Q, k])``, ties to the lower row (`retrieval.nearest`).
     Blocks of ``chunk`` rows (default: as many as keep ``Q x chunk`` scores within 16 MiB, at
     least 4096, at most 65536)."""
+    from avssl.metrics.retrieval import merge_topk
+
     from .retrieval import nearest
 
     q = torch.from_numpy(_as_queries(queries, rows.dim))
@@ -124,13 +126,7 @@ def exact_search(rows: sh.MappedRows, queries, k: int = 10, *, device=None,
         s, i = nearest(q, torch.from_numpy(block), k, chunk=chunk, query_chunk=max(1, SCORE_BUDGET // chunk),
                        device=device)
         i = i + first
-        if best_s is None:
-            best_s, best_i = s, i
-            continue
-        # earlier blocks hold lower rows: a stable sort keeps ties row-ascending
-        s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
-        s, order = torch.sort(s, dim=1, descending=True, stable=True)
-        best_s, best_i = s[:, :k], i.gather(1, order[:, :k])
+        best_s, best_i = merge_topk(best_s, best_i, s, i, k)
     return best_s.numpy(), best_i.numpy()
 
 

@@ -108,13 +108,7 @@ def nearest(
             c = _block(collection_emb, c0, c0 + chunk, device, normalize)
             s, i = _chunk_topk(q @ c.T, min(k, c.shape[0]))
             i = i + c0
-            if best_s is None:
-                best_s, best_i = s, i
-                continue
-            # earlier chunks hold lower indices, so a stable sort keeps ties index-ascending.
-            s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
-            s, order = torch.sort(s, dim=1, descending=True, stable=True)
-            best_s, best_i = s[:, :k], i.gather(1, order[:, :k])
+            best_s, best_i = merge_topk(best_s, best_i, s, i, k)
         out_s.append(best_s.cpu())
         out_i.append(best_i.cpu())
     return torch.cat(out_s), torch.cat(out_i)
@@ -283,3 +277,13 @@ def retrieval_metrics(video_emb, audio_emb, ids) -> dict[str, float]:
         "v2a_R@1": res["v2a"]["R@1"], "v2a_R@5": res["v2a"]["R@5"],
         "chance_R@1": 1.0 / n, "chance_R@5": min(5.0 / n, 1.0), "num_clips": int(video_emb.shape[0]),
     }
+
+
+def merge_topk(best_s, best_i, s: torch.Tensor, i: torch.Tensor, k: int):
+    """The running top-``k`` (scores, indices) merged with a later block's; ``best_s=None`` starts it.
+    Earlier blocks hold lower indices, so a stable sort keeps ties index-ascending."""
+    if best_s is None:
+        return s, i
+    s, i = torch.cat([best_s, s], 1), torch.cat([best_i, i], 1)
+    s, order = torch.sort(s, dim=1, descending=True, stable=True)
+    return s[:, :k], i.gather(1, order[:, :k])

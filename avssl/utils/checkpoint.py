@@ -140,10 +140,16 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """`torch.save` that either fully replaces `path` or leaves it untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, "wb", lambda f: torch.save(obj, f))
+    return path
+
+
+def _atomic_write(path: Path, mode: str, write) -> None:
+    """``write(file)`` into a temporary sibling, fsync, then replace ``path``: all or nothing."""
     fd, tmp_name = _open_tmp(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
@@ -155,24 +161,10 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             pass
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp_name = _open_tmp(path)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 # --------------------------------------------------------------------------------------------
